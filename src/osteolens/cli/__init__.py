@@ -1,0 +1,1 @@
+"""The ``osteolens`` command: thin wrappers that delegate to the packages."""

@@ -1,0 +1,58 @@
+"""Small helpers every command module shares: consoles, error reporting, failure lists."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run a typer app; an ``OsteolensError`` becomes ``error: <message>`` and exit code 2."""
+    from osteolens.errors import OsteolensError
+
+    try:
+        app(standalone_mode=False)
+    except OsteolensError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+def report_failures(failures: Iterable[tuple[str, str]], out: Path | None = None) -> int:
+    """Print the files a batch could not process (path, reason) and optionally save them as CSV.
+
+    Returns the number of failures.
+    """
+    rows = list(failures)
+    if not rows:
+        return 0
+    console.print(f"[yellow]{len(rows)} item(s) failed:[/]")
+    for path, reason in rows:
+        console.print(f"  {path}: {reason}", highlight=False, markup=False)
+    if out is not None:
+        import csv
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "reason"])
+            writer.writerows(rows)
+        console.print(f"failure list written to {out}")
+    return len(rows)

@@ -1,0 +1,54 @@
+"""Entry point of the ``osteolens`` command (typer + rich).
+
+Each command group lives in its own module and imports the heavy packages inside its
+command functions, so ``osteolens --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from osteolens import __version__
+from osteolens.cli import common
+
+app = typer.Typer(
+    name="osteolens",
+    help="Bone-health AI on plain radiographs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"osteolens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """osteolens: read, preprocess, validate, train, evaluate and serve bone-health models."""
+
+
+def _register() -> None:
+    # One line per command module; each module exposes ``register(app)``.
+    from osteolens.cli import data_cmd
+
+    for module in (data_cmd,):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Run the command line, turning OsteolensError into a one-line message and exit code 2."""
+    common.run_app(app)
+
+
+if __name__ == "__main__":
+    main()
