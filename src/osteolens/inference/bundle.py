@@ -1,0 +1,428 @@
+"""The model bundle: everything needed to replay a trained model, as safetensors + JSON.
+
+A bundle is a directory (or a ``.zip`` of the same files) holding
+
+* ``bundle.json``: format version, architecture (the exact ``create_model`` kwargs),
+  preprocessing pipeline config, input size, task, labels, target and its scaling,
+  covariate scaling, decision threshold, calibration, training summary, metrics, and the
+  sha256 of every other file;
+* ``fold<k>.safetensors``: the weights of each cross-validation fold's model;
+* optionally ``model.onnx``: the fold ensemble exported by :func:`osteolens.inference.onnx.export_onnx`.
+
+Loading verifies every hash before anything is parsed and never unpickles: weights are
+read with ``safetensors`` and the network is rebuilt with ``osteolens.models.create_model``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from osteolens.errors import BundleError
+
+#: Version of the bundle layout this code writes; loading refuses newer major versions.
+FORMAT_VERSION = 1
+MANIFEST_NAME = "bundle.json"
+ONNX_NAME = "model.onnx"
+TASKS = ("binary", "multiclass", "ordinal", "regression")
+_REQUIRED_KEYS = ("format_version", "architecture", "preprocessing", "input_size", "task", "labels", "files", "folds")
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle.
+
+    Attributes:
+        path: where it was loaded from.
+        manifest: the parsed ``bundle.json``.
+        models: one ``OsteoNet`` per fold, on CPU, in eval mode.
+        onnx_model: the serialised ONNX ensemble when the bundle holds one, else None.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    models: list[Any] = field(repr=False)
+    onnx_model: bytes | None = field(default=None, repr=False)
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The ``create_model`` kwargs."""
+        return self.manifest["architecture"]
+
+    @property
+    def preprocessing(self) -> list[dict[str, Any]]:
+        """The ``osteolens.transforms`` pipeline config replayed before the model."""
+        return self.manifest["preprocessing"]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of the network input."""
+        height, width = self.manifest["input_size"]
+        return int(height), int(width)
+
+    @property
+    def task(self) -> str:
+        """binary, multiclass, ordinal or regression."""
+        return self.manifest["task"]
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in output order ([] for regression)."""
+        return list(self.manifest["labels"])
+
+    @property
+    def target(self) -> str | None:
+        """Name of the regression target or label column."""
+        return self.manifest.get("target")
+
+    @property
+    def target_scaling(self) -> dict[str, float] | None:
+        """``{"mean", "std"}`` that turn the regression output back into target units."""
+        return self.manifest.get("target_scaling")
+
+    @property
+    def tabular(self) -> list[str]:
+        """Names of the covariates the model takes besides the image (e.g. ``sex``, ``age``)."""
+        return list(self.architecture.get("tabular") or [])
+
+    @property
+    def tabular_scaling(self) -> dict[str, dict[str, float]]:
+        """Per-covariate ``{"mean", "std"}`` used to standardise numeric covariates."""
+        return dict(self.manifest.get("tabular_scaling") or {})
+
+    @property
+    def threshold(self) -> float | None:
+        """Decision threshold on the positive-class probability (binary tasks)."""
+        value = self.manifest.get("threshold")
+        return None if value is None else float(value)
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """``Calibrator.to_dict()`` from ``osteolens.evaluation``, or None."""
+        return self.manifest.get("calibration")
+
+    @property
+    def name(self) -> str:
+        """A short human name: the bundle folder / zip stem."""
+        return self.path.stem if self.path.suffix == ".zip" else self.path.name
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the weight files' hashes: identifies the exact model in outputs and logs."""
+        joined = "".join(self.manifest["files"][name] for name in sorted(self.manifest["files"]))
+        return hashlib.sha256(joined.encode()).hexdigest()
+
+    def model_card(self) -> dict[str, Any]:
+        """What a clinician or auditor needs to know about the model (no weights, no hashes of data)."""
+        keys = ("format_version", "created", "osteolens_version", "task", "labels", "target", "threshold",
+                "input_size", "training_summary", "metrics")
+        card = {key: self.manifest.get(key) for key in keys}
+        card.update(
+            name=self.name,
+            digest=self.digest[:16],
+            architecture=self.architecture.get("name"),
+            covariates=self.tabular,
+            folds=len(self.models),
+            calibrated=self.calibration is not None,
+            preprocessing=[step.get("name") for step in self.preprocessing],
+            onnx=self.onnx_model is not None,
+        )
+        return card
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _state_bytes(model: Any) -> bytes:
+    """Serialise a module's state dict with safetensors (copies break shared storage)."""
+    from safetensors.torch import save
+
+    tensors = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
+    return save(tensors)
+
+
+def _jsonable(value: Any, name: str) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"write_bundle: field '{name}' is not JSON-serialisable ({exc}). "
+                          "Fix: pass plain dicts, lists, numbers and strings.") from exc
+
+
+def write_bundle(
+    path: str | Path,
+    *,
+    models: Sequence[Any],
+    preprocessing: list[dict[str, Any]],
+    input_size: tuple[int, int] | Sequence[int],
+    task: str,
+    labels: Sequence[str],
+    target: str | None = None,
+    target_scaling: Mapping[str, float] | None = None,
+    tabular_scaling: Mapping[str, Mapping[str, float]] | None = None,
+    threshold: float | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    training_summary: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    onnx_model: bytes | None = None,
+) -> Path:
+    """Write a bundle directory, or a zip when ``path`` ends with ``.zip``.
+
+    Args:
+        path: output directory (created; must be empty or absent) or ``*.zip`` file.
+        models: one ``OsteoNet`` per fold; all must share the same ``config``.
+        preprocessing: the ``Pipeline.to_config()`` list applied before the network.
+        input_size: (height, width) fed to the network.
+        task: binary, multiclass, ordinal or regression.
+        labels: class names in output order (binary: [negative, positive]); [] for regression.
+        target: the label / target column name.
+        target_scaling: ``{"mean", "std"}``: regression output * std + mean = target units.
+        tabular_scaling: ``{"age": {"mean", "std"}}`` for numeric covariates.
+        threshold: decision threshold on the positive-class probability (binary).
+        calibration: ``Calibrator.to_dict()`` fitted on out-of-fold predictions.
+        training_summary: free-form JSON (epochs, folds, seed, data fingerprint ...).
+        metrics: cross-validated metrics with intervals.
+        onnx_model: serialised ONNX ensemble to store beside the weights.
+
+    Returns:
+        The path written.
+
+    Raises:
+        BundleError: inconsistent arguments (no models, mixed architectures, bad task ...).
+    """
+    from osteolens import __version__
+
+    path = Path(path)
+    if not models:
+        raise BundleError("write_bundle: no models given. Fix: pass one trained model per fold.")
+    configs = []
+    for k, model in enumerate(models):
+        config = getattr(model, "config", None)
+        if not isinstance(config, dict):
+            raise BundleError(f"write_bundle: model {k} has no 'config' dict. "
+                              "Fix: build models with osteolens.models.create_model.")
+        configs.append(_jsonable(config, f"models[{k}].config"))
+    if any(config != configs[0] for config in configs[1:]):
+        raise BundleError("write_bundle: the fold models have different architectures. "
+                          "Fix: bundle only folds of one training run.")
+    if task not in TASKS:
+        raise BundleError(f"write_bundle: unknown task {task!r}. Fix: use one of {', '.join(TASKS)}.")
+    labels = [str(label) for label in labels]
+    if task in ("binary", "multiclass", "ordinal") and len(labels) < 2:
+        raise BundleError(f"write_bundle: task {task} needs at least two labels, got {labels}. "
+                          "Fix: pass the class names in output order.")
+    if task == "regression" and labels:
+        raise BundleError("write_bundle: regression bundles take labels=[]. Fix: drop the labels.")
+    size = [int(v) for v in input_size]
+    if len(size) != 2 or min(size) <= 0:
+        raise BundleError(f"write_bundle: input_size must be (height, width), got {input_size!r}.")
+
+    blobs: dict[str, bytes] = {f"fold{k}.safetensors": _state_bytes(model) for k, model in enumerate(models)}
+    if onnx_model is not None:
+        blobs[ONNX_NAME] = onnx_model
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "osteolens_version": __version__,
+        "architecture": configs[0],
+        "preprocessing": _jsonable(list(preprocessing), "preprocessing"),
+        "input_size": size,
+        "task": task,
+        "labels": labels,
+        "target": target,
+        "target_scaling": _jsonable(dict(target_scaling), "target_scaling") if target_scaling else None,
+        "tabular_scaling": _jsonable({k: dict(v) for k, v in tabular_scaling.items()}, "tabular_scaling")
+        if tabular_scaling else None,
+        "threshold": None if threshold is None else float(threshold),
+        "calibration": _jsonable(dict(calibration), "calibration") if calibration else None,
+        "training_summary": _jsonable(dict(training_summary), "training_summary") if training_summary else None,
+        "metrics": _jsonable(dict(metrics), "metrics") if metrics else None,
+        "folds": [f"fold{k}.safetensors" for k in range(len(models))],
+        "onnx": ONNX_NAME if onnx_model is not None else None,
+        "files": {name: _sha256(data) for name, data in sorted(blobs.items())},
+    }
+    _store(path, manifest, blobs)
+    return path
+
+
+def _store(path: Path, manifest: dict[str, Any], blobs: Mapping[str, bytes]) -> None:
+    """Write the files atomically enough: to a temporary sibling, then moved into place."""
+    text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+    if path.suffix == ".zip":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST_NAME, text)
+            for name, data in blobs.items():
+                archive.writestr(name, data)
+        tmp.replace(path)
+        return
+    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not (path / MANIFEST_NAME).exists():
+        raise BundleError(f"{path}: exists and is not an empty folder or an earlier bundle. "
+                          "Fix: choose a new output path.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        for name, data in blobs.items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST_NAME).write_text(text)
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _safe_member(name: str, where: Path) -> str:
+    """Refuse file names that could escape the bundle (absolute, ``..``, nested)."""
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or len(pure.parts) != 1 or pure.name in ("", ".", ".."):
+        raise BundleError(f"{where}: bundle.json lists an unsafe file name {name!r}. "
+                          "Fix: the bundle was tampered with; re-export it.")
+    return pure.name
+
+
+def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Read ``bundle.json`` and the bytes of every file it lists, from a folder or a zip."""
+    if not path.exists():
+        raise BundleError(f"{path}: no such model bundle. Fix: check the path, or train one with "
+                          "'osteolens train' / write one with osteolens.inference.write_bundle.")
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise BundleError(f"{path}: not a bundle (neither a folder nor a zip archive). "
+                              "Fix: pass the bundle folder or its .zip.")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+                if MANIFEST_NAME not in names:
+                    raise BundleError(f"{path}: the zip has no {MANIFEST_NAME}. Fix: pass a bundle written by write_bundle.")
+                manifest = _parse_manifest(archive.read(MANIFEST_NAME), path)
+                blobs = {}
+                for name in manifest["files"]:
+                    member = _safe_member(name, path)
+                    if member not in names:
+                        raise BundleError(f"{path}: file '{member}' listed in {MANIFEST_NAME} is missing. "
+                                          "Fix: re-export the bundle.")
+                    blobs[member] = archive.read(member)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BundleError(f"{path}: the zip archive is damaged ({exc}). Fix: copy the bundle again.") from exc
+        return manifest, blobs
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(f"{path}: no {MANIFEST_NAME} in this folder. Fix: pass a bundle folder written by write_bundle.")
+    manifest = _parse_manifest(manifest_path.read_bytes(), manifest_path)
+    blobs = {}
+    for name in manifest["files"]:
+        member = path / _safe_member(name, path)
+        if not member.is_file():
+            raise BundleError(f"{member}: listed in {MANIFEST_NAME} but missing. Fix: re-export the bundle.")
+        blobs[member.name] = member.read_bytes()
+    return manifest, blobs
+
+
+def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{where}: {MANIFEST_NAME} is not valid JSON ({exc}). Fix: re-export the bundle.") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{where}: {MANIFEST_NAME} must hold a JSON object.")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{where}: {MANIFEST_NAME} has no integer 'format_version'. Fix: re-export the bundle.")
+    if version > FORMAT_VERSION:
+        raise BundleError(f"{where}: bundle format version {version} is newer than this osteolens reads "
+                          f"({FORMAT_VERSION}). Fix: upgrade osteolens.")
+    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
+    if missing:
+        raise BundleError(f"{where}: {MANIFEST_NAME} lacks {', '.join(missing)}. Fix: re-export the bundle.")
+    if manifest["task"] not in TASKS:
+        raise BundleError(f"{where}: unknown task {manifest['task']!r}; this osteolens knows {', '.join(TASKS)}. "
+                          "Fix: upgrade osteolens.")
+    if not isinstance(manifest["files"], dict) or not manifest["folds"]:
+        raise BundleError(f"{where}: {MANIFEST_NAME} lists no weight files. Fix: re-export the bundle.")
+    for name in manifest["folds"]:
+        if name not in manifest["files"]:
+            raise BundleError(f"{where}: fold file '{name}' has no sha256 in 'files'. Fix: re-export the bundle.")
+    return manifest
+
+
+def _build_model(architecture: dict[str, Any], where: Path) -> Any:
+    from osteolens.errors import OsteolensError
+
+    try:
+        from osteolens.models import create_model
+    except ImportError as exc:
+        raise BundleError(f"{where}: osteolens.models is unavailable ({exc}).") from exc
+    try:
+        return create_model(**{**architecture, "pretrained": False, "weights": None})
+    except (OsteolensError, TypeError, ValueError, RuntimeError) as exc:
+        raise BundleError(f"{where}: cannot rebuild architecture {architecture.get('name')!r} ({exc}). "
+                          "Fix: use the osteolens version that trained it.") from exc
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and verify a bundle folder or zip.
+
+    Every file listed in ``bundle.json`` must exist with the recorded sha256; the weights are
+    read with ``safetensors`` (no pickle) into a network rebuilt from the stored architecture,
+    with strict key and shape checking.
+
+    Raises:
+        BundleError: missing, corrupt (hash mismatch, bad JSON, damaged zip) or incompatible
+            (newer format, unknown task or architecture, weights that do not fit) bundles.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
+
+    path = Path(path)
+    manifest, blobs = _read_raw(path)
+    for name, expected in manifest["files"].items():
+        if _sha256(blobs[name]) != expected:
+            raise BundleError(f"{path}: '{name}' is corrupt (sha256 differs from {MANIFEST_NAME}). "
+                              "Fix: copy or re-export the bundle.")
+    models = []
+    for name in manifest["folds"]:
+        model = _build_model(manifest["architecture"], path)
+        try:
+            state = load_tensors(blobs[name])
+            model.load_state_dict(state, strict=True)
+        except (SafetensorError, RuntimeError) as exc:
+            raise BundleError(f"{path}: '{name}' does not fit architecture {manifest['architecture'].get('name')!r} "
+                              f"({str(exc).splitlines()[0]}). Fix: re-export the bundle.") from exc
+        models.append(model.eval())
+    onnx_name = manifest.get("onnx")
+    return Bundle(path=path, manifest=manifest, models=models, onnx_model=blobs.get(onnx_name) if onnx_name else None)
+
+
+def add_onnx(path: str | Path, onnx_model: bytes) -> Path:
+    """Store (or replace) the ONNX ensemble in an existing bundle and record its sha256."""
+    path = Path(path)
+    manifest, blobs = _read_raw(path)
+    blobs[ONNX_NAME] = onnx_model
+    manifest["onnx"] = ONNX_NAME
+    manifest["files"] = {name: _sha256(data) for name, data in sorted(blobs.items())}
+    _store(path, manifest, blobs)
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The parsed ``bundle.json`` of a folder or zip, without verifying or loading weights."""
+    path = Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return _parse_manifest(archive.read(MANIFEST_NAME), path)
+    return _parse_manifest((path / MANIFEST_NAME).read_bytes(), path / MANIFEST_NAME)
+
+
+__all__ = ["FORMAT_VERSION", "Bundle", "BundleError", "add_onnx", "load_bundle", "read_manifest", "write_bundle"]
