@@ -1,0 +1,254 @@
+"""``OsteoNet`` and ``create_model``: backbone(s) + tabular fusion + task head.
+
+Architecture::
+
+    view 1 ─► backbone ─► features ─┐
+    view 2 ─► backbone ─► features ─┼─► concat ─► [Linear ─► ReLU ─► Dropout] x len(head_hidden) ─► output
+    covariates (sex, age, ...) ─────┘
+
+Two views are fused late (feature concatenation), with one shared backbone (default) or
+one backbone per view. Fine-tuning depth: ``all`` trains everything; ``head`` freezes the
+backbone; ``last:N`` trains the last N stages (timm ``feature_info`` levels) and every
+layer after them. Frozen batch-norm layers stay in eval mode, so their running statistics
+do not drift while the rest trains.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from osteolens.errors import ModelError
+from osteolens.models import simple_cnn as _simple_cnn  # noqa: F401  (registers simple_cnn)
+from osteolens.models.backbones import build_backbone
+from osteolens.models.registry import Backbone
+from osteolens.models.tasks import check_task
+
+
+class CoralOutput(nn.Module):
+    """Rank-consistent ordinal output: one shared score ``w·x`` plus K-1 biases."""
+
+    def __init__(self, in_features: int, num_outputs: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(in_features, 1, bias=False)
+        # Ordered initial biases (as coral-pytorch): P(y > k) starts decreasing in k.
+        self.bias = nn.Parameter(torch.arange(num_outputs, 0, -1, dtype=torch.float32) / max(num_outputs, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, F] -> [N, K-1]`` cumulative logits."""
+        return self.score(x) + self.bias
+
+
+def _head(in_features: int, hidden: Sequence[int], dropout: float, task: str, num_outputs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = in_features
+    for units in hidden:
+        layers += [nn.Linear(width, int(units)), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = int(units)
+    if dropout and not hidden:
+        layers.append(nn.Dropout(dropout))
+    layers.append(CoralOutput(width, num_outputs) if task == "ordinal" else nn.Linear(width, num_outputs))
+    return nn.Sequential(*layers)
+
+
+class OsteoNet(nn.Module):
+    """Backbone(s) + optional covariates + task head.
+
+    Attributes:
+        backbone: the (first) image feature extractor.
+        backbones: one extractor per view when views are not shared, else ``[backbone]``.
+        cam_layer: the module Grad-CAM should hook (last stage of the first backbone).
+        head: fusion MLP and output layer.
+        config: the keyword arguments of :func:`create_model` that rebuild this network.
+        views: number of views; ``forward`` takes ``[N, V, C, H, W]`` when > 1.
+        n_tabular: number of covariates ``forward`` expects.
+    """
+
+    def __init__(
+        self,
+        backbones: list[Backbone],
+        views: int,
+        n_tabular: int,
+        head: nn.Module,
+        config: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.backbones = nn.ModuleList([b.module for b in backbones])
+        self.backbone = self.backbones[0]
+        self.stages = list(backbones[0].stages)
+        self.cam_layer = self.backbone.get_submodule(self.stages[-1]) if self.stages else self.backbone
+        self.views = views
+        self.n_tabular = n_tabular
+        self.head = head
+        self.config = config
+        self._frozen_norms: list[nn.Module] = []
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Image features ``[N, V * F]`` (views concatenated in order)."""
+        if self.views == 1:
+            if images.ndim != 4:
+                raise ModelError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}.")
+            return self.backbone(images)
+        if images.ndim != 5 or images.shape[1] != self.views:
+            raise ModelError(f"expected images [N, {self.views}, C, H, W] for {self.views} views, got {tuple(images.shape)}.")
+        n = images.shape[0]
+        if len(self.backbones) == 1:
+            flat = self.backbone(images.flatten(0, 1))
+            return flat.reshape(n, -1)
+        return torch.cat([net(images[:, v]) for v, net in enumerate(self.backbones)], dim=1)
+
+    def forward(self, images: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw outputs ``[N, num_outputs]`` (logits, cumulative logits, or standardised value)."""
+        feats = self.features(images)
+        if self.n_tabular:
+            if tabular is None or tabular.shape != (feats.shape[0], self.n_tabular):
+                got = None if tabular is None else tuple(tabular.shape)
+                raise ModelError(
+                    f"this model takes {self.n_tabular} covariate(s) {self.config.get('tabular')}; got tabular {got}. "
+                    "Fix: pass tabular=[N, n] encoded with osteolens.models.tabular.encode."
+                )
+            feats = torch.cat([feats, tabular.to(feats.dtype)], dim=1)
+        return self.head(feats)
+
+    # ---------------------------------------------------------------- fine-tuning
+    def apply_finetune(self, finetune: str) -> None:
+        """Freeze backbone parameters according to ``finetune`` (``all``, ``head``, ``last:N``)."""
+        match = re.fullmatch(r"last:(\d+)", finetune)
+        if finetune not in ("all", "head") and not match:
+            raise ModelError(f"finetune '{finetune}' not understood. Fix: use 'all', 'head' or 'last:N' (e.g. last:2).")
+        for net in self.backbones:
+            names = [name for name, _ in net.named_parameters()]
+            if finetune == "all":
+                cut = 0
+            elif finetune == "head":
+                cut = len(names)
+            else:
+                n = int(match.group(1))  # type: ignore[union-attr]
+                if not 1 <= n <= len(self.stages):
+                    raise ModelError(
+                        f"finetune '{finetune}': this backbone has {len(self.stages)} stages {self.stages}. "
+                        f"Fix: use last:1 ... last:{len(self.stages)}, or 'all'."
+                    )
+                prefix = self.stages[-n] + "."
+                cut = next(i for i, name in enumerate(names) if name.startswith(prefix))
+            for i, (_, param) in enumerate(net.named_parameters()):
+                param.requires_grad_(i >= cut)
+        self._frozen_norms = [
+            m
+            for net in self.backbones
+            for m in net.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and any(True for _ in m.parameters())
+            and not any(p.requires_grad for p in m.parameters())
+        ]
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> OsteoNet:
+        """As ``nn.Module.train``, but frozen batch-norm layers stay in eval mode."""
+        super().train(mode)
+        for module in getattr(self, "_frozen_norms", []):
+            module.eval()
+        return self
+
+    def parameter_groups(self, lr: float, backbone_lr_mult: float = 1.0, weight_decay: float = 0.0) -> list[dict]:
+        """AdamW parameter groups: backbone at ``lr * backbone_lr_mult``, head at ``lr``.
+
+        Biases and normalisation weights (1-D tensors) get no weight decay.
+        """
+        groups = []
+        backbone_ids = {id(p) for net in self.backbones for p in net.parameters()}
+        for is_backbone in (True, False):
+            for decay in (True, False):
+                params = [
+                    p
+                    for p in self.parameters()
+                    if p.requires_grad and (id(p) in backbone_ids) == is_backbone and (p.ndim > 1) == decay
+                ]
+                if params:
+                    groups.append(
+                        {
+                            "params": params,
+                            "lr": lr * (backbone_lr_mult if is_backbone else 1.0),
+                            "weight_decay": weight_decay if decay else 0.0,
+                            "name": f"{'backbone' if is_backbone else 'head'}{'' if decay else '_no_decay'}",
+                        }
+                    )
+        return groups
+
+
+def create_model(
+    name: str,
+    task: str,
+    num_outputs: int,
+    in_chans: int = 1,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    finetune: str = "all",
+    tabular: Sequence[str] = (),
+    views: int = 1,
+    shared_backbone: bool = True,
+    head_hidden: Sequence[int] = (),
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> OsteoNet:
+    """Build an :class:`OsteoNet`.
+
+    Args:
+        name: any timm model name (``efficientnet_b0``, ``resnet18``, ...) or ``simple_cnn``.
+        task: ``binary``, ``multiclass``, ``ordinal`` or ``regression``.
+        num_outputs: raw outputs (see :func:`osteolens.models.tasks.num_outputs`: 1 for binary and
+            regression, K for multiclass, K-1 for ordinal).
+        in_chans: image channels (1 for radiographs).
+        pretrained: ImageNet weights from the Hugging Face hub through timm (online).
+        weights: local weight file (safetensors or timm checkpoint), offline.
+        finetune: ``all``, ``head`` or ``last:N``.
+        tabular: covariate names fused before the head (``["sex", "age"]``).
+        views: number of views per sample (2 for AP + lateral).
+        shared_backbone: one backbone for all views (True) or one per view.
+        head_hidden: hidden layer widths of the head (``[256, 256]`` = dense depth 2).
+        dropout: dropout rate in the head.
+        **kwargs: passed to the backbone builder (``conv_layers``, ``filters``, ``dense_units`` for
+            simple_cnn; timm keyword arguments such as ``drop_rate``).
+
+    Returns:
+        The network; ``net.config`` rebuilds it with ``create_model(**net.config)`` (with
+        ``pretrained=False`` and ``weights=None``: trained weights are loaded from the bundle).
+
+    Example:
+        >>> net = create_model("simple_cnn", "binary", 1, tabular=["sex", "age"], conv_layers=2, filters=4)
+        >>> net(torch.zeros(2, 1, 32, 32), torch.zeros(2, 2)).shape
+        torch.Size([2, 1])
+    """
+    check_task(task)
+    if views < 1:
+        raise ModelError(f"views must be >= 1, got {views}.")
+    if num_outputs < 1:
+        raise ModelError(f"num_outputs must be >= 1, got {num_outputs}.")
+    n_backbones = 1 if shared_backbone or views == 1 else views
+    backbones = [build_backbone(name, in_chans, pretrained, weights, **kwargs) for _ in range(n_backbones)]
+    in_features = backbones[0].num_features * views + len(tabular)
+    head = _head(in_features, list(head_hidden), float(dropout), task, int(num_outputs))
+    config: dict[str, Any] = {
+        "name": name,
+        "task": task,
+        "num_outputs": int(num_outputs),
+        "in_chans": int(in_chans),
+        "pretrained": False,
+        "weights": None,
+        "finetune": finetune,
+        "tabular": list(tabular),
+        "views": int(views),
+        "shared_backbone": bool(shared_backbone),
+        "head_hidden": [int(h) for h in head_hidden],
+        "dropout": float(dropout),
+        **kwargs,
+    }
+    net = OsteoNet(backbones, views, len(tabular), head, config)
+    net.init_weights = str(weights) if weights is not None else ("hub" if pretrained else "random")
+    net.apply_finetune(finetune)
+    return net
