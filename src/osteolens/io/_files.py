@@ -1,0 +1,49 @@
+"""Shared helpers of the writers: checking an image array and writing a file atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from osteolens.errors import RadiographWriteError
+
+
+def unit_array(pixels: object, path: Path) -> np.ndarray:
+    """``pixels`` as a float64 (H, W) array clipped to [0, 1], or a RadiographWriteError."""
+    try:
+        arr = np.asarray(pixels, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RadiographWriteError(path, f"the pixels are not a numeric array ({exc}).",
+                                   "pass a float array (H, W) in [0, 1].") from exc
+    if arr.ndim != 2 or arr.size == 0:
+        raise RadiographWriteError(path, f"the pixels have shape {arr.shape}; a radiograph is one non-empty 2-D (H, W) array.",
+                                   "convert colour to grey and pass one frame.")
+    if not np.isfinite(arr).all():
+        raise RadiographWriteError(path, "the pixels contain NaN or infinite values.",
+                                   "replace them (e.g. np.nan_to_num) before writing.")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def quantise(arr: np.ndarray, bits: int) -> np.ndarray:
+    """Round [0, 1] values to integers 0 .. 2^bits - 1 (uint8 up to 8 bits, else uint16)."""
+    full = 2**bits - 1
+    return np.rint(arr * full).astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    A reader (or a crashed batch job) never sees a half-written image. Parent folders are
+    created.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RadiographWriteError(path, f"cannot be written ({exc.strerror or exc}).",
+                                   "check that the folder exists and is writable, and that the disk has space.") from exc
+    return path
