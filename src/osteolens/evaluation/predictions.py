@@ -1,0 +1,240 @@
+"""Reading a predictions table into arrays: task, classes, truth, scores, patients, folds.
+
+The format written by the cross-validation commands (``oof_predictions.csv``):
+
+| column | meaning |
+|---|---|
+| ``image`` | image path (the key that joins the manifest) |
+| ``patient_id`` | grouping key for the bootstrap (defaults to ``image``, else the row) |
+| ``fold`` | the fold whose model scored this row (``-1`` = external test) |
+| ``y_true`` | class name, 0/1, or the numeric target |
+| ``prob`` | binary: probability of the positive class |
+| ``prob_<class>`` | one probability column per class (class names come from the column names) |
+| ``y_pred`` | optional predicted class; the prediction itself for regression |
+
+Any other column (``sex``, ``age``, ``view``, ``site`` ...) is kept as a covariate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from osteolens.errors import OsteolensError
+
+TASKS = ("binary", "multiclass", "regression")
+# Ordered bone-density classes (WHO T-score bands); the order matters for kappa and screening.
+BONE_DENSITY_ORDER = ("normal", "osteopenia", "osteoporosis")
+_NEGATIVE_NAMES = {"normal", "negative", "healthy", "control", "no", "false", "absent", "good", "0"}
+
+
+class PredictionsError(OsteolensError):
+    """A predictions table is malformed (missing columns, unknown classes, NaN scores)."""
+
+    def __init__(self, source: str | Path | None, reason: str, fix: str | None = None) -> None:
+        self.source = source
+        text = f"{source}: {reason}" if source is not None else reason
+        super().__init__(text + (f" Fix: {fix}" if fix else ""))
+
+
+@dataclass
+class Predictions:
+    """A validated predictions table.
+
+    Attributes:
+        frame: the rows kept, with the original columns (covariates included).
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        classes: class names in their order (empty for regression); for binary the
+            positive class is last.
+        y: binary 0/1, multiclass class index, or the regression target.
+        scores: binary ``(N,)`` probability of the positive class; multiclass ``(N, K)``;
+            regression ``(N,)`` predictions.
+        patient: patient key per row (str).
+        fold: fold per row, or None.
+        ordered: whether the classes have a natural order (normal < osteopenia < osteoporosis).
+        dropped: rows dropped for missing truth or scores.
+    """
+
+    frame: pd.DataFrame
+    task: str
+    classes: list[str]
+    y: np.ndarray
+    scores: np.ndarray
+    patient: np.ndarray
+    fold: np.ndarray | None
+    ordered: bool = False
+    dropped: int = 0
+    source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def positive(self) -> str | None:
+        return self.classes[-1] if self.task == "binary" else None
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, mask: np.ndarray) -> Predictions:
+        """Rows where ``mask`` is true."""
+        mask = np.asarray(mask, dtype=bool)
+        return Predictions(
+            self.frame[mask].reset_index(drop=True), self.task, self.classes, self.y[mask], self.scores[mask],
+            self.patient[mask], None if self.fold is None else self.fold[mask], self.ordered, 0, self.source,
+        )
+
+    def screening(self) -> Predictions:
+        """Ordered classes collapsed to "above the lowest class" vs the lowest class.
+
+        For bone density: low density (osteopenia or osteoporosis) vs normal, scored by
+        ``1 - P(normal)``: the question a screening tool answers.
+        """
+        if self.task != "multiclass" or not self.ordered:
+            raise PredictionsError(self.source, "screening needs ordered multiclass predictions.")
+        name = "low_" + "_or_".join(self.classes[1:]) if len(self.classes) > 3 else f"not_{self.classes[0]}"
+        return Predictions(
+            self.frame, "binary", [self.classes[0], name], (self.y > 0).astype(int), 1.0 - self.scores[:, 0],
+            self.patient, self.fold, False, 0, self.source,
+        )
+
+
+def _order_classes(names: list[str], class_order: list[str] | None) -> tuple[list[str], bool]:
+    if class_order:
+        missing = set(names) - set(class_order)
+        if missing:
+            raise PredictionsError(None, f"classes {sorted(missing)} are not in class_order {class_order}.")
+        return [c for c in class_order if c in names], True
+    lower = {n.lower(): n for n in names}
+    if set(lower) <= set(BONE_DENSITY_ORDER) and len(names) >= 2:
+        return [lower[c] for c in BONE_DENSITY_ORDER if c in lower], True
+    return names, False
+
+
+def _binary_positive(names: list[str], positive: str | None, source: object) -> str:
+    if positive is not None:
+        if positive not in names:
+            raise PredictionsError(source, f"positive class {positive!r} is not among {names}.", "pass one of those.")
+        return positive
+    negatives = [n for n in names if n.lower() in _NEGATIVE_NAMES]
+    if len(negatives) == 1:
+        return next(n for n in names if n != negatives[0])
+    return sorted(names)[-1]
+
+
+def load_predictions(
+    source: pd.DataFrame | str | Path,
+    *,
+    task: str | None = None,
+    positive: str | None = None,
+    truth: str = "y_true",
+    score: str | None = None,
+    class_order: list[str] | None = None,
+) -> Predictions:
+    """Read and validate a predictions CSV (or DataFrame).
+
+    Args:
+        source: path of a CSV or a DataFrame.
+        task: force ``"binary"``, ``"multiclass"`` or ``"regression"``; inferred otherwise
+            (probability columns mean classification, else regression).
+        positive: the positive class of a binary task. Default: the class that is not named
+            like a negative (normal, negative, 0, ...), else the last in sorted order.
+        truth: name of the truth column (a user's own CSV).
+        score: name of a single score column (a user's own CSV): the positive-class
+            probability for binary tasks, the prediction for regression.
+        class_order: order of ordinal classes; bone-density names are ordered by themselves.
+    """
+    name = None if isinstance(source, pd.DataFrame) else str(source)
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise PredictionsError(path, "file not found.", "give the path of an oof_predictions.csv or your own CSV.")
+        frame = pd.read_csv(path)
+    if task is not None and task not in TASKS:
+        raise PredictionsError(name, f"unknown task {task!r}.", f"use one of {TASKS}.")
+    if truth not in frame.columns:
+        raise PredictionsError(name, f"no truth column {truth!r}; columns are {list(frame.columns)}.", "name it with --truth COL.")
+    if score is not None and score not in frame.columns:
+        raise PredictionsError(name, f"no score column {score!r}; columns are {list(frame.columns)}.", "name it with --score COL.")
+    prob_cols = [c for c in frame.columns if c.startswith("prob_")]
+    if score is None and "prob" in frame.columns:
+        score = "prob"
+    if task is None:
+        if prob_cols and score is None:
+            task = "binary" if len(prob_cols) == 2 else "multiclass"
+        elif score is not None and frame[truth].dropna().nunique() <= 2:
+            task = "binary"
+        elif score is None and "y_pred" in frame.columns and pd.api.types.is_numeric_dtype(frame[truth]):
+            task = "regression"
+        elif score is not None:
+            task = "regression"
+        else:
+            raise PredictionsError(
+                name, "found neither probability columns (prob, prob_<class>) nor y_pred.",
+                "add them, or name the score column with --score COL.",
+            )
+    value_cols = (
+        [score] if score is not None and task != "multiclass" else ["y_pred"] if task == "regression" else prob_cols
+    )
+    if task == "binary" and score is None and len(prob_cols) != 2:
+        raise PredictionsError(name, f"binary task needs 'prob' or two prob_<class> columns, found {prob_cols}.")
+    if not value_cols or any(c not in frame.columns for c in value_cols):
+        raise PredictionsError(name, f"score column(s) {value_cols} missing.", "add them or pass --score COL.")
+    keep = frame[truth].notna() & frame[value_cols].notna().all(axis=1)
+    dropped = int((~keep).sum())
+    frame = frame[keep].reset_index(drop=True)
+    if frame.empty:
+        raise PredictionsError(name, "no row has both a truth value and a score.")
+    for col in value_cols:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            raise PredictionsError(name, f"column {col!r} is not numeric.", "write scores as numbers.")
+    patient = (
+        frame["patient_id"].astype(str).to_numpy() if "patient_id" in frame.columns
+        else frame["image"].astype(str).to_numpy() if "image" in frame.columns
+        else np.arange(len(frame)).astype(str)
+    )
+    fold = frame["fold"].to_numpy(dtype=int) if "fold" in frame.columns and frame["fold"].notna().all() else None
+    notes = [] if "patient_id" in frame.columns else ["no patient_id column: each row is treated as its own patient."]
+    if task == "regression":
+        y = pd.to_numeric(frame[truth], errors="coerce").to_numpy(dtype=float)
+        if np.isnan(y).any():
+            raise PredictionsError(name, f"non-numeric values in {truth!r} for a regression task.")
+        return Predictions(frame, task, [], y, frame[value_cols[0]].to_numpy(dtype=float), patient, fold,
+                           dropped=dropped, source=name, notes=notes)
+
+    truth_values = frame[truth]
+    if prob_cols and score is None:
+        names = [c[len("prob_"):] for c in prob_cols]
+        labels = truth_values.astype(str).str.replace(r"\.0$", "", regex=True)
+        if not set(labels) <= set(names) and pd.api.types.is_integer_dtype(truth_values) and \
+                set(truth_values) <= set(range(len(names))):
+            labels = truth_values.map(lambda i: names[int(i)])  # class index in prob-column order
+        unknown = sorted(set(labels) - set(names))
+        if unknown:
+            raise PredictionsError(name, f"y_true values {unknown[:5]} have no prob_<class> column ({prob_cols}).")
+        probs = frame[prob_cols].to_numpy(dtype=float)
+    else:
+        labels = truth_values.astype(str).str.replace(r"\.0$", "", regex=True)
+        names = sorted(set(labels))
+        if len(names) > 2:
+            raise PredictionsError(name, f"a single score column needs two classes, found {names[:6]}.",
+                                   "use prob_<class> columns for multiclass, or --task regression.")
+        if len(names) == 1:
+            raise PredictionsError(name, f"only one class ({names[0]}) in {truth!r}; an AUC needs both.")
+        probs = None
+    if task == "binary":
+        pos = _binary_positive(names, positive, name)
+        neg = next(n for n in names if n != pos)
+        y = (labels.to_numpy() == pos).astype(int)
+        s = frame[score].to_numpy(dtype=float) if probs is None else probs[:, names.index(pos)]
+        return Predictions(frame, task, [neg, pos], y, s, patient, fold, dropped=dropped, source=name, notes=notes)
+    if probs is None:
+        raise PredictionsError(name, "multiclass needs prob_<class> columns.")
+    ordered_names, ordered = _order_classes(names, class_order)
+    probs = probs[:, [names.index(c) for c in ordered_names]]
+    index = {c: i for i, c in enumerate(ordered_names)}
+    y = labels.map(index).to_numpy(dtype=int)
+    return Predictions(frame, task, ordered_names, y, probs, patient, fold, ordered, dropped, name, notes)
