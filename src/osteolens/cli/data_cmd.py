@@ -23,8 +23,8 @@ def check(
     label_col: str = typer.Option(None, help="Table column with the class label."),
     sex_col: str = typer.Option(None, help="Table column with sex (M/F, male/female or 1/0)."),
     age_col: str = typer.Option(None, help="Table column with age in years."),
-    near_hamming: int = typer.Option(10, help="Largest perceptual-hash distance for a near duplicate."),
-    near_correlation: float = typer.Option(0.97, help="Smallest thumbnail correlation that confirms a near duplicate."),
+    near_hamming: int = typer.Option(6, help="Largest perceptual-hash distance for a near duplicate."),
+    near_correlation: float = typer.Option(0.995, help="Smallest thumbnail correlation that confirms a near duplicate."),
     jobs: int = typer.Option(2, help="Threads reading images."),
     strict: bool = typer.Option(False, "--strict", help="Exit with code 1 when any problem is found."),
 ) -> None:
