@@ -76,7 +76,7 @@ def check(
     if report.duplicate_groups:
         dups = Table(title=f"{len(report.duplicate_groups)} duplicate groups ({len(report.label_conflicts)} with conflicting labels)")
         for column in ("kind", "images", "patients", "labels", "conflict"):
-            dups.add_column(column)
+            dups.add_column(column, overflow="fold")
         for group in report.duplicate_groups:
             dups.add_row(
                 group.kind, "\n".join(group.images), ", ".join(sorted(set(group.patients))),
