@@ -141,10 +141,18 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
 def _to_unit_range(arr: np.ndarray, ds: Dataset, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Stored values -> float32 (H, W) in [0, 1], bone bright; plus notes for ``meta.extra``."""
     photometric = (text(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
+    notes: dict[str, Any]
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        from pydicom.pixels.processing import apply_color_lut
+
+        rgb = apply_color_lut(arr, ds)  # uint8 or uint16 entries, by the LUT descriptor
+        grey = luma(rgb) / np.iinfo(rgb.dtype).max
+        notes = {"colour": "PALETTE COLOR converted to grey (ITU-R 601 luma)"}
+        return np.clip(grey, 0.0, 1.0).astype(np.float32), notes
     if arr.ndim == 3 and arr.shape[-1] == 3:
         bits = _int(ds.get("BitsStored")) or 8
         grey = luma(arr) / (2**bits - 1)
-        notes: dict[str, Any] = {"colour": f"{photometric} converted to grey (ITU-R 601 luma)"}
+        notes = {"colour": f"{photometric} converted to grey (ITU-R 601 luma)"}
         return np.clip(grey, 0.0, 1.0).astype(np.float32), notes
     if arr.ndim != 2:
         raise RadiographReadError(path, f"the pixel data has shape {arr.shape}, not one 2-D image.", _REEXPORT)
