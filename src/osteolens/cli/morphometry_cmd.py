@@ -1,0 +1,91 @@
+"""``osteolens morphometry``: vertebral heights, angles, Genant grades and Cobb angles."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from osteolens.cli.common import console, report_failures
+
+
+class Side(str, Enum):
+    """The anterior image side of a lateral view."""
+
+    left = "left"
+    right = "right"
+
+
+class View(str, Enum):
+    """The default view of spines whose input does not name one."""
+
+    lateral = "lateral"
+    AP = "AP"
+
+
+def morphometry(
+    landmarks: Path | None = typer.Option(
+        None, "--landmarks", help="Corner table (CSV: image, vertebra, corner, x, y).", dir_okay=False
+    ),
+    masks: Path | None = typer.Option(
+        None, "--masks", help="Folder of masks (<prefix>_<level>.png, label images) or a mask table (CSV with 'mask')."
+    ),
+    out: Path = typer.Option(..., "--out", help="Per-vertebra results (CSV).", dir_okay=False),
+    pixel_mm: float | None = typer.Option(
+        None, "--pixel-mm", min=0.0, help="Pixel spacing in mm (overrides table columns and DICOM headers)."
+    ),
+    anterior: Side = typer.Option(Side.left, "--anterior", help="Image side that is anterior on lateral views."),
+    view: View = typer.Option(View.lateral, "--view", help="View of spines whose input does not name one."),
+    images: Path | None = typer.Option(None, "--images", help="Folder of the radiographs (default: beside the table).", file_okay=False),
+    plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
+    cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
+) -> None:
+    """Measure vertebrae from corner landmarks or body masks.
+
+    Writes one row per vertebra (heights, endplate and wedge angles, ratios, Genant grade and
+    type, annotation problems) and, for AP spines, the AASCE Cobb angles (cobb.csv). Bad or
+    incomplete annotations are reported per vertebra, never fatal.
+
+    Example: osteolens morphometry --landmarks landmarks.csv --view AP --out results.csv --plot overlays/
+    """
+    from osteolens.errors import ConfigError
+    from osteolens.morphometry import measure_inputs, read_landmarks, read_masks
+    from osteolens.morphometry.batch import grade_counts, problem_count
+
+    if (landmarks is None) == (masks is None):
+        raise ConfigError("--landmarks/--masks", "give exactly one input.", "pass --landmarks CSV or --masks DIR.")
+    failures: list[tuple[str, str]] = []
+    if landmarks is not None:
+        inputs = read_landmarks(landmarks, images)
+    else:
+        inputs, failures = read_masks(masks, images)  # type: ignore[arg-type]
+    result = measure_inputs(inputs, pixel_mm=pixel_mm, view=view.value, anterior=anterior.value, plot_dir=plot)
+    result.failures[:0] = failures
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.vertebra_table().to_csv(out, index=False)
+    cobb_path = cobb or out.with_name("cobb.csv")
+    cobb_table = result.cobb_table()
+    if len(cobb_table):
+        cobb_table.to_csv(cobb_path, index=False)
+    vertebrae = sum(len(s.vertebrae) for s in result.spines)
+    console.print(f"{len(result.spines)} spine(s), {vertebrae} vertebrae -> {out}")
+    if len(cobb_table):
+        console.print(f"Cobb angles of {len(cobb_table)} AP spine(s) -> {cobb_path}")
+    grades = grade_counts(result)
+    if grades:
+        console.print("Genant grades: " + ", ".join(f"grade {g}: {n}" for g, n in grades.items()))
+    flagged = problem_count(result)
+    if flagged:
+        console.print(f"[yellow]{flagged} vertebra(e) with annotation problems[/] (see the 'problems' column):")
+        shown = [(s.key, v.name, p) for s in result.spines for v in s.vertebrae for p in v.problems][:10]
+        for key, name, problem in shown:
+            console.print(f"  {key} {name}: {problem}", highlight=False, markup=False)
+    if result.overlays:
+        console.print(f"{len(result.overlays)} overlay(s) -> {plot}")
+    report_failures(result.failures, out.with_name(f"{out.stem}_failures.csv") if result.failures else None)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``morphometry`` command."""
+    app.command("morphometry")(morphometry)

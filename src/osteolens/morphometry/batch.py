@@ -1,0 +1,115 @@
+"""Measure many spines (from :mod:`osteolens.morphometry.inputs`), write the tables and overlays.
+
+Pixel spacing, first found wins: the caller's ``pixel_mm`` (``--pixel-mm``), the input's
+column (``pixel_spacing_mm``), the DICOM header of the spine's radiograph
+(``read_radiograph(path).spacing_mm``); otherwise lengths stay in pixels. A radiograph
+that cannot be read is recorded as a failure and the spine is measured without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from osteolens.errors import OsteolensError
+from osteolens.io import read_radiograph
+from osteolens.morphometry.inputs import SpineInput
+from osteolens.morphometry.overlay import draw_overlay, write_overlay
+from osteolens.morphometry.spine import SpineMeasurement, measure_spine
+
+
+@dataclass
+class BatchResult:
+    """Every measured spine, the overlays written and the files that failed.
+
+    Attributes:
+        spines: one measurement per spine.
+        overlays: PNG paths written.
+        failures: ``(path, reason)`` for inputs that could not be used.
+    """
+
+    spines: list[SpineMeasurement] = field(default_factory=list)
+    overlays: list[Path] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def vertebra_table(self) -> pd.DataFrame:
+        """One row per vertebra."""
+        return pd.DataFrame([row for spine in self.spines for row in spine.rows()])
+
+    def cobb_table(self) -> pd.DataFrame:
+        """One row per AP spine: PT, MT, TL and their end vertebrae."""
+        return pd.DataFrame([spine.cobb_row() for spine in self.spines if spine.view == "AP"])
+
+
+def _safe_name(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).strip("._") or "spine"
+
+
+def measure_inputs(
+    inputs: Iterable[SpineInput],
+    *,
+    pixel_mm: float | None = None,
+    view: str = "lateral",
+    anterior: str = "left",
+    plot_dir: str | Path | None = None,
+) -> BatchResult:
+    """Measure each spine; draw an overlay per spine when ``plot_dir`` is given.
+
+    Args:
+        inputs: spines read by ``read_landmarks`` or ``read_masks``.
+        pixel_mm: spacing for every spine (overrides the inputs and DICOM headers).
+        view: the view of spines whose input does not name one.
+        anterior: the anterior image side of lateral views.
+        plot_dir: folder for ``<spine>.png`` overlays, or None.
+    """
+    result = BatchResult()
+    for spine_input in inputs:
+        image = None
+        spacing: float | tuple[float, float] | None = pixel_mm if pixel_mm is not None else spine_input.pixel_mm
+        shape = spine_input.image_shape
+        if spine_input.image_path is not None and (plot_dir is not None or spacing is None or shape is None):
+            try:
+                radiograph = read_radiograph(spine_input.image_path)
+            except OsteolensError as exc:
+                result.failures.append((str(spine_input.image_path), str(exc)))
+            else:
+                image = radiograph.pixels
+                shape = shape or radiograph.shape
+                spacing = spacing if spacing is not None else radiograph.spacing_mm
+        try:
+            spine = measure_spine(
+                spine_input.corners,
+                spine_input.names,
+                pixel_mm=spacing,
+                view=spine_input.view or view,
+                anterior=anterior,
+                image_shape=shape,
+                midpoints=spine_input.midpoints,
+                key=spine_input.key,
+                extra_problems=spine_input.problems,
+            )
+        except OsteolensError as exc:
+            result.failures.append((spine_input.key, str(exc)))
+            continue
+        result.spines.append(spine)
+        if plot_dir is not None:
+            canvas = draw_overlay(spine, image, spine_input.outlines, spine_input.midpoints)
+            name = _safe_name(str(Path(spine_input.key).with_suffix("")))
+            result.overlays.append(write_overlay(Path(plot_dir) / f"{name}.png", canvas))
+    return result
+
+
+def problem_count(result: BatchResult) -> int:
+    """Number of vertebrae with at least one problem."""
+    return int(sum(bool(v.problems) for spine in result.spines for v in spine.vertebrae))
+
+
+def grade_counts(result: BatchResult) -> dict[int, int]:
+    """How many graded vertebrae have each Genant grade."""
+    grades = [v.genant.grade for spine in result.spines for v in spine.vertebrae if v.genant is not None]
+    values, counts = np.unique(np.array(grades, dtype=int), return_counts=True)
+    return {int(g): int(c) for g, c in zip(values, counts, strict=True)}

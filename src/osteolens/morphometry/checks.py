@@ -1,0 +1,152 @@
+"""Checks of vertebral corner annotations: find bad landmarks before measuring them.
+
+Each problem names the vertebra and what is wrong; nothing here raises, so a batch can
+measure what is sound and report the rest. The checks:
+
+* ``missing_corner``: a corner is absent (NaN).
+* ``point_outside_image``: a corner lies outside the image (beyond one pixel of margin).
+* ``degenerate``: the four corners enclose no area.
+* ``corners_out_of_order``: the outline top-left, top-right, bottom-right, bottom-left
+  crosses itself or folds (not convex), e.g. two corners of one endplate exchanged.
+* ``top_bottom_swapped``: the superior endplate lies caudal to the inferior one.
+* ``left_right_swapped``: the "right" corners lie on the image left of the "left" ones.
+* ``vertebra_order_not_craniocaudal``: the vertebra is not below its predecessor in the
+  given order (levels must run from cranial to caudal).
+* ``duplicate_vertebra``: the same level name occurs twice.
+
+"Below" and "right" are taken along the spine's own axis, the principal axis of the
+vertebral centres (oriented towards the image bottom), so a tilted spine is judged fairly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from osteolens.morphometry.vertebra import BL, BR, TL, TR
+
+_OUTSIDE_MARGIN_PX = 1.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One annotation problem.
+
+    Attributes:
+        vertebra: the level name (or ``"#<index>"`` when unnamed).
+        index: 0-based position of the vertebra in the given order.
+        code: a short machine-readable code (see the module docstring).
+        message: what is wrong, in words.
+    """
+
+    vertebra: str
+    index: int
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+def spine_axis(centres: np.ndarray) -> np.ndarray:
+    """Unit vector of the spine's cranio-caudal axis (pointing to the image bottom).
+
+    The principal axis of the vertebral centres; the image vertical when fewer than two.
+    """
+    points = centres[np.isfinite(centres).all(axis=1)]
+    if len(points) < 2:
+        return np.array([0.0, 1.0])
+    _, _, vt = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)
+    axis = vt[0]
+    return axis if axis[1] >= 0 else -axis
+
+
+def _is_convex_clockwise(quad: np.ndarray) -> tuple[bool, float]:
+    """Whether the polygon (as displayed, y down) is convex, and its signed area."""
+    edges = np.roll(quad, -1, axis=0) - quad
+    cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    area = 0.5 * float(np.sum(quad[:, 0] * np.roll(quad, -1, axis=0)[:, 1] - np.roll(quad, -1, axis=0)[:, 0] * quad[:, 1]))
+    return bool((cross > 0).all() or (cross < 0).all()), area
+
+
+def check_annotations(
+    corners: np.ndarray | list,
+    names: Sequence[str] | None = None,
+    image_shape: tuple[int, int] | None = None,
+) -> list[Problem]:
+    """Find problems in the corner annotations of one spine (or one vertebra).
+
+    Args:
+        corners: ``(n, 4, 2)`` (or ``(n*4, 2)``) pixel corners, NaN where missing, in the
+            order top-left, top-right, bottom-left, bottom-right, vertebrae cranial first.
+        names: the vertebrae's level names; default ``#0``, ``#1`` ...
+        image_shape: ``(rows, columns)`` of the image, to find points outside it.
+
+    Returns:
+        The problems found, in vertebra order (empty when the annotation is sound).
+    """
+    quads = np.asarray(corners, dtype=float).reshape(-1, 4, 2)
+    n = len(quads)
+    labels = list(names) if names is not None else [f"#{i}" for i in range(n)]
+    problems: list[Problem] = []
+
+    def add(i: int, code: str, message: str) -> None:
+        problems.append(Problem(labels[i], i, code, message))
+
+    complete = np.isfinite(quads).all(axis=(1, 2))
+    centres = np.where(complete[:, None], np.nanmean(quads, axis=1), np.nan) if n else np.empty((0, 2))
+    down = spine_axis(centres)
+    right = np.array([down[1], -down[0]])
+    seen: dict[str, int] = {}
+    for i in range(n):
+        if labels[i] in seen:
+            add(i, "duplicate_vertebra", f"level {labels[i]} already given at position {seen[labels[i]]}")
+        seen.setdefault(labels[i], i)
+        quad = quads[i]
+        if not complete[i]:
+            missing = [name for name, row in zip(("top_left", "top_right", "bottom_left", "bottom_right"), quad, strict=True) if not np.isfinite(row).all()]
+            add(i, "missing_corner", f"missing {', '.join(missing)}")
+            continue
+        if image_shape is not None:
+            rows, cols = image_shape
+            outside = (
+                (quad[:, 0] < -_OUTSIDE_MARGIN_PX)
+                | (quad[:, 1] < -_OUTSIDE_MARGIN_PX)
+                | (quad[:, 0] > cols + _OUTSIDE_MARGIN_PX)
+                | (quad[:, 1] > rows + _OUTSIDE_MARGIN_PX)
+            )
+            if outside.any():
+                add(i, "point_outside_image", f"{int(outside.sum())} corner(s) outside the {cols}x{rows} image")
+        outline = quad[[TL, TR, BR, BL]]
+        convex, area = _is_convex_clockwise(outline)
+        scale = float(np.ptp(quad, axis=0).max())
+        if abs(area) <= 1e-9 * max(scale, 1.0) ** 2:
+            add(i, "degenerate", "the four corners enclose no area")
+            continue
+        if not convex:
+            add(i, "corners_out_of_order", "the outline TL-TR-BR-BL crosses itself or folds")
+        if float(((quad[BL] + quad[BR]) - (quad[TL] + quad[TR])) @ down) < 0:
+            add(i, "top_bottom_swapped", "the superior endplate lies below the inferior one")
+        if float(((quad[TR] + quad[BR]) - (quad[TL] + quad[BL])) @ right) < 0:
+            add(i, "left_right_swapped", "the right corners lie left of the left corners")
+    order = centres @ down
+    previous = None
+    for i in range(n):
+        if not complete[i]:
+            continue
+        if previous is not None and order[i] <= order[previous]:
+            add(
+                i,
+                "vertebra_order_not_craniocaudal",
+                f"centre is not below the previous vertebra {labels[previous]}; levels must run cranial to caudal",
+            )
+        previous = i
+    problems.sort(key=lambda problem: problem.index)
+    return problems

@@ -1,0 +1,310 @@
+"""Read morphometry inputs: a corner-landmark table, or vertebral body masks.
+
+Landmark table (CSV), one row per corner, the layout of the AASCE set in ``shared/data``:
+
+* required: ``image``, ``vertebra``, ``corner`` (``top_left``, ``top_right``,
+  ``bottom_left``, ``bottom_right``), ``x``, ``y`` (pixels, x right, y down);
+* optional, per image: ``view``, ``pixel_spacing_mm`` (or ``pixel_mm``),
+  ``image_height`` / ``image_width`` (pixels).
+
+Vertebrae keep the order of their first row (it must be cranial to caudal; the checks say
+when it is not). A missing or unknown corner becomes a problem on its vertebra.
+
+Masks, given as
+
+* a folder: files named ``<prefix>_<level>.<ext>`` (``masque_lat_L1.tif``,
+  ``spine01_T12.png``) are one vertebra each and are grouped by folder and prefix into
+  spines; any other image is a spine on its own: an integer label image (one label per
+  vertebra) or a binary mask whose connected parts are the vertebrae;
+* a table (CSV) with a ``mask`` column (paths relative to the table) and optional
+  ``image``, ``vertebra``, ``view``, ``pixel_spacing_mm``: masks that share an ``image``
+  form one spine (e.g. the ``labels.csv`` of ``osteolens.phantom``).
+
+The view is taken from a ``view`` column, else from a token of the file prefix (``lat``,
+``profil``, ``ap``, ``face`` ...), else from the caller's default.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from osteolens.errors import AnnotationError, ManifestError
+from osteolens.morphometry.masks import MaskOutline, cranial_directions, outline_from_mask, split_label_image
+from osteolens.morphometry.spine import level_index
+from osteolens.morphometry.vertebra import CORNERS, normalise_view
+
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".npy")
+_LEVEL_SUFFIX = re.compile(r"^(?P<prefix>.*?)[_\-. ]?(?P<level>[CTLS]\d{1,2})$", re.I)
+_SPACING_COLUMNS = ("pixel_spacing_mm", "pixel_mm")
+
+
+@dataclass
+class SpineInput:
+    """One spine to measure, as read from landmarks or masks.
+
+    Attributes:
+        key: identifier (the image name, or folder/prefix of the masks).
+        names: vertebra names, cranial first.
+        corners: ``(n, 4, 2)`` pixel corners, NaN where missing.
+        view: ``"lateral"``, ``"AP"`` or None (use the caller's default).
+        pixel_mm: spacing from the input (column), or None.
+        image_path: the radiograph, when found.
+        image_shape: ``(rows, columns)`` when known.
+        midpoints: ``(n, 2, 2)`` middle-height points from masks, else None.
+        outlines: mask outlines (for drawing), else empty.
+        problems: problems found while reading, by vertebra index.
+    """
+
+    key: str
+    names: list[str]
+    corners: np.ndarray
+    view: str | None = None
+    pixel_mm: float | None = None
+    image_path: Path | None = None
+    image_shape: tuple[int, int] | None = None
+    midpoints: np.ndarray | None = None
+    outlines: list[np.ndarray] = field(default_factory=list)
+    problems: dict[int, list[str]] = field(default_factory=dict)
+
+
+def _first_value(frame: pd.DataFrame, columns: tuple[str, ...]) -> object | None:
+    for column in columns:
+        if column in frame.columns:
+            values = frame[column].dropna()
+            if len(values):
+                return values.iloc[0]
+    return None
+
+
+def find_image(name: str, table_dir: Path, images_dir: Path | None) -> Path | None:
+    """The radiograph a table row names: absolute, beside the table, or in ``images_dir``."""
+    path = Path(name)
+    candidates = [path] if path.is_absolute() else [table_dir / path]
+    if images_dir is not None:
+        candidates += [images_dir / path, images_dir / path.name]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> list[SpineInput]:
+    """Read a corner-landmark CSV into one :class:`SpineInput` per image.
+
+    Raises:
+        ManifestError: the file cannot be read or lacks a required column.
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ManifestError(path, f"cannot read the landmark table ({exc}).", "give a CSV file.") from exc
+    missing = [c for c in ("image", "vertebra", "corner", "x", "y") if c not in frame.columns]
+    if missing:
+        raise ManifestError(
+            path, f"missing column(s) {', '.join(missing)}.", "use columns image, vertebra, corner, x, y (one row per corner)."
+        )
+    frame["x"] = pd.to_numeric(frame["x"], errors="coerce")
+    frame["y"] = pd.to_numeric(frame["y"], errors="coerce")
+    images = Path(images_dir) if images_dir is not None else None
+    spines = []
+    for image, rows in frame.groupby("image", sort=False):
+        names = [str(v) for v in pd.unique(rows["vertebra"])]
+        index = {n: i for i, n in enumerate(names)}
+        corners = np.full((len(names), 4, 2), np.nan)
+        problems: dict[int, list[str]] = {}
+        for vertebra, corner, x, y in rows[["vertebra", "corner", "x", "y"]].itertuples(index=False):
+            i = index[str(vertebra)]
+            key = str(corner).strip().lower()
+            if key not in CORNERS:
+                problems.setdefault(i, []).append(f"unknown_corner: {corner!r} is not one of {', '.join(CORNERS)}")
+                continue
+            j = CORNERS.index(key)
+            if np.isfinite(corners[i, j]).any():
+                problems.setdefault(i, []).append(f"duplicate_corner: {key} given twice, the first kept")
+                continue
+            corners[i, j] = (x, y)
+        view = _first_value(rows, ("view",))
+        spacing = _first_value(rows, _SPACING_COLUMNS)
+        height, width = _first_value(rows, ("image_height",)), _first_value(rows, ("image_width",))
+        spines.append(
+            SpineInput(
+                key=str(image),
+                names=names,
+                corners=corners,
+                view=normalise_view(str(view)) if view is not None else None,
+                pixel_mm=float(spacing) if spacing is not None else None,  # type: ignore[arg-type]
+                image_path=find_image(str(image), path.parent, images),
+                image_shape=(int(height), int(width)) if height is not None and width is not None else None,  # type: ignore[call-overload]
+                problems=problems,
+            )
+        )
+    return spines
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read one mask or label image as a 2-D integer array.
+
+    Raises:
+        AnnotationError: the file cannot be read or is not a 2-D image.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            array = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                array = np.asarray(image)
+    except (OSError, ValueError) as exc:
+        raise AnnotationError(f"{path}: cannot read the mask ({exc}). Fix: give a PNG, TIFF or .npy mask.") from exc
+    array = np.squeeze(array)
+    if array.ndim == 3:  # colour-saved mask: any channel on is foreground
+        array = array.max(axis=-1)
+    if array.ndim != 2:
+        raise AnnotationError(f"{path}: a mask must be a 2-D image, got shape {array.shape}.")
+    return array
+
+
+def _view_hint(prefix: str) -> str | None:
+    for token in re.split(r"[_\-. /]+", prefix.lower()):
+        try:
+            return normalise_view(token)
+        except AnnotationError:
+            continue
+    return None
+
+
+def _components(array: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Vertebrae of a mask file without a level in its name: labels, or connected parts."""
+    values = np.unique(array[array != 0])
+    if len(values) > 1:
+        return [(f"label{value}", mask) for value, mask in split_label_image(array)]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((array != 0).astype(np.uint8), connectivity=8)
+    if count < 2:
+        raise AnnotationError("the mask is empty (no foreground pixel).")
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = [k + 1 for k in range(count - 1) if areas[k] >= 0.05 * areas.max()]
+    parts = split_label_image(np.where(np.isin(labels, keep), labels, 0))
+    return [(f"#{i}", mask) for i, (_, mask) in enumerate(parts)]
+
+
+def spine_from_masks(
+    key: str, masks: list[tuple[str, np.ndarray]], *, view: str | None = None
+) -> SpineInput:
+    """Corners of a spine's vertebrae from their masks, each in its own frame.
+
+    Masks are ordered cranial first (by level name when all are levels, else by position
+    along the spine's axis); each vertebra's cranial direction comes from its neighbours'
+    centroids, then :func:`outline_from_mask` finds its corners. An empty mask becomes a
+    vertebra with a problem instead of an exception.
+    """
+    problems: dict[int, list[str]] = {}
+    first: list[MaskOutline | None] = []
+    for i, (_, mask) in enumerate(masks):
+        try:
+            first.append(outline_from_mask(mask))
+        except AnnotationError as exc:
+            first.append(None)
+            problems[i] = [f"bad_mask: {exc}"]
+    names = [name for name, _ in masks]
+    if all(level_index(n) is not None for n in names):
+        order = sorted(range(len(masks)), key=lambda i: level_index(names[i]))  # type: ignore[arg-type,return-value]
+    else:
+        order = list(range(len(masks)))  # callers pass unnamed parts already ordered
+    names = [names[i] for i in order]
+    first = [first[i] for i in order]
+    problems = {order.index(i): p for i, p in problems.items()}
+    good = [i for i, o in enumerate(first) if o is not None]
+    centroids = np.array([first[i].centroid for i in good]).reshape(-1, 2)  # type: ignore[union-attr]
+    ups = cranial_directions(centroids)
+    corners = np.full((len(masks), 4, 2), np.nan)
+    midpoints = np.full((len(masks), 2, 2), np.nan)
+    outlines: list[np.ndarray] = [np.empty((0, 2))] * len(masks)
+    for k, i in enumerate(good):
+        outline = outline_from_mask(masks[order[i]][1], ups[k]) if len(good) > 1 else first[i]
+        corners[i], midpoints[i], outlines[i] = outline.corners, outline.midpoints, outline.contour  # type: ignore[union-attr]
+    shape = masks[0][1].shape if masks else None
+    return SpineInput(
+        key=key,
+        names=names,
+        corners=corners,
+        view=view,
+        image_shape=(int(shape[0]), int(shape[1])) if shape else None,
+        midpoints=midpoints,
+        outlines=outlines,
+        problems=problems,
+    )
+
+
+def read_masks(
+    path: str | Path, images_dir: str | Path | None = None
+) -> tuple[list[SpineInput], list[tuple[str, str]]]:
+    """Read vertebral masks from a folder or a mask table into spines.
+
+    Returns:
+        The spines, and ``(path, reason)`` for every file that could not be read.
+
+    Raises:
+        ManifestError: the path is neither a folder nor a readable table with a ``mask`` column.
+    """
+    path = Path(path)
+    images = Path(images_dir) if images_dir is not None else None
+    failures: list[tuple[str, str]] = []
+    groups: dict[str, dict] = {}
+
+    def add(key: str, name: str, file: Path, view: str | None, spacing: float | None, image: Path | None) -> None:
+        group = groups.setdefault(key, {"masks": [], "view": view, "spacing": spacing, "image": image})
+        try:
+            group["masks"].append((name, read_mask(file)))
+        except AnnotationError as exc:
+            failures.append((str(file), str(exc)))
+
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in MASK_SUFFIXES and p.is_file()):
+            rel = file.relative_to(path).with_suffix("")
+            match = _LEVEL_SUFFIX.match(rel.name)
+            if match:
+                key = str(rel.parent / match.group("prefix")) if match.group("prefix") else str(rel.parent)
+                add(key, match.group("level").upper(), file, _view_hint(match.group("prefix")), None, None)
+                continue
+            try:
+                parts = _components(read_mask(file))
+            except AnnotationError as exc:
+                failures.append((str(file), str(exc)))
+                continue
+            groups[str(rel)] = {"masks": parts, "view": _view_hint(rel.name), "spacing": None, "image": None}
+    elif path.is_file():
+        try:
+            table = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise ManifestError(path, f"cannot read the mask table ({exc}).", "give a folder of masks or a CSV.") from exc
+        if "mask" not in table.columns:
+            raise ManifestError(path, "no 'mask' column.", "list one mask file per row in a 'mask' column.")
+        for i, row in enumerate(table.to_dict("records")):
+            file = Path(str(row["mask"]))
+            file = file if file.is_absolute() else path.parent / file
+            image = str(row.get("image") or row["mask"])
+            spacing = next((row[c] for c in _SPACING_COLUMNS if c in row and pd.notna(row[c])), None)
+            view = normalise_view(str(row["view"])) if pd.notna(row.get("view")) else None
+            name = str(row["vertebra"]) if pd.notna(row.get("vertebra")) else f"#{i}"
+            add(image, name, file, view, float(spacing) if spacing is not None else None, find_image(image, path.parent, images))
+    else:
+        raise ManifestError(path, "no such folder or file.", "give a folder of masks or a mask table (CSV).")
+    spines = []
+    for key, group in groups.items():
+        if not group["masks"]:
+            continue
+        spine = spine_from_masks(key, group["masks"], view=group["view"])
+        spine.pixel_mm = group["spacing"]
+        spine.image_path = group["image"]
+        spines.append(spine)
+    return spines, failures

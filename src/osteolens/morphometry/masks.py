@@ -1,0 +1,243 @@
+"""Vertebral corners from a body mask, found in the vertebra's own frame (no fixed rotation).
+
+The outline is the mask's sub-pixel iso-contour at 0.5 (``skimage.measure.find_contours``),
+which for a rasterised polygon runs along the true edge rather than through the centres of
+the boundary pixels. Then:
+
+1. ``cv2.minAreaRect`` of the outline gives the body's own axes. Of its two axes, the one
+   closer to the cranial direction ``up`` is the body's height axis (``up`` defaults to the
+   image top; in a spine it is the direction from the next vertebra to the previous one,
+   so any orientation of the spine is handled).
+2. In that frame, with coordinates normalised by the rectangle's half-sides (``s`` to the
+   right, ``t`` up), each corner is the outline point extreme along a diagonal:
+   top-left maximises ``t - s``, top-right ``t + s``, bottom-left ``-t - s`` and
+   bottom-right ``s - t``. For a convex quadrilateral this picks its vertices as long as
+   no side is steeper than the diagonal of the normalised frame (wedging up to ~45°).
+3. The middle height is measured on the mask itself: along the line through the two
+   endplate midpoints of the corners, from where it leaves the outline at the top to where
+   it leaves at the bottom, so a biconcave (depressed) endplate is seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from skimage import measure
+
+from osteolens.errors import AnnotationError
+from osteolens.morphometry.checks import spine_axis
+from osteolens.morphometry.vertebra import BL, BR, TL, TR, VertebraMeasurement, measure_vertebra
+
+
+@dataclass(frozen=True)
+class MaskOutline:
+    """What one mask gives: its corners, the middle-height points, outline and centroid.
+
+    Attributes:
+        corners: ``(4, 2)`` pixel ``(x, y)`` in the order top-left, top-right, bottom-left,
+            bottom-right.
+        midpoints: ``(2, 2)`` superior and inferior endplate points of the middle height.
+        contour: ``(k, 2)`` closed sub-pixel outline ``(x, y)``.
+        centroid: ``(2,)`` centre of mass ``(x, y)``.
+    """
+
+    corners: np.ndarray
+    midpoints: np.ndarray
+    contour: np.ndarray
+    centroid: np.ndarray
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    binary = np.asarray(mask) > 0
+    if binary.ndim != 2:
+        raise AnnotationError(f"a vertebra mask must be 2-D, got shape {binary.shape}.")
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    if count < 2:
+        raise AnnotationError("the vertebra mask is empty. Fix: check the mask file (no foreground pixel).")
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return ndimage.binary_fill_holes(labels == largest)
+
+
+def _outline(body: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(body)
+    r0, c0 = rows.min(), cols.min()
+    crop = np.pad(body[r0 : rows.max() + 1, c0 : cols.max() + 1], 1).astype(np.float32)
+    contours = measure.find_contours(crop, 0.5)
+    longest = max(contours, key=len)
+    return np.column_stack([longest[:, 1] + c0 - 1, longest[:, 0] + r0 - 1])
+
+
+def _frame(contour: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Centre, up axis, right axis and half extents of the minimum-area rectangle."""
+    (cx, cy), _, _ = rect = cv2.minAreaRect(contour.astype(np.float32))
+    box = cv2.boxPoints(rect).astype(float)
+    axes = [box[1] - box[0], box[2] - box[1]]
+    lengths = [float(np.linalg.norm(a)) for a in axes]
+    units = [a / max(length, 1e-12) for a, length in zip(axes, lengths, strict=True)]
+    k = int(np.argmax([abs(float(u @ up)) for u in units]))
+    u_axis = units[k] if float(units[k] @ up) >= 0 else -units[k]
+    r_axis = np.array([-u_axis[1], u_axis[0]])
+    return np.array([cx, cy]), u_axis, r_axis, max(lengths[k] / 2, 1e-6), max(lengths[1 - k] / 2, 1e-6)
+
+
+def _chord(contour: np.ndarray, origin: np.ndarray, direction: np.ndarray, half_window: float) -> np.ndarray | None:
+    """Where the line ``origin + t * direction`` leaves the closed outline on either side of origin."""
+    normal = np.array([-direction[1], direction[0]])
+    start, end = contour, np.roll(contour, -1, axis=0)
+    ds, de = (start - origin) @ normal, (end - origin) @ normal
+    crossing = (ds * de < 0) | (ds == 0)
+    if not crossing.any():
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(ds[crossing] == 0, 0.0, ds[crossing] / (ds[crossing] - de[crossing]))
+    points = start[crossing] + frac[:, None] * (end[crossing] - start[crossing])
+    t = (points - origin) @ direction
+    if not (t > 0).any() or not (t < 0).any():
+        return None
+    ends = []
+    for end_t in (t[t > 0].min(), t[t < 0].max()):
+        point = origin + end_t * direction
+        # Average out the pixel staircase: a line through the outline within a small
+        # window across the mid-line, cut by the mid-line (flat enough at a concavity's base).
+        near = contour[(np.abs((contour - point) @ normal) < half_window) & (np.abs((contour - point) @ direction) < half_window)]
+        line = _fit_line(near) if len(near) >= 4 else None
+        refined = _intersect((origin, direction), line) if line is not None else None
+        ends.append(refined if refined is not None and np.linalg.norm(refined - point) < 1.5 else point)
+    return np.vstack(ends)
+
+
+def _fit_line(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if len(points) < 2:
+        return None
+    vx, vy, x0, y0 = cv2.fitLine(points.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+    return np.array([x0, y0], dtype=float), np.array([vx, vy], dtype=float)
+
+
+def _intersect(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+    (p, d), (q, e) = a, b
+    det = d[0] * -e[1] - d[1] * -e[0]
+    if abs(det) < 0.2:  # sides closer than ~12 degrees to parallel: no reliable corner
+        return None
+    lam = ((q - p)[0] * -e[1] - (q - p)[1] * -e[0]) / det
+    return p + lam * d
+
+
+def _refine_corners(contour: np.ndarray, extreme: list[int]) -> np.ndarray:
+    """Sub-pixel corners: intersect straight lines fitted to each side near each corner.
+
+    ``extreme`` are the contour indices of the diagonal-extreme points (TL, TR, BL, BR).
+    Each corner's two sides are fitted on the stretch from 10 % to 35 % of the side's
+    length away from it: straight there even when an endplate is concave in the middle,
+    and clear of the rounding at the corner. A rasterised polygon's vertices come back to
+    a fraction of a pixel; a corner whose sides are nearly parallel keeps its extreme point.
+    """
+    n = len(contour)
+    corners = contour[extreme].astype(float)
+    cyclic = [extreme[TL], extreme[TR], extreme[BR], extreme[BL]]  # around the outline
+    order = [TL, TR, BR, BL]
+    for k, corner in enumerate(order):
+        here, prev_c, next_c = cyclic[k], cyclic[k - 1], cyclic[(k + 1) % 4]
+        lines = []
+        for other in (prev_c, next_c):
+            forward = (other - here) % n
+            backward = (here - other) % n
+            step, length = (1, forward) if forward <= backward else (-1, backward)
+            first, last = int(round(0.08 * length)), max(int(round(0.50 * length)), int(round(0.08 * length)) + 2)
+            index = (here + step * np.arange(first, last + 1)) % n
+            lines.append(_fit_line(contour[index]))
+        if lines[0] is not None and lines[1] is not None:
+            point = _intersect(lines[0], lines[1])
+            if point is not None and np.linalg.norm(point - corners[corner]) < 0.25 * np.ptp(contour, axis=0).max():
+                corners[corner] = point
+    return corners
+
+
+def outline_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | None = None) -> MaskOutline:
+    """Corners, middle-height points and outline of one vertebral body mask.
+
+    Args:
+        mask: 2-D array, non-zero inside the body (the largest connected part is used,
+            holes filled).
+        up: the cranial direction ``(dx, dy)`` in image coordinates; default ``(0, -1)``,
+            the image top.
+
+    Returns:
+        The mask's outline and corners.
+
+    Raises:
+        AnnotationError: the mask is empty or not 2-D.
+    """
+    body = _largest_component(mask)
+    contour = _outline(body)
+    up_vec = np.array([0.0, -1.0]) if up is None else np.asarray(up, dtype=float)
+    up_vec = up_vec / max(float(np.linalg.norm(up_vec)), 1e-12)
+    centre, u_axis, r_axis, half_u, half_r = _frame(contour, up_vec)
+    s = (contour - centre) @ r_axis / half_r
+    t = (contour - centre) @ u_axis / half_u
+    extreme = [int(np.argmax(score)) for score in (t - s, t + s, -t - s, s - t)]
+    corners = _refine_corners(contour, extreme)
+    top_mid, bottom_mid = (corners[TL] + corners[TR]) / 2, (corners[BL] + corners[BR]) / 2
+    axis = top_mid - bottom_mid
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-12)
+    width = float(np.linalg.norm(corners[TR] - corners[TL]) + np.linalg.norm(corners[BR] - corners[BL])) / 2
+    midpoints = _chord(contour, (top_mid + bottom_mid) / 2, axis, max(0.15 * width, 2.0))
+    if midpoints is None:
+        midpoints = np.vstack([top_mid, bottom_mid])
+    rows, cols = np.nonzero(body)
+    return MaskOutline(corners, midpoints, contour, np.array([cols.mean(), rows.mean()]))
+
+
+def corners_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | None = None) -> np.ndarray:
+    """The four corners ``(4, 2)`` of a vertebral body mask (see :func:`outline_from_mask`)."""
+    return outline_from_mask(mask, up).corners
+
+
+def measure_mask(
+    mask: np.ndarray,
+    pixel_mm: float | tuple[float, float] | None = None,
+    *,
+    view: str = "lateral",
+    anterior: str = "left",
+    name: str | None = None,
+    up: np.ndarray | tuple[float, float] | None = None,
+) -> VertebraMeasurement:
+    """Measure a vertebra from its body mask: corners from the outline, middle height on the mask."""
+    outline = outline_from_mask(mask, up)
+    return measure_vertebra(
+        outline.corners, pixel_mm, view=view, anterior=anterior, name=name, midpoints=outline.midpoints  # type: ignore[arg-type]
+    )
+
+
+def cranial_directions(centroids: np.ndarray) -> np.ndarray:
+    """Per vertebra, the cranial direction of the spine from its neighbours' centroids.
+
+    ``centroids`` are ``(n, 2)`` in cranio-caudal order; the direction at vertebra ``k`` is
+    from centroid ``k+1`` to centroid ``k-1`` (one-sided at the ends), the image top when
+    there is a single vertebra.
+    """
+    n = len(centroids)
+    if n < 2:
+        return np.tile([0.0, -1.0], (n, 1))
+    ahead = np.vstack([centroids[1:], centroids[-1:]])
+    behind = np.vstack([centroids[:1], centroids[:-1]])
+    direction = behind - ahead
+    norms = np.linalg.norm(direction, axis=1, keepdims=True)
+    return np.where(norms > 0, direction / np.maximum(norms, 1e-12), [0.0, -1.0])
+
+
+def split_label_image(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Split an integer label image into ``(label, mask)`` pairs, cranial (top) first.
+
+    Label 0 is background; the order is by the centroid's projection on the principal axis
+    of all centroids (pointing to the image bottom).
+    """
+    values = [int(v) for v in np.unique(labels) if v != 0]
+    if not values:
+        raise AnnotationError("the label image has no non-zero label.")
+    masks = [labels == v for v in values]
+    centres = np.array([np.argwhere(m).mean(axis=0)[::-1] for m in masks])
+    order = np.argsort(centres @ spine_axis(centres), kind="stable")
+    return [(values[i], masks[i]) for i in order]
