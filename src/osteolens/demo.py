@@ -34,6 +34,7 @@ def run_demo(
     seed: int = 0,
     folds: int = 5,
     test_fraction: float = 0.2,
+    train: bool = True,
     console: Console | None = None,
 ) -> DemoSummary:
     """Run the demo end to end and return where everything is.
@@ -44,6 +45,7 @@ def run_demo(
         seed: one seed for the cohort, the folds and training.
         folds: cross-validation folds.
         test_fraction: share of specimens kept whole as an external test set.
+        train: run the cross-validated models (False stops after the folds).
         console: where progress goes (default: stderr).
     """
     from osteolens.data import assign_folds, check_manifest
