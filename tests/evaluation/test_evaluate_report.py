@@ -1,0 +1,136 @@
+"""``evaluate`` end to end: metrics.json, plots, the HTML report (parsed) and the model card."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from osteolens.errors import OsteolensError
+from osteolens.evaluation import evaluate, load_predictions
+from osteolens.evaluation.report import SECTIONS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def binary_frame(n_pat: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(rng.integers(0, 2, n_pat), 2)
+    prob = 1 / (1 + np.exp(-(rng.normal(size=2 * n_pat) + 1.6 * y - 0.8)))
+    return pd.DataFrame({
+        "image": [f"img{i}.png" for i in range(2 * n_pat)], "patient_id": np.repeat(np.arange(n_pat), 2).astype(str),
+        "fold": np.repeat(np.arange(n_pat) % 4, 2), "y_true": np.where(y == 1, "osteoporosis", "normal"), "prob": prob,
+        "sex": np.repeat(np.where(np.arange(n_pat) % 2, "M", "F"), 2), "age": np.repeat(rng.uniform(45, 85, n_pat), 2),
+    })
+
+
+def multiclass_frame(n_pat: int = 60, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    classes = ["normal", "osteopenia", "osteoporosis"]
+    y = np.repeat(rng.integers(0, 3, n_pat), 2)
+    logits = rng.normal(size=(2 * n_pat, 3))
+    logits[np.arange(2 * n_pat), y] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"image": [f"m{i}.png" for i in range(2 * n_pat)],
+                          "patient_id": np.repeat(np.arange(n_pat), 2).astype(str),
+                          "fold": np.repeat(np.arange(n_pat) % 3, 2), "y_true": [classes[i] for i in y]})
+    for c in [2, 0, 1]:  # columns deliberately out of order
+        frame[f"prob_{classes[c]}"] = probs[:, c]
+    return frame
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        if tag == "img":
+            self.images.append(a["src"])
+        if tag in ("link", "script") or (tag == "img" and not a["src"].startswith("data:")):
+            self.external.append(tag)
+        self.scripts += tag == "script"
+
+
+def _parse(path) -> _Collector:
+    parser = _Collector()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_binary_evaluation_writes_every_output(tmp_path):
+    frame = binary_frame()
+    result = evaluate(frame, tmp_path, n_bootstrap=200, seed=0)
+    assert result.task == "binary" and result.positive == "osteoporosis"
+    y = (frame["y_true"] == "osteoporosis").to_numpy()
+    assert result.value("auc") == pytest.approx(roc_auc_score(y, frame["prob"]))
+    auc = result.metrics["auc"]
+    assert auc["ci_low"] < auc["value"] < auc["ci_high"]
+    assert auc["delong_ci"][0] < auc["value"] < auc["delong_ci"][1]
+    assert result.threshold["selection"].startswith("cross-fitted")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["metrics"]["auc"]["value"] == pytest.approx(result.value("auc"))
+    assert json.loads((tmp_path / "calibrator.json").read_text())["method"] == "platt"
+    parsed = _parse(tmp_path / "report.html")
+    assert parsed.sections == [sid for sid, _ in SECTIONS]
+    assert not parsed.external and parsed.scripts == 0
+    assert len(parsed.images) >= 5  # roc, pr, confusion, calibration, subgroups
+    for src in parsed.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+    card = (tmp_path / "model_card.md").read_text()
+    for heading in ("## Intended use", "## Data", "## Split method", "## Metrics", "## Calibration",
+                    "## Baselines and shortcut audit", "## Subgroups", "## Failure cases"):
+        assert heading in card
+    assert "not a diagnosis" in card
+
+
+def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path):
+    frame = multiclass_frame()
+    result = evaluate(frame, tmp_path, n_bootstrap=100)
+    assert result.classes == ["normal", "osteopenia", "osteoporosis"]
+    assert "kappa_quadratic" in result.metrics
+    y_low = frame["y_true"] != "normal"
+    assert result.screening["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(y_low, 1 - frame["prob_normal"]))
+    parsed = _parse(tmp_path / "report.html")
+    assert len(parsed.images) >= 7
+
+
+def test_regression_and_user_columns(tmp_path):
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(20, 220, 90)
+    frame = pd.DataFrame({"months": truth, "predicted": truth + rng.normal(0, 8, 90)})
+    result = evaluate(frame, tmp_path, truth="months", score="predicted", task="regression", n_bootstrap=100)
+    assert result.task == "regression"
+    assert result.value("mae") == pytest.approx(np.mean(np.abs(frame["predicted"] - frame["months"])))
+    assert {"bland_altman", "scatter"} <= set(result.files)
+    assert "no patient_id column" in result.data["notes"][0]
+
+
+def test_small_subgroups_are_flagged():
+    frame = binary_frame(n_pat=40)
+    frame["site"] = np.where(np.arange(len(frame)) < 8, "tiny", "big")
+    result = evaluate(frame, n_bootstrap=50)
+    tiny = next(r for r in result.subgroups if r["variable"] == "site" and r["level"] == "tiny")
+    assert tiny["too_small"] and tiny["n_patients"] == 4
+    assert any("too small" in w for w in result.warnings)
+
+
+def test_prediction_errors_name_the_fix():
+    with pytest.raises(OsteolensError, match="--truth"):
+        load_predictions(pd.DataFrame({"label": [0, 1], "prob": [0.2, 0.7]}))
+    with pytest.raises(OsteolensError, match="prob_"):
+        load_predictions(pd.DataFrame({"y_true": ["a", "b", "c"], "prob_a": [1, 0, 0], "prob_b": [0, 1, 0]}))
+    with pytest.raises(OsteolensError, match="not found"):
+        load_predictions("/nonexistent/oof_predictions.csv")
