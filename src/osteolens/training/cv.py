@@ -1,0 +1,414 @@
+"""Patient-grouped cross-validation: prepare a run directory, train folds, merge them.
+
+Per fold ``k``: the test fold is fold ``k``; the other folds are training data, from which
+an inner validation split is drawn by patient (``data.splits.inner_validation_split``)
+for early stopping, best-epoch selection and the binary decision threshold. The test fold
+is only ever predicted, once, with the selected weights. Rows in fold ``-1`` (external
+test set) are predicted at merge time by the fold ensemble (mean of the fold models' raw
+outputs, as the fracture seed did).
+
+Run directory ``<out>/<name>/``::
+
+    config.resolved.yaml  environment.json  run.json  manifest.csv  failures.csv (if any)
+    fold<k>/model.safetensors  fold<k>/history.csv  fold<k>/predictions.csv  fold<k>/result.json
+    oof_predictions.csv  test_predictions.csv (if fold -1 rows)  metrics.json
+    plots/*.png  bundle/  report/ (osteolens.evaluation)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from osteolens.data.manifest import Manifest
+from osteolens.errors import ConfigError
+from osteolens.models import create_model, tabular as covariates, tasks
+from osteolens.training.config import TrainConfig
+from osteolens.training.dataset import ImageStore, RadiographDataset, Samples, build_samples, effective_pipeline
+from osteolens.training.loop import FitSettings, fit, make_fabric, predict_outputs
+from osteolens.training.progress import TrainingProgress
+from osteolens.training.rescale import rescale_covariates, rescale_target
+from osteolens.training.rundir import environment, read_config, write_config, write_json
+
+SUBGROUP_COLUMNS = ("sex", "age", "view", "site", "study")
+
+
+@dataclass
+class RunResult:
+    """What a training command produced."""
+
+    run_dir: Path
+    folds: list[int]
+    metrics: dict[str, Any] | None = None
+    bundle: Path | None = None
+    report: Path | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class PreparedRun:
+    """Everything shared by the folds of a run."""
+
+    config: TrainConfig
+    run_dir: Path
+    samples: Samples
+    store: ImageStore
+    info: dict[str, Any]
+    failures: list[tuple[str, str]]
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(int(k) for k in self.samples.frame["fold"].unique() if k >= 0)
+
+
+# --------------------------------------------------------------------------- preparation
+def _folded_manifest(config: TrainConfig, run_dir: Path) -> Manifest:
+    """The run's manifest with folds: the run directory's copy, else the config's, folded if needed."""
+    from osteolens.data.splits import assign_folds, leaks
+
+    saved = run_dir / "manifest.csv"
+    if saved.is_file():
+        return Manifest.read(saved)
+    manifest = Manifest.read(config.manifest)
+    if "fold" not in manifest.frame.columns:
+        manifest = assign_folds(manifest, config.folds, seed=config.seed, stratify=config.target)
+    leaking = leaks(manifest)
+    if leaking:
+        raise ConfigError(config.manifest, f"patients in more than one fold: {leaking[:5]}.",
+                          "re-make the folds with 'osteolens data folds' (grouped by patient).")
+    manifest.write(saved)
+    return Manifest.read(saved)
+
+
+def prepare_run(config: TrainConfig, *, resume: bool = False, progress: TrainingProgress | None = None) -> PreparedRun:
+    """Create or reopen the run directory, read and fold the manifest, fill the preprocessing cache."""
+    progress = progress or TrainingProgress(quiet=True)
+    run_dir = config.run_dir
+    write_config(run_dir, config)
+    manifest = _folded_manifest(config, run_dir)
+    samples = build_samples(
+        manifest, config.target, config.task, views=config.model.views, view_order=config.view_order,
+        positive=config.positive, classes=config.classes, covariates=config.model.tabular,
+    )
+    pipeline = effective_pipeline(config.preprocessing, config.input_size)
+    store = ImageStore(pipeline, config.cache or Path(config.out) / ".cache")
+    frame = manifest.frame
+    hashes = dict(zip([str(p) for p in manifest.image_paths()], frame["sha256"])) if "sha256" in frame.columns else {}
+    paths = sorted({p for views in samples.frame["images"] for p in views})
+    with progress.task("preprocessing (cached)", len(paths)) as advance:
+        failures = store.prepare(paths, [hashes.get(p) for p in paths], progress=advance)
+    if failures:
+        bad = {p for p, _ in failures}
+        keep = [not (set(v) & bad) for v in samples.frame["images"]]
+        samples.frame = samples.frame[keep].reset_index(drop=True)
+        pd.DataFrame(failures, columns=["path", "reason"]).to_csv(run_dir / "failures.csv", index=False)
+    cv_rows = samples.frame[samples.frame["fold"] >= 0]
+    info = {
+        "labels": samples.labels,
+        "views": samples.views,
+        "preprocessing": pipeline.to_config(),
+        "input_size": list(config.input_size),
+        "target_scaling": _target_scaling(cv_rows) if config.task == "regression" else None,
+        "tabular_scaling": covariates.fit_scaling(cv_rows, config.model.tabular) if config.model.tabular else {},
+        "n_samples": len(samples.frame),
+        "n_failed_files": len(failures),
+    }
+    write_json(run_dir / "run.json", info)
+    return PreparedRun(config, run_dir, samples, store, info, failures)
+
+
+def _target_scaling(rows: pd.DataFrame) -> dict[str, float]:
+    std = float(rows["y"].std(ddof=0))
+    return {"mean": float(rows["y"].mean()), "std": std if std > 0 else 1.0}
+
+
+# --------------------------------------------------------------------------- one fold
+def _val_metric(task: str, y: np.ndarray, scaling: dict[str, float] | None):
+    """(name, value) on inner-validation outputs: AUC (macro for K > 2) or MAE in target units."""
+    from osteolens.evaluation import metrics as M
+
+    def metric(outputs: np.ndarray) -> tuple[str, float]:
+        ones = np.ones((1, len(y)))
+        if task == "regression":
+            pred = tasks.regression_values(torch.from_numpy(outputs), scaling).numpy()
+            truth = y * scaling["std"] + scaling["mean"] if scaling else y
+            return "mae", float(np.mean(np.abs(pred - truth)))
+        probs = tasks.probabilities(task, torch.from_numpy(outputs)).numpy()
+        if task == "binary":
+            return "auc", float(M.weighted_auc(ones, y.astype(float), probs)[0])
+        aucs = [M.weighted_auc(ones, (y == c).astype(float), probs[:, c])[0] for c in range(probs.shape[1])]
+        return "auc", float(np.nanmean(aucs))
+
+    return metric
+
+
+def _encode(rows: pd.DataFrame, config: TrainConfig, tab_scaling: dict, target_scaling: dict | None):
+    x = covariates.encode(rows, config.model.tabular, tab_scaling) if config.model.tabular else np.zeros((len(rows), 0), np.float32)
+    if config.task == "regression":
+        y = ((rows["y"].to_numpy(float) - target_scaling["mean"]) / target_scaling["std"]).astype(np.float32)
+    else:
+        y = rows["y"].to_numpy(np.int64)
+    return x, y
+
+
+def build_model(config: TrainConfig, n_labels: int):
+    """The fold network described by the config."""
+    m = config.model
+    return create_model(
+        m.name, config.task, tasks.num_outputs(config.task, n_labels), pretrained=m.pretrained, weights=m.weights,
+        finetune=m.finetune, tabular=m.tabular, views=m.views, shared_backbone=m.shared_backbone,
+        head_hidden=m.head_hidden, dropout=m.dropout, **m.params,
+    )
+
+
+def prediction_frame(rows: pd.DataFrame, outputs: np.ndarray, task: str, labels: list[str],
+                     target_scaling: dict | None, threshold: float | None) -> pd.DataFrame:
+    """Rows of ``oof_predictions.csv`` from raw outputs."""
+    out = pd.DataFrame({"image": rows["image"].to_numpy(), "patient_id": rows["patient_id"].to_numpy(),
+                        "fold": rows["fold"].to_numpy(int), "y_true": rows["target"].to_numpy()})
+    raw = torch.from_numpy(np.asarray(outputs, dtype=np.float32))
+    if task == "regression":
+        out["y_pred"] = tasks.regression_values(raw, target_scaling).numpy()
+    elif task == "binary":
+        prob = tasks.probabilities(task, raw).numpy()
+        out["prob"] = prob
+        out["y_pred"] = np.where(prob >= threshold, labels[1], labels[0])
+        out["threshold"] = threshold
+    else:
+        probs = tasks.probabilities(task, raw).numpy()
+        for c, name in enumerate(labels):
+            out[f"prob_{name}"] = probs[:, c]
+        out["y_pred"] = [labels[i] for i in probs.argmax(axis=1)]
+    for column in SUBGROUP_COLUMNS:
+        if column in rows.columns and not (column == "view" and rows["images"].map(len).max() > 1):
+            out[column] = rows[column].to_numpy()
+    return out
+
+
+def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progress: TrainingProgress | None = None) -> dict[str, Any]:
+    """Train fold ``k`` (test fold ``k``) and write ``fold<k>/``; returns its ``result.json``."""
+    from lightning.fabric import seed_everything
+
+    from osteolens.data.splits import inner_validation_split
+    from osteolens.evaluation.thresholds import ThresholdRule
+    from osteolens.training.augment import build_augmentation
+    from osteolens.training.checkpoint import state_tensors
+
+    config, frame, labels = run.config, run.samples.frame, run.samples.labels
+    progress = progress or TrainingProgress(quiet=True)
+    fold_dir = run.run_dir / f"fold{k}"
+    started = time.perf_counter()
+    train_rows = frame[(frame["fold"] != k) & (frame["fold"] >= 0)].reset_index(drop=True)
+    test_rows = frame[frame["fold"] == k].reset_index(drop=True)
+    fit_pos, val_pos = inner_validation_split(train_rows, config.val_fraction, seed=config.seed + k, stratify="target")
+    fit_rows, val_rows = train_rows.iloc[fit_pos].reset_index(drop=True), train_rows.iloc[val_pos].reset_index(drop=True)
+
+    # Standardisation from this fold's training rows only (see training.rescale).
+    fold_target = _target_scaling(train_rows) if config.task == "regression" else None
+    fold_tab = covariates.fit_scaling(train_rows, config.model.tabular) if config.model.tabular else {}
+    x_fit, y_fit = _encode(fit_rows, config, fold_tab, fold_target)
+    x_val, y_val = _encode(val_rows, config, fold_tab, fold_target)
+    augment = build_augmentation(config.augmentation)
+    train_set = RadiographDataset(fit_rows, run.store, x_fit, y_fit, augment)
+    val_set = RadiographDataset(val_rows, run.store, x_val, y_val)
+
+    class_weights = sample_weights = None
+    if config.task != "regression" and config.class_balance != "none":
+        weights = tasks.class_weights(y_fit, len(labels))
+        if config.class_balance == "weights":
+            class_weights = weights
+        else:
+            sample_weights = weights[y_fit]
+
+    seed_everything(config.seed + k, verbose=False)
+    net = build_model(config, len(labels))
+    settings = FitSettings(
+        task=config.task, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        backbone_lr_mult=config.backbone_lr_mult, weight_decay=config.weight_decay, scheduler=config.scheduler,
+        warmup_epochs=config.warmup_epochs, patience=config.patience, grad_clip=config.grad_clip,
+        seed=config.seed + 1000 * k, num_workers=config.num_workers, channels_last=config.channels_last,
+    )
+    steps = config.epochs * -(-len(train_set) // config.batch_size)
+    with progress.fold(k, config.epochs, steps) as callback:
+        best, history = fit(
+            net, train_set, val_set, settings, fabric, fold_dir / "checkpoint", class_weights=class_weights,
+            sample_weights=sample_weights, val_metric=_val_metric(config.task, y_val, fold_target),
+            resume=resume, callback=callback,
+        )
+    net.load_state_dict(best)
+    common_target, common_tab = run.info["target_scaling"], run.info["tabular_scaling"]
+    rescale_covariates(net, config.model.tabular, fold_tab, common_tab)
+    if config.task == "regression":
+        rescale_target(net, fold_target, common_target)
+
+    threshold = None
+    if config.task == "binary":
+        x_val_c, _ = _encode(val_rows, config, common_tab, common_target)
+        val_prob = tasks.probabilities("binary", torch.from_numpy(
+            predict_outputs(net, RadiographDataset(val_rows, run.store, x_val_c, y_val), fabric, config.batch_size))).numpy()
+        threshold = ThresholdRule().choose(y_val, val_prob) if len(set(y_val.tolist())) == 2 else 0.5
+    x_test, y_test = _encode(test_rows, config, common_tab, common_target)
+    outputs = predict_outputs(net, RadiographDataset(test_rows, run.store, x_test, y_test), fabric, config.batch_size)
+    predictions = prediction_frame(test_rows, outputs, config.task, labels, common_target, threshold)
+
+    from safetensors.torch import save_file
+
+    save_file(state_tensors(net), str(fold_dir / "model.safetensors"))
+    pd.DataFrame(history).to_csv(fold_dir / "history.csv", index=False)
+    predictions.to_csv(fold_dir / "predictions.csv", index=False)
+    best_rows = [r for r in history if r["best"]]
+    result = {
+        "fold": k,
+        "n_train": len(fit_rows), "n_val": len(val_rows), "n_test": len(test_rows),
+        "patients_train": int(fit_rows["patient_id"].nunique()), "patients_val": int(val_rows["patient_id"].nunique()),
+        "patients_test": int(test_rows["patient_id"].nunique()),
+        "epochs_run": len(history),
+        "best_epoch": best_rows[-1]["epoch"] if best_rows else None,
+        "best_val_loss": min(r["val_loss"] for r in history) if history else None,
+        "threshold": threshold,
+        "fold_target_scaling": fold_target, "fold_tabular_scaling": fold_tab,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+    write_json(fold_dir / "result.json", result)
+    return result
+
+
+# --------------------------------------------------------------------------- whole run
+def run_training(
+    config: TrainConfig,
+    *,
+    fold: int | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> RunResult:
+    """Cross-validate ``config``: every fold (then merge), or only ``fold``.
+
+    Raises:
+        ConfigError: the run directory holds finished folds and ``resume`` is False, a fold
+            number that does not exist, or a config that differs from the directory's.
+    """
+    progress = TrainingProgress(console=console, quiet=quiet)
+    run = prepare_run(config, resume=resume, progress=progress)
+    folds = run.folds
+    if fold is not None and fold not in folds:
+        raise ConfigError(config.manifest, f"fold {fold} does not exist (folds are {folds}).", f"use --fold 0 ... --fold {max(folds)}.")
+    todo = [fold] if fold is not None else folds
+    fabric = make_fabric(config.accelerator, config.precision)
+    write_json(run.run_dir / "environment.json", environment(str(fabric.device)))
+    for k in todo:
+        fold_dir = run.run_dir / f"fold{k}"
+        if (fold_dir / "result.json").is_file():
+            if not resume:
+                raise ConfigError(run.run_dir, f"fold {k} is already trained.",
+                                  "add --resume to continue the run, or give it another --name.")
+            progress.note(f"fold {k}: already trained, kept")
+            continue
+        if (fold_dir / "checkpoint").exists() and not resume:
+            raise ConfigError(run.run_dir, f"fold {k} was interrupted.", "add --resume to continue it, or give the run another --name.")
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        result = train_fold(run, k, fabric, resume=resume, progress=progress)
+        progress.note(f"fold {k}: {result['epochs_run']} epochs, best epoch {result['best_epoch']}, {result['seconds']:.0f} s")
+    if fold is not None:
+        return RunResult(run.run_dir, [fold], failures=run.failures)
+    merged = merge_run(run.run_dir, quiet=quiet, console=console, prepared=run)
+    merged.failures = run.failures
+    return merged
+
+
+def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | None = None,
+              prepared: PreparedRun | None = None) -> RunResult:
+    """Join finished folds: ``oof_predictions.csv``, ``metrics.json``, plots, external-test
+    predictions, the bundle and the evaluation report.
+
+    Raises:
+        ConfigError: a fold has not finished.
+    """
+    from safetensors.torch import load_file
+
+    from osteolens.inference.bundle import write_bundle
+    from osteolens.training.report import prediction_metrics, run_metrics, write_plots
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    progress = TrainingProgress(console=console, quiet=quiet)
+    run = prepared or prepare_run(config, resume=True, progress=progress)
+    info, labels, task = run.info, run.samples.labels, config.task
+    missing = [k for k in run.folds if not (run_dir / f"fold{k}" / "result.json").is_file()]
+    if missing:
+        raise ConfigError(run_dir, f"fold(s) {missing} have not finished.",
+                          "run 'osteolens train CONFIG --fold K' for each, then 'osteolens cv merge RUN_DIR'.")
+    results = {k: json.loads((run_dir / f"fold{k}" / "result.json").read_text()) for k in run.folds}
+    oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "predictions.csv") for k in run.folds], ignore_index=True)
+    metrics = run_metrics(task, labels, oof)
+    metrics["folds"] = results
+    histories = {k: pd.read_csv(run_dir / f"fold{k}" / "history.csv") for k in run.folds}
+    plots = write_plots(run_dir, task, labels, oof, histories)
+    oof.drop(columns=["threshold"], errors="ignore").to_csv(run_dir / "oof_predictions.csv", index=False)
+
+    models = []
+    for k in run.folds:
+        net = build_model(config, len(labels))
+        net.load_state_dict(load_file(str(run_dir / f"fold{k}" / "model.safetensors")))
+        models.append(net.eval())
+
+    report_dir, threshold, calibration = None, None, None
+    evaluation = None
+    if config.report:
+        from osteolens.evaluation import evaluate
+
+        with progress.status("evaluation report"):
+            evaluation = evaluate(
+                run_dir / "oof_predictions.csv", run_dir / "report", task="regression" if task == "regression" else
+                ("binary" if task == "binary" else "multiclass"), positive=labels[1] if task == "binary" else None,
+                class_order=labels or None, n_bootstrap=config.n_bootstrap, seed=config.seed,
+                title=f"osteolens run {run_dir.name}",
+            )
+        report_dir = run_dir / "report"
+        if task == "binary":
+            threshold = float(evaluation.threshold["threshold"]) if evaluation.threshold else None
+            calibration = evaluation.calibrator
+    if task == "binary" and threshold is None:
+        threshold = float(np.median([r["threshold"] for r in results.values()]))
+
+    test_rows = run.samples.frame[run.samples.frame["fold"] < 0].reset_index(drop=True)
+    if len(test_rows):
+        from osteolens.training.loop import predict_outputs as _predict
+
+        fabric = make_fabric("cpu")
+        x, y = _encode(test_rows, config, info["tabular_scaling"], info["target_scaling"])
+        dataset = RadiographDataset(test_rows, run.store, x, y)
+        outputs = np.mean([_predict(net, dataset, fabric, config.batch_size) for net in models], axis=0)
+        test = prediction_frame(test_rows, outputs, task, labels, info["target_scaling"], threshold)
+        metrics["external_test"] = prediction_metrics(task, labels, test)
+        test.drop(columns=["threshold"], errors="ignore").to_csv(run_dir / "test_predictions.csv", index=False)
+
+    write_json(run_dir / "metrics.json", metrics)
+    bundle_dir = run_dir / "bundle"
+    if bundle_dir.exists():
+        shutil.rmtree(bundle_dir)
+    summary = {
+        "run": run_dir.name, "manifest": config.manifest, "folds": len(run.folds), "epochs": config.epochs,
+        "seed": config.seed, "augmentation": config.augmentation, "n_samples": info["n_samples"],
+        "init_weights": config.model.weights or ("hub" if config.model.pretrained else "random"),
+        "selection": "best inner-validation loss per fold (validation drawn by patient from the training folds)",
+    }
+    bundle = write_bundle(
+        bundle_dir, models=models, preprocessing=info["preprocessing"], input_size=info["input_size"], task=task,
+        labels=labels, target=config.target, target_scaling=info["target_scaling"],
+        tabular_scaling=info["tabular_scaling"] or None, threshold=threshold, calibration=calibration,
+        training_summary=summary, metrics={"pooled": metrics["pooled"], "fold_mean": metrics["fold_mean"],
+                                           "fold_std": metrics["fold_std"]},
+    )
+    progress.note(f"run directory {run_dir}: {len(plots)} plots, bundle {bundle}")
+    return RunResult(run_dir, run.folds, metrics=metrics, bundle=bundle, report=report_dir)
