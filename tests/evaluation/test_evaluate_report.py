@@ -18,32 +18,6 @@ from osteolens.evaluation.report import SECTIONS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def binary_frame(n_pat: int = 60, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    y = np.repeat(rng.integers(0, 2, n_pat), 2)
-    prob = 1 / (1 + np.exp(-(rng.normal(size=2 * n_pat) + 1.6 * y - 0.8)))
-    return pd.DataFrame({
-        "image": [f"img{i}.png" for i in range(2 * n_pat)], "patient_id": np.repeat(np.arange(n_pat), 2).astype(str),
-        "fold": np.repeat(np.arange(n_pat) % 4, 2), "y_true": np.where(y == 1, "osteoporosis", "normal"), "prob": prob,
-        "sex": np.repeat(np.where(np.arange(n_pat) % 2, "M", "F"), 2), "age": np.repeat(rng.uniform(45, 85, n_pat), 2),
-    })
-
-
-def multiclass_frame(n_pat: int = 60, seed: int = 1) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    classes = ["normal", "osteopenia", "osteoporosis"]
-    y = np.repeat(rng.integers(0, 3, n_pat), 2)
-    logits = rng.normal(size=(2 * n_pat, 3))
-    logits[np.arange(2 * n_pat), y] += 1.5
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    frame = pd.DataFrame({"image": [f"m{i}.png" for i in range(2 * n_pat)],
-                          "patient_id": np.repeat(np.arange(n_pat), 2).astype(str),
-                          "fold": np.repeat(np.arange(n_pat) % 3, 2), "y_true": [classes[i] for i in y]})
-    for c in [2, 0, 1]:  # columns deliberately out of order
-        frame[f"prob_{classes[c]}"] = probs[:, c]
-    return frame
-
-
 class _Collector(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -69,8 +43,8 @@ def _parse(path) -> _Collector:
     return parser
 
 
-def test_binary_evaluation_writes_every_output(tmp_path):
-    frame = binary_frame()
+def test_binary_evaluation_writes_every_output(tmp_path, make_binary):
+    frame = make_binary()
     result = evaluate(frame, tmp_path, n_bootstrap=200, seed=0)
     assert result.task == "binary" and result.positive == "osteoporosis"
     y = (frame["y_true"] == "osteoporosis").to_numpy()
@@ -96,8 +70,8 @@ def test_binary_evaluation_writes_every_output(tmp_path):
     assert "not a diagnosis" in card
 
 
-def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path):
-    frame = multiclass_frame()
+def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path, make_multiclass):
+    frame = make_multiclass()
     result = evaluate(frame, tmp_path, n_bootstrap=100)
     assert result.classes == ["normal", "osteopenia", "osteoporosis"]
     assert "kappa_quadratic" in result.metrics
@@ -118,8 +92,8 @@ def test_regression_and_user_columns(tmp_path):
     assert "no patient_id column" in result.data["notes"][0]
 
 
-def test_small_subgroups_are_flagged():
-    frame = binary_frame(n_pat=40)
+def test_small_subgroups_are_flagged(make_binary):
+    frame = make_binary(n_pat=40)
     frame["site"] = np.where(np.arange(len(frame)) < 8, "tiny", "big")
     result = evaluate(frame, n_bootstrap=50)
     tiny = next(r for r in result.subgroups if r["variable"] == "site" and r["level"] == "tiny")
