@@ -88,3 +88,30 @@ def test_unknown_transfer_syntax_is_refused(save_dicom):
     path.write_bytes(data)
     with pytest.raises(RadiographReadError, match="private.dcm.*not supported by pydicom"):
         read_radiograph(path)
+
+
+def _bundled(name: str):
+    """A test file shipped inside the pydicom package (never downloaded)."""
+    from pathlib import Path
+
+    import pydicom
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not bundled with this pydicom version")
+    return path
+
+
+def test_jpeg_lossless_from_pydicom_test_files():
+    """No JPEG Lossless encoder exists in pydicom, so use its bundled GDCM-encoded twin of an RLE file."""
+    jpeg_ll = read_radiograph(_bundled("SC_rgb_jpeg_gdcm.dcm"))
+    rle = read_radiograph(_bundled("SC_rgb_rle.dcm"))
+    assert jpeg_ll.meta.extra["transfer_syntax"] == JPEGLosslessSV1.name
+    np.testing.assert_array_equal(jpeg_ll.pixels, rle.pixels)
+    assert jpeg_ll.pixels.std() > 0.1  # a real test pattern, not a blank
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm"])
+def test_pydicom_mr_twins_decode_identically(name):
+    reference = read_radiograph(_bundled("MR_small.dcm"))
+    np.testing.assert_array_equal(read_radiograph(_bundled(name)).pixels, reference.pixels)

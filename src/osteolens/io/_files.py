@@ -11,9 +11,14 @@ from osteolens.errors import RadiographWriteError
 
 
 def unit_array(pixels: object, path: Path) -> np.ndarray:
-    """``pixels`` as a float64 (H, W) array clipped to [0, 1], or a RadiographWriteError."""
+    """``pixels`` as an (H, W) array clipped to [0, 1], or a RadiographWriteError.
+
+    Values pass through float32, the in-memory type of a :class:`Radiograph`, so the same
+    image quantises to the same integers whether a caller hands a float64 array to
+    ``write_png`` or a Radiograph (float32) to ``write_dicom``.
+    """
     try:
-        arr = np.asarray(pixels, dtype=np.float64)
+        arr = np.asarray(pixels, dtype=np.float32).astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise RadiographWriteError(path, f"the pixels are not a numeric array ({exc}).",
                                    "pass a float array (H, W) in [0, 1].") from exc
