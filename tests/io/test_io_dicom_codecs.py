@@ -115,3 +115,18 @@ def test_jpeg_lossless_from_pydicom_test_files():
 def test_pydicom_mr_twins_decode_identically(name):
     reference = read_radiograph(_bundled("MR_small.dcm"))
     np.testing.assert_array_equal(read_radiograph(_bundled(name)).pixels, reference.pixels)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_dicom_without_preamble_or_file_meta(tmp_path, implicit):
+    """A bare data set (no 128-byte preamble, no DICM, no group 0002) is still sniffed as DICOM."""
+    from pydicom import dcmwrite
+
+    ds = grey_dataset(_VALUES, bits_stored=12)
+    del ds.file_meta
+    path = tmp_path / "raw.img"
+    dcmwrite(path, ds, implicit_vr=implicit, little_endian=True)
+    assert path.read_bytes()[:2] == b"\x08\x00"
+    rg = read_radiograph(path)
+    np.testing.assert_allclose(rg.pixels, _VALUES / 4095.0, atol=1e-7)
+    assert rg.meta.extra["transfer_syntax"] == ("Implicit VR Little Endian" if implicit else "Explicit VR Little Endian")

@@ -35,12 +35,12 @@ def decoder_packages(transfer_syntax: str) -> str:
     return DECODER_PACKAGES.get(str(transfer_syntax), "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pyjpegls")
 
 
-def missing_decoder(transfer_syntax: str) -> str | None:
+def missing_decoder(transfer_syntax: str) -> tuple[str, str | None] | None:
     """Say what is missing to decode ``transfer_syntax``, or None when a decoder is ready.
 
     Returns:
-        A sentence naming the transfer syntax and the pip command that installs a decoder,
-        or None when pydicom has an available decoder for it.
+        ``(reason, fix)``: the reason names the transfer syntax, the fix is the pip command
+        that installs a decoder (None for syntaxes pydicom cannot decode at all).
     """
     from pydicom.pixels import get_decoder
 
@@ -48,10 +48,10 @@ def missing_decoder(transfer_syntax: str) -> str | None:
     try:
         decoder = get_decoder(uid)
     except NotImplementedError:
-        return f"transfer syntax {uid} ({uid.name}) is not supported by pydicom."
+        return f"transfer syntax {uid} ({uid.name}) is not supported by pydicom.", None
     if decoder.is_available:
         return None
     return (
-        f"no decoder is installed for transfer syntax {uid.name} ({uid}). "
-        f"Install one with: pip install {decoder_packages(uid)}"
+        f"no decoder is installed for transfer syntax {uid.name} ({uid}).",
+        f"pip install {decoder_packages(uid)}",
     )

@@ -12,7 +12,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     """Grey from an ``(H, W, 3)`` or ``(H, W, 4)`` array (alpha ignored), in the input's units.
 
     Example:
-        >>> float(luma(np.array([[[255, 0, 0]]]))[0, 0])
+        >>> round(float(luma(np.array([[[255, 0, 0]]]))[0, 0]), 3)
         76.245
     """
     return np.asarray(rgb[..., :3], dtype=np.float64) @ LUMA_601

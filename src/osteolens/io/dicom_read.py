@@ -115,18 +115,21 @@ def _check_header(ds: Dataset, path: Path, max_pixels: int) -> None:
 
 def _decode(ds: Dataset, path: Path) -> np.ndarray:
     """The stored values as a numpy array, or an error naming the missing decoder."""
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     meta = ds.file_meta
     if "TransferSyntaxUID" not in meta:
         # A data set without file meta (no preamble): pydicom knows how it parsed it.
-        implicit = ds.original_encoding[0] is True or ds.is_implicit_VR
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        implicit, little = ds.original_encoding
+        if implicit:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        else:
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
     syntax = meta.TransferSyntaxUID
     if "PixelData" in ds:
         problem = missing_decoder(syntax)
         if problem is not None:
-            raise RadiographReadError(path, problem, None)
+            raise RadiographReadError(path, *problem)
     try:
         return ds.pixel_array
     except Exception as exc:  # decoders raise many types on corrupt or truncated data
