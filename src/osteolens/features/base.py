@@ -1,0 +1,136 @@
+"""The feature-family contract and its registry.
+
+A feature family turns one 2-D image (``float32`` in [0, 1], bone bright) and an optional
+boolean region-of-interest mask into a flat ``{column name: float}`` dictionary. Families are
+registered by name and rebuilt from ``{"name": ..., "params": {...}}``, so an extraction's
+exact settings are saved beside its table and replayed later.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from osteolens.errors import ConfigError
+
+_REGISTRY: dict[str, type[FeatureFamily]] = {}
+
+
+class FeatureFamily(ABC):
+    """One family of radiomics features.
+
+    Subclasses store their constructor arguments untouched (as scikit-learn estimators do),
+    so :meth:`params` can read them back and :func:`build_feature_family` can rebuild an
+    identical family from JSON.
+    """
+
+    name: ClassVar[str] = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-ready (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for key in inspect.signature(type(self).__init__).parameters:
+            if key == "self":
+                continue
+            value = getattr(self, key)
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        """``{"name": ..., "params": {...}}``, the form :func:`build_feature_family` reads."""
+        return {"name": self.name, "params": self.params}
+
+    @abstractmethod
+    def compute(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+        """Features of ``image`` (2-D float in [0, 1]) inside ``mask`` (2-D bool, same shape)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+
+def register_feature_family(name: str) -> Callable[[type[FeatureFamily]], type[FeatureFamily]]:
+    """Class decorator: register a :class:`FeatureFamily` subclass under ``name``."""
+
+    def decorate(cls: type[FeatureFamily]) -> type[FeatureFamily]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ConfigError(None, f"feature family '{name}' is registered twice.", "pick another name.")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def feature_family_names() -> list[str]:
+    """Names of every registered family, sorted."""
+    return sorted(_REGISTRY)
+
+
+def feature_family_class(name: str) -> type[FeatureFamily]:
+    """The class registered under ``name``; :class:`ConfigError` naming the choices otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            "families", f"unknown feature family '{name}'.", f"choose from {', '.join(feature_family_names())}."
+        ) from None
+
+
+def build_feature_family(spec: str | Mapping[str, Any] | FeatureFamily) -> FeatureFamily:
+    """Rebuild a family from its name or ``{"name": ..., "params": {...}}``.
+
+    Example:
+        >>> build_feature_family({"name": "fourier", "params": {"scale": 255.0}}).name
+        'fourier'
+    """
+    if isinstance(spec, FeatureFamily):
+        return spec
+    if isinstance(spec, str):
+        return feature_family_class(spec)()
+    if "name" not in spec:
+        raise ConfigError("families", f"family spec {dict(spec)!r} has no 'name'.", 'write {"name": ..., "params": {...}}.')
+    cls = feature_family_class(str(spec["name"]))
+    params = dict(spec.get("params") or {})
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(
+            "families", f"bad parameters for '{spec['name']}': {exc}.", f"see `osteolens features list` for {cls.__name__}'s parameters."
+        ) from None
+
+
+def check_image_and_mask(image: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a family's inputs; the default mask is the whole image minus a 1-pixel border.
+
+    The border rule is the seed's: pyradiomics then never sees a region touching the image
+    edge, and the texture matrices ignore edge effects of the crop.
+    """
+    from osteolens.errors import TransformError
+
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise TransformError(f"feature input must be a 2-D image, got shape {image.shape}; pass Radiograph.pixels.")
+    if mask is None:
+        mask = border_mask(image.shape)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape:
+        raise TransformError(f"mask shape {mask.shape} differs from image shape {image.shape}; crop both the same way.")
+    if not mask.any():
+        raise TransformError("the region of interest is empty; check the mask file or choose --roi none.")
+    return image.astype(np.float64, copy=False), mask
+
+
+def border_mask(shape: tuple[int, ...], border: int = 1) -> np.ndarray:
+    """Boolean mask that is True everywhere except a ``border``-pixel frame."""
+    mask = np.zeros(shape, dtype=bool)
+    if shape[0] > 2 * border and shape[1] > 2 * border:
+        mask[border:-border, border:-border] = True
+    else:
+        mask[:] = True
+    return mask

@@ -1,0 +1,318 @@
+"""Feature extraction over a manifest: ROI, preprocessing, families, in parallel, to a tidy table.
+
+One row per image that could be processed: the manifest's columns (image, patient_id, label,
+targets, sex, age, view, vertebra, ...) followed by the feature columns. Images that fail
+are listed with the reason, never crash the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from osteolens.data.manifest import Manifest
+from osteolens.errors import ConfigError, TransformError
+from osteolens.features.base import FeatureFamily, build_feature_family
+
+ROI_MODES = ("auto", "mask", "rectangle", "none")
+SEED_FAMILIES = ("radiomics", "wavelet", "fourier", "variogram")
+_VERSION_PACKAGES = ("osteolens", "numpy", "scipy", "pandas", "scikit-image", "PyWavelets", "pyradiomics-bhklab", "SimpleITK")
+
+
+@dataclass
+class ExtractionConfig:
+    """Everything that decides the numbers: families with parameters and the preprocessing.
+
+    Attributes:
+        families: ``{"name", "params"}`` of each family, in column order.
+        roi: ``"mask"`` (the mask's bounding box, features inside the mask), ``"rectangle"``
+            (the largest axis-aligned rectangle inside the mask, the biplanar seed's ROI),
+            ``"none"`` (the whole image) or ``"auto"`` (rectangle when the manifest has a
+            ``mask`` column, else none).
+        equalise: global histogram equalisation of the ROI (inside the mask) before the
+            families, as the seed (``skimage.exposure.equalize_hist``, 256 bins).
+        max_size: downscale the ROI (anti-aliased) so its longer side is at most this.
+    """
+
+    families: list[dict[str, Any]] = field(default_factory=lambda: [{"name": n, "params": {}} for n in SEED_FAMILIES])
+    roi: str = "auto"
+    equalise: bool = True
+    max_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.roi not in ROI_MODES:
+            raise ConfigError("roi", f"unknown ROI mode {self.roi!r}.", f"use one of {', '.join(ROI_MODES)}.")
+        if self.max_size is not None and self.max_size < 8:
+            raise ConfigError("max_size", f"max_size={self.max_size} is too small.", "use at least 8 pixels, or none.")
+        # Normalise every family to its full, explicit parameter set.
+        self.families = [build_feature_family(spec).to_config() for spec in self.families]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"families": self.families, "roi": self.roi, "equalise": self.equalise, "max_size": self.max_size}
+
+    def build_families(self) -> list[FeatureFamily]:
+        """The family objects."""
+        return [build_feature_family(spec) for spec in self.families]
+
+
+@dataclass
+class ExtractionResult:
+    """The feature table and what went with it.
+
+    Attributes:
+        table: one row per processed image, manifest columns then feature columns.
+        feature_columns: the feature column names, in order.
+        meta_columns: the manifest columns carried over.
+        failures: ``(image path, reason)`` per image that could not be processed.
+        config: the extraction settings.
+        roi: the ROI mode actually used (``auto`` resolved).
+    """
+
+    table: pd.DataFrame
+    feature_columns: list[str]
+    meta_columns: list[str]
+    failures: list[tuple[str, str]]
+    config: ExtractionConfig
+    roi: str
+
+    def sidecar(self, manifest_source: str | None = None) -> dict[str, Any]:
+        """The JSON sidecar: parameters, versions, columns and failures."""
+        return {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "manifest": manifest_source,
+            "config": self.config.to_dict(),
+            "roi_used": self.roi,
+            "n_images": int(len(self.table) + len(self.failures)),
+            "n_extracted": int(len(self.table)),
+            "n_failed": len(self.failures),
+            "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "meta_columns": self.meta_columns,
+            "feature_columns": self.feature_columns,
+            "versions": package_versions(),
+        }
+
+    def write(self, out: str | Path, csv: bool = False, excel: bool = False, manifest_source: str | None = None) -> list[Path]:
+        """Write the table (Parquet or CSV by ``out``'s suffix, plus CSV / Excel copies on request),
+        the sidecar ``<stem>.json`` and, when some images failed, ``<stem>.failures.csv``.
+
+        Returns:
+            the paths written.
+        """
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        if out.suffix == ".csv":
+            self.table.to_csv(out, index=False)
+            written.append(out)
+        elif out.suffix in (".xlsx", ".xls"):
+            self.table.to_excel(out.with_suffix(".xlsx"), index=False)
+            written.append(out.with_suffix(".xlsx"))
+        else:
+            self.table.to_parquet(out, index=False)
+            written.append(out)
+            if csv:
+                self.table.to_csv(out.with_suffix(".csv"), index=False)
+                written.append(out.with_suffix(".csv"))
+        if excel and out.suffix not in (".xlsx", ".xls"):
+            self.table.to_excel(out.with_suffix(".xlsx"), index=False)
+            written.append(out.with_suffix(".xlsx"))
+        sidecar = sidecar_path(out)
+        sidecar.write_text(json.dumps(self.sidecar(manifest_source), indent=2))
+        written.append(sidecar)
+        if self.failures:
+            failures = out.with_name(out.stem + ".failures.csv")
+            pd.DataFrame(self.failures, columns=["path", "reason"]).to_csv(failures, index=False)
+            written.append(failures)
+        return written
+
+
+def sidecar_path(table_path: str | Path) -> Path:
+    """``features.parquet`` -> ``features.json``."""
+    return Path(table_path).with_suffix(".json")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that compute features."""
+    out = {"python": platform.python_version()}
+    for name in _VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A mask file as a boolean array: pixels at or above half the file's maximum are inside."""
+    from osteolens.io import read_radiograph
+
+    pixels = read_radiograph(path).pixels
+    peak = float(pixels.max())
+    if peak <= 0:
+        raise TransformError(f"{path}: the mask is empty (all zero). Fix: check the mask file or use --roi none.")
+    return pixels >= 0.5 * peak
+
+
+def prepare_roi(
+    pixels: np.ndarray, mask: np.ndarray | None, roi: str, equalise: bool = True, max_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Crop, downscale and equalise one image; return ``(roi image in [0, 1], roi mask or None)``.
+
+    A None mask means "the whole ROI": each family then uses its default (the ROI minus a
+    1-pixel border).
+    """
+    from skimage.exposure import equalize_hist
+    from skimage.transform import resize
+
+    from osteolens.transforms.roi import largest_rectangle_in_mask
+
+    image = np.asarray(pixels, dtype=np.float64)
+    if roi in ("mask", "rectangle"):
+        if mask is None:
+            raise TransformError(f"--roi {roi} needs a mask for every image. Fix: fill the manifest's 'mask' column or use --roi none.")
+        if mask.shape != image.shape:
+            raise TransformError(f"mask shape {mask.shape} differs from image shape {image.shape}. Fix: use the mask drawn on this image.")
+    if roi == "mask":
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        image, mask = image[box], mask[box]
+    elif roi == "rectangle":
+        top, left, bottom, right = largest_rectangle_in_mask(mask)
+        if bottom - top < 4 or right - left < 4:
+            raise TransformError(f"the largest rectangle inside the mask is only {bottom - top} x {right - left} px. Fix: check the mask, or use --roi mask.")
+        image, mask = image[top:bottom, left:right], None
+    else:
+        mask = None
+    if max_size is not None and max(image.shape) > max_size:
+        factor = max_size / max(image.shape)
+        shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
+        image = resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
+        if mask is not None:
+            mask = resize(mask.astype(np.float64), shape, order=0, anti_aliasing=False, preserve_range=True) > 0.5
+    if equalise:
+        image = equalize_hist(image, nbins=256, mask=mask)
+    return np.clip(image, 0.0, 1.0), mask
+
+
+def compute_families(image: np.ndarray, mask: np.ndarray | None, families: Sequence[FeatureFamily]) -> dict[str, float]:
+    """Every family's features of one prepared ROI, in family order."""
+    out: dict[str, float] = {}
+    for family in families:
+        try:
+            out.update(family.compute(image, mask))
+        except Exception as exc:
+            raise TransformError(f"feature family '{family.name}' failed: {type(exc).__name__}: {exc}") from exc
+    return out
+
+
+@lru_cache(maxsize=8)
+def _families_from_json(text: str) -> tuple[FeatureFamily, ...]:
+    return tuple(build_feature_family(spec) for spec in json.loads(text))
+
+
+def _extract_one(index: int, image_path: str, mask_path: str | None, roi: str, equalise: bool, max_size: int | None, families_json: str) -> tuple[int, dict[str, float] | None, str | None]:
+    """Worker: one image end to end; any error becomes its reason string (the batch goes on)."""
+    from osteolens.io import read_radiograph
+
+    try:
+        pixels = read_radiograph(image_path).pixels
+        mask = read_mask(mask_path) if mask_path else None
+        image, roi_mask = prepare_roi(pixels, mask, roi, equalise, max_size)
+        return index, compute_families(image, roi_mask, _families_from_json(families_json)), None
+    except Exception as exc:  # batch contract: record and continue
+        return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def extract_features(
+    manifest: Manifest,
+    config: ExtractionConfig | None = None,
+    jobs: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ExtractionResult:
+    """Extract features for every image of ``manifest``.
+
+    Args:
+        manifest: images (and ``mask`` paths for ROI modes that need them).
+        config: families and preprocessing; the seed's set by default.
+        jobs: worker processes (1 runs in this process).
+        on_progress: called with ``(done, total)`` after each image.
+
+    Returns:
+        the table, its columns and the failure list.
+    """
+    config = config or ExtractionConfig()
+    frame = manifest.frame
+    has_masks = "mask" in frame.columns
+    roi = ("rectangle" if has_masks else "none") if config.roi == "auto" else config.roi
+    if roi in ("mask", "rectangle") and not has_masks:
+        raise ConfigError(manifest.source, f"--roi {roi} needs a 'mask' column in the manifest.", "add mask paths, or use --roi none.")
+    families_json = json.dumps(config.families, sort_keys=True)
+    tasks = []
+    for index, row in enumerate(frame.itertuples(index=False)):
+        mask_value = getattr(row, "mask", None) if has_masks and roi != "none" else None
+        mask_path = str(manifest.resolve(mask_value)) if isinstance(mask_value, str) and mask_value.strip() else None
+        tasks.append((index, str(manifest.resolve(row.image)), mask_path, roi, config.equalise, config.max_size, families_json))
+
+    results: dict[int, dict[str, float]] = {}
+    failures: dict[int, str] = {}
+
+    def collect(item: tuple[int, dict[str, float] | None, str | None]) -> None:
+        index, values, error = item
+        if values is None:
+            failures[index] = error or "unknown error"
+        else:
+            results[index] = values
+        if on_progress is not None:
+            on_progress(len(results) + len(failures), len(tasks))
+
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            collect(_extract_one(*task))
+    else:
+        import multiprocessing
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(_extract_one, *task) for task in tasks]):
+                collect(future.result())
+
+    order = sorted(results)
+    columns: dict[str, None] = {}
+    for index in order:
+        columns.update(dict.fromkeys(results[index]))
+    feature_columns = list(columns)
+    meta = frame.iloc[order].reset_index(drop=True)
+    clash = [c for c in feature_columns if c in meta.columns]
+    if clash:
+        raise ConfigError(manifest.source, f"manifest column(s) {clash} clash with feature names.", "rename those manifest columns.")
+    values = pd.DataFrame([results[i] for i in order], columns=feature_columns, dtype=np.float64)
+    table = pd.concat([meta, values], axis=1)
+    failure_rows = [(tasks[i][1], failures[i]) for i in sorted(failures)]
+    return ExtractionResult(table, feature_columns, list(meta.columns), failure_rows, config, roi)
+
+
+def load_feature_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """Read a table written by :meth:`ExtractionResult.write` and its sidecar (None if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(path, "feature table not found.", "run 'osteolens features extract' first.")
+    if path.suffix == ".csv":
+        table = pd.read_csv(path, dtype={"patient_id": str})
+    elif path.suffix == ".xlsx":
+        table = pd.read_excel(path, dtype={"patient_id": str})
+    else:
+        table = pd.read_parquet(path)
+    sidecar = sidecar_path(path)
+    meta: Mapping[str, Any] | None = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    return table, dict(meta) if meta is not None else None
