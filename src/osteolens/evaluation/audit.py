@@ -208,7 +208,7 @@ def audit_shortcuts(
     n_bootstrap: int = 2000,
     conf_level: float = 0.95,
     margin: float = 0.05,
-    acquisition: pd.DataFrame | None = None,
+    acquisition: pd.DataFrame | bool | None = None,
 ) -> AuditResult:
     """Fit the covariates-only and acquisition-only baselines and compare the image model.
 
@@ -220,8 +220,9 @@ def audit_shortcuts(
         conf_level: level of every interval.
         margin: a baseline within this much of the image model's AUC (or within this share
             of its MAE) "comes close".
-        acquisition: precomputed acquisition features, one row per prediction row
-            (default: read every image with :func:`osteolens.io.read_radiograph`).
+        acquisition: precomputed acquisition features, one row per prediction row;
+            ``False`` skips the acquisition baseline; default: read every image with
+            :func:`osteolens.io.read_radiograph`.
 
     Returns:
         An :class:`AuditResult`; ``flags["covariates_close"]`` and
@@ -243,16 +244,18 @@ def audit_shortcuts(
     covariates = mframe[cov_cols].copy()
     if "age" in covariates.columns:
         covariates["age"] = pd.to_numeric(covariates["age"], errors="coerce")
-    if acquisition is None:
+    failures: list[tuple[str, str]] = []
+    if acquisition is None or acquisition is True:
         acquisition, failures = acquisition_table(manifest, images)
-    else:
-        failures = []
     result = AuditResult(metric=key, models=[], comparisons=[], failures=failures, fold_source=fold_source)
     if failures:
         result.notes.append(f"{len(failures)} image(s) could not be read for acquisition statistics; their features were imputed.")
     scores = {"image model": preds.scores}
     features = {"image model": ["the model's own out-of-fold scores"]}
-    for name, table in (("covariates-only", covariates), ("acquisition-only", acquisition)):
+    baselines = [("covariates-only", covariates)]
+    if acquisition is not False:
+        baselines.append(("acquisition-only", acquisition))
+    for name, table in baselines:
         oof = _oof(table, preds, fold, seed)
         if oof is None:
             result.notes.append(f"{name} baseline not fitted: no usable column among {list(table.columns) or 'none'}.")

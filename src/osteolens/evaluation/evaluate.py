@@ -185,6 +185,13 @@ def _data_summary(preds: Predictions, manifest: Any) -> dict[str, Any]:
     if manifest is not None:
         frame = manifest.frame
         summary["manifest_images"] = int(len(frame))
+        if "dup_cluster" in frame.columns:  # written by ``osteolens data check`` (exact and near duplicates)
+            clustered = frame["dup_cluster"].notna() & (frame["dup_cluster"].astype(str) != "")
+            summary["duplicate_images_in_clusters"] = int(clustered.sum())
+            summary["duplicate_clusters"] = int(frame.loc[clustered, "dup_cluster"].nunique())
+            if "label" in frame.columns:
+                conflicts = frame[clustered].groupby("dup_cluster")["label"].nunique()
+                summary["duplicate_clusters_with_conflicting_labels"] = int((conflicts > 1).sum())
         if "sha256" in frame.columns and frame["sha256"].notna().any():
             dup = frame["sha256"].notna() & frame["sha256"].duplicated(keep=False)
             summary["exact_duplicate_images"] = int(dup.sum())

@@ -93,7 +93,7 @@ class Predictions:
         """
         if self.task != "multiclass" or not self.ordered:
             raise PredictionsError(self.source, "screening needs ordered multiclass predictions.")
-        name = "low_" + "_or_".join(self.classes[1:]) if len(self.classes) > 3 else f"not_{self.classes[0]}"
+        name = f"not_{self.classes[0]}"
         return Predictions(
             self.frame, "binary", [self.classes[0], name], (self.y > 0).astype(int), 1.0 - self.scores[:, 0],
             self.patient, self.fold, False, 0, self.source,

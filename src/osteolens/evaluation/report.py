@@ -278,6 +278,9 @@ def render_model_card(result: Any, title: str | None = None) -> str:
     for key in ("sex_counts", "age", "view_counts", "site_counts"):
         if key in d:
             lines.append(f"- {key.replace('_', ' ')}: {d[key]}")
+    if "duplicate_clusters" in d:
+        lines.append(f"- Duplicate clusters (osteolens data check): {d['duplicate_clusters']} covering "
+                     f"{d['duplicate_images_in_clusters']} images, {d.get('duplicate_clusters_with_conflicting_labels', 0)} with conflicting labels")
     dup = d.get("exact_duplicate_images")
     lines.append(f"- Exact duplicate images found: {dup if dup is not None else 'not checked (no sha256 in the manifest)'}"
                  + (f"; duplicate groups with conflicting labels: {d['duplicate_groups_with_conflicting_labels']}"
