@@ -15,7 +15,8 @@ measure what is sound and report the rest. The checks:
 * ``duplicate_vertebra``: the same level name occurs twice.
 
 "Below" and "right" are taken along the spine's own axis, the principal axis of the
-vertebral centres (oriented towards the image bottom), so a tilted spine is judged fairly.
+vertebral centres pointing the way most of the given order runs, so a tilted or
+upside-down spine is judged fairly.
 """
 
 from __future__ import annotations
@@ -55,25 +56,34 @@ class Problem:
         return asdict(self)
 
 
-def spine_axis(centres: np.ndarray) -> np.ndarray:
-    """Unit vector of the spine's cranio-caudal axis (pointing to the image bottom).
+def spine_axis(centres: np.ndarray, ordered: bool = False) -> np.ndarray:
+    """Unit vector of the spine's cranio-caudal axis, pointing caudally.
 
-    The principal axis of the vertebral centres; the image vertical when fewer than two.
+    The principal axis of the vertebral centres (the image vertical when fewer than two).
+    Its direction: when the centres are ``ordered`` cranial first, the way most steps from
+    one vertebra to the next go (so a spine shown upside down is fine, and one misplaced
+    vertebra does not turn it round); otherwise, and on a tie, towards the image bottom.
     """
     points = centres[np.isfinite(centres).all(axis=1)]
     if len(points) < 2:
         return np.array([0.0, 1.0])
     _, _, vt = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)
-    axis = vt[0]
-    return axis if axis[1] >= 0 else -axis
+    axis = vt[0] if vt[0][1] >= 0 else -vt[0]
+    if ordered:
+        steps = np.diff(points @ axis)
+        if (steps < 0).sum() > (steps > 0).sum():
+            axis = -axis
+    return axis
 
 
-def _is_convex_clockwise(quad: np.ndarray) -> tuple[bool, float]:
-    """Whether the polygon (as displayed, y down) is convex, and its signed area."""
+def _convex_and_spread(quad: np.ndarray) -> tuple[bool, float]:
+    """Whether the closed polygon turns the same way at every vertex (convex, not crossed),
+    and the largest area of a triangle of its vertices (0 when all lie on one line)."""
     edges = np.roll(quad, -1, axis=0) - quad
-    cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
-    area = 0.5 * float(np.sum(quad[:, 0] * np.roll(quad, -1, axis=0)[:, 1] - np.roll(quad, -1, axis=0)[:, 0] * quad[:, 1]))
-    return bool((cross > 0).all() or (cross < 0).all()), area
+    following = np.roll(edges, -1, axis=0)
+    cross = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
+    spread = 0.5 * float(np.abs(cross).max())  # triangle of three consecutive vertices
+    return bool((cross > 0).all() or (cross < 0).all()), spread
 
 
 def check_annotations(
@@ -102,7 +112,7 @@ def check_annotations(
 
     complete = np.isfinite(quads).all(axis=(1, 2))
     centres = np.where(complete[:, None], np.nanmean(quads, axis=1), np.nan) if n else np.empty((0, 2))
-    down = spine_axis(centres)
+    down = spine_axis(centres, ordered=True)
     right = np.array([down[1], -down[0]])
     seen: dict[str, int] = {}
     for i in range(n):
@@ -125,9 +135,9 @@ def check_annotations(
             if outside.any():
                 add(i, "point_outside_image", f"{int(outside.sum())} corner(s) outside the {cols}x{rows} image")
         outline = quad[[TL, TR, BR, BL]]
-        convex, area = _is_convex_clockwise(outline)
+        convex, spread = _convex_and_spread(outline)
         scale = float(np.ptp(quad, axis=0).max())
-        if abs(area) <= 1e-9 * max(scale, 1.0) ** 2:
+        if spread <= 1e-9 * max(scale, 1.0) ** 2:
             add(i, "degenerate", "the four corners enclose no area")
             continue
         if not convex:

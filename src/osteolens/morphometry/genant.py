@@ -55,10 +55,13 @@ def grade_from_loss(height_loss: float) -> int:
     """Genant grade of a fractional height loss.
 
     Grade 1 for 0.20 <= loss < 0.25, grade 2 for 0.25 <= loss <= 0.40, grade 3 above 0.40.
+    The loss is rounded to 9 decimals first, so that 1 - 10/12.5 (0.19999999999999996 in
+    floating point) is the 20 % it means.
 
     >>> [grade_from_loss(x) for x in (0.1, 0.2, 0.3, 0.4, 0.41)]
     [0, 1, 2, 2, 3]
     """
+    height_loss = round(height_loss, 9)
     if height_loss > SEVERE:
         return 3
     if height_loss >= MODERATE:

@@ -31,6 +31,11 @@ from osteolens.errors import AnnotationError
 from osteolens.morphometry.checks import spine_axis
 from osteolens.morphometry.vertebra import BL, BR, TL, TR, VertebraMeasurement, measure_vertebra
 
+SMOOTH_SIGMA_PX = 1.0
+"""Gaussian blur of the mask before its outline is traced, in pixels."""
+MAX_REFINE_PX = 4.0
+"""Largest move from the outline's extreme point to the fitted corner, in pixels."""
+
 
 @dataclass(frozen=True)
 class MaskOutline:
@@ -64,10 +69,13 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 def _outline(body: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(body)
     r0, c0 = rows.min(), cols.min()
-    crop = np.pad(body[r0 : rows.max() + 1, c0 : cols.max() + 1], 1).astype(np.float32)
-    contours = measure.find_contours(crop, 0.5)
+    pad = 4
+    crop = np.pad(body[r0 : rows.max() + 1, c0 : cols.max() + 1], pad).astype(np.float32)
+    # A light blur turns the pixel staircase into a ramp whose 0.5 level follows a straight
+    # edge to a fraction of a pixel (it rounds the corners, which _refine_corners skips).
+    contours = measure.find_contours(ndimage.gaussian_filter(crop, SMOOTH_SIGMA_PX), 0.5)
     longest = max(contours, key=len)
-    return np.column_stack([longest[:, 1] + c0 - 1, longest[:, 0] + r0 - 1])
+    return np.column_stack([longest[:, 1] + c0 - pad, longest[:, 0] + r0 - pad])
 
 
 def _frame(contour: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -132,7 +140,10 @@ def _refine_corners(contour: np.ndarray, extreme: list[int]) -> np.ndarray:
     Each corner's two sides are fitted on the stretch from 10 % to 35 % of the side's
     length away from it: straight there even when an endplate is concave in the middle,
     and clear of the rounding at the corner. A rasterised polygon's vertices come back to
-    a fraction of a pixel; a corner whose sides are nearly parallel keeps its extreme point.
+    a fraction of a pixel. Where a side curves right up to the corner (an endplate concave
+    from rim to rim) the fitted line is a chord and the corner moves a pixel or two along
+    the wall. When the sides are nearly parallel, or the intersection lies more than
+    ``MAX_REFINE_PX`` from the outline's extreme point, the extreme point is kept.
     """
     n = len(contour)
     corners = contour[extreme].astype(float)
@@ -150,7 +161,7 @@ def _refine_corners(contour: np.ndarray, extreme: list[int]) -> np.ndarray:
             lines.append(_fit_line(contour[index]))
         if lines[0] is not None and lines[1] is not None:
             point = _intersect(lines[0], lines[1])
-            if point is not None and np.linalg.norm(point - corners[corner]) < 0.25 * np.ptp(contour, axis=0).max():
+            if point is not None and np.linalg.norm(point - corners[corner]) <= MAX_REFINE_PX:
                 corners[corner] = point
     return corners
 
