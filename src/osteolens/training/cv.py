@@ -209,7 +209,12 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
     started = time.perf_counter()
     train_rows = frame[(frame["fold"] != k) & (frame["fold"] >= 0)].reset_index(drop=True)
     test_rows = frame[frame["fold"] == k].reset_index(drop=True)
-    fit_pos, val_pos = inner_validation_split(train_rows, config.val_fraction, seed=config.seed + k, stratify="target")
+    try:
+        fit_pos, val_pos = inner_validation_split(train_rows, config.val_fraction, seed=config.seed + k, stratify="target")
+        stratified = True
+    except ValueError:  # too few rows per stratum for sklearn: grouped but unstratified
+        fit_pos, val_pos = inner_validation_split(train_rows, config.val_fraction, seed=config.seed + k, stratify=None)
+        stratified = False
     fit_rows, val_rows = train_rows.iloc[fit_pos].reset_index(drop=True), train_rows.iloc[val_pos].reset_index(drop=True)
 
     # Standardisation from this fold's training rows only (see training.rescale).
@@ -274,6 +279,7 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
         "epochs_run": len(history),
         "best_epoch": best_rows[-1]["epoch"] if best_rows else None,
         "best_val_loss": min(r["val_loss"] for r in history) if history else None,
+        "validation_stratified": stratified,
         "threshold": threshold,
         "fold_target_scaling": fold_target, "fold_tabular_scaling": fold_tab,
         "seconds": round(time.perf_counter() - started, 2),

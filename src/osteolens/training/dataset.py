@@ -66,7 +66,7 @@ class Samples:
     """The samples of a run, one row each.
 
     Attributes:
-        frame: ``image`` (first view; the key of predictions), ``images`` (list of paths, one
+        frame: ``image`` (absolute path of the first view; the key of predictions), ``images`` (list of paths, one
             per view), ``patient_id``, ``group``, ``fold``, ``target`` (the raw label or value),
             ``y`` (class index or float target) and the covariate / subgroup columns.
         labels: class names in output order ([] for regression).
@@ -106,6 +106,7 @@ def build_samples(
     view_names: list[str | None] = [None]
     if views > 1:
         frame, view_names = _pair_views(frame, views, view_order, manifest.source)
+    frame["image"] = [views[0] for views in frame["images"]]  # absolute: predictions name readable files
     if "group" not in frame.columns:
         frame["group"] = frame["patient_id"].astype(str)
     frame["target"] = frame[target]
