@@ -8,6 +8,19 @@ Example:
 
 from __future__ import annotations
 
-from osteolens.inference.bundle import FORMAT_VERSION, Bundle, load_bundle, write_bundle
+from osteolens.inference.bundle import FORMAT_VERSION, Bundle, add_onnx, load_bundle, write_bundle
+from osteolens.inference.predictor import BACKENDS, Prediction, Predictor
+from osteolens.inference.runtime import export_checked, export_onnx
 
-__all__ = ["FORMAT_VERSION", "Bundle", "load_bundle", "write_bundle"]
+__all__ = [
+    "BACKENDS",
+    "FORMAT_VERSION",
+    "Bundle",
+    "Prediction",
+    "Predictor",
+    "add_onnx",
+    "export_checked",
+    "export_onnx",
+    "load_bundle",
+    "write_bundle",
+]

@@ -1,0 +1,141 @@
+"""``osteolens predict`` (files, folders or the JSON-lines runner) and ``osteolens export-onnx``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from osteolens.cli.common import console, report_failures
+
+#: Files a folder is searched for (DICOM often has no extension).
+IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ""}
+
+
+def _inputs(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                            and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def _covariates(items: list[str]) -> dict[str, str]:
+    from osteolens.errors import ConfigError
+
+    values = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError("--covariate", f"{item!r} is not NAME=VALUE.", "write e.g. --covariate age=71.")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def _stems(files: list[Path]) -> list[str]:
+    """Output names: the file stem, made unique with a counter when two inputs share it."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in files:
+        stem = path.stem or path.name
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
+
+
+def predict(
+    images: list[Path] = typer.Argument(None, help="Image files or folders (searched recursively)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip."),
+    out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for one JSON (and PNGs) per image."),
+    cam: bool = typer.Option(False, "--cam", help="Write the Grad-CAM heat map and overlay PNGs."),
+    cam_method: str = typer.Option("gradcam", help="gradcam or gradcam++."),
+    saliency: bool = typer.Option(False, "--saliency", help="Also write plain gradient saliency (the dental seed's map)."),
+    covariate: list[str] = typer.Option(None, "--covariate", "-c", help="NAME=VALUE for a model covariate (sex, age); overrides DICOM tags."),
+    backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
+    threads: int = typer.Option(None, help="Inference threads (default: all cores)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Serve the JSON-lines protocol on stdin/stdout instead."),
+    allowed_root: list[Path] = typer.Option(None, "--allowed-root", help="With --jsonl: a folder requests may read from and write to (repeatable)."),
+) -> None:
+    """Predict radiographs with a trained bundle: one JSON per image, PNG heat maps with --cam.
+
+    A batch goes on after a bad file; failures get a JSON with "result": "fail" and the
+    reason, and are listed at the end (exit code 1 when any failed).
+
+    Example: osteolens predict scans/ --model runs/knee/bundle --out preds/ --cam
+
+    Example (runner): osteolens predict --jsonl --model bundle.zip --allowed-root /data <requests.jsonl
+    """
+    import json
+    import sys
+
+    from osteolens.errors import ConfigError, OsteolensError
+    from osteolens.inference import Predictor
+    from osteolens.inference.report import fail_record, write_prediction
+
+    if jsonl:
+        if images:
+            raise ConfigError("--jsonl", "takes requests on stdin, not image arguments.", "drop the image paths.")
+        if not allowed_root:
+            raise ConfigError("--jsonl", "needs at least one --allowed-root.",
+                              "name the folders requests may read from and write to.")
+        from osteolens.serve.jsonl import run_jsonl
+
+        predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
+        console.print(f"ready: {predictor.bundle.name} ({predictor.bundle.task}, {len(predictor.models)} folds)")
+        answered, failed = run_jsonl(predictor, allowed_root, sys.stdin, sys.stdout, cam=True)
+        console.print(f"{answered} request(s), {failed} failed")
+        return
+    files = _inputs(images or [])
+    if not files:
+        raise ConfigError("IMAGES", "no image given or found.", "pass image files or folders holding them.")
+    given = _covariates(covariate or [])
+    predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
+    failures: list[tuple[str, str]] = []
+    ok = 0
+    for path, stem in zip(files, _stems(files)):
+        try:
+            prediction = predictor.predict(path, covariates=given, cam=cam, saliency=saliency)
+            record = write_prediction(prediction, out, stem, str(path))
+            ok += 1
+            shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
+            console.print(f"{path}: {record['diagnosis']} ({shown})", markup=False, highlight=False)
+        except Exception as exc:  # a batch never dies on one file; bugs are reported with their type
+            reason = str(exc) if isinstance(exc, OsteolensError) else f"internal error ({type(exc).__name__}: {exc})"
+            failures.append((str(path), reason))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{stem}.json").write_text(json.dumps(fail_record(str(path), reason), indent=2) + "\n")
+    console.print(f"{ok} of {len(files)} image(s) predicted; JSON in {out}")
+    if report_failures(failures, out / "failures.csv" if failures else None):
+        raise typer.Exit(1)
+
+
+def export_onnx(
+    bundle: Path = typer.Argument(..., help="Model bundle folder or .zip (model.onnx is added to it)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the ONNX file here."),
+    tolerance: float = typer.Option(1e-4, help="Largest max-abs difference against torch that is accepted."),
+) -> None:
+    """Export a bundle's fold ensemble to ONNX, check parity with torch, store it in the bundle.
+
+    Example: osteolens export-onnx runs/knee/bundle
+    """
+    from osteolens.inference.bundle import add_onnx, load_bundle
+    from osteolens.inference.runtime import export_checked
+
+    loaded = load_bundle(bundle)
+    in_chans = int(loaded.architecture.get("in_chans", 1))
+    model, difference = export_checked(loaded.models, loaded.input_size, in_chans, len(loaded.tabular), tolerance)
+    add_onnx(bundle, model)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(model)
+    console.print(f"model.onnx added to {bundle} ({len(model) / 2**20:.1f} MiB); "
+                  f"max abs difference vs torch {difference:.2e} (tolerance {tolerance:.0e})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``predict`` and ``export-onnx`` to the main app."""
+    app.command("predict")(predict)
+    app.command("export-onnx")(export_onnx)

@@ -1,0 +1,53 @@
+"""``osteolens serve``: the HTTP service and web page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from osteolens.cli.common import console
+
+
+def serve(
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes the service to the network)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    token_file: Path = typer.Option(None, help="File holding the bearer token required on /v1/* (recommended off loopback)."),
+    max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload in MiB (413 above)."),
+    backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
+    threads: int = typer.Option(None, help="Inference threads (default: all cores)."),
+    max_concurrent: int = typer.Option(2, help="Predictions running at once; further requests queue."),
+) -> None:
+    """Serve a bundle over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, /docs, and a web page at /.
+
+    Example: osteolens serve --model runs/knee/bundle --port 8000 --token-file ~/.osteolens-token
+    """
+    import logging
+
+    import uvicorn
+
+    from osteolens.errors import ConfigError
+    from osteolens.inference import Predictor
+    from osteolens.serve import create_app
+
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(token_file, f"cannot read the token file ({exc.strerror or exc}).", "check the path.") from exc
+        if not token:
+            raise ConfigError(token_file, "the token file is empty.", "write a long random token into it.")
+    elif host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] serving on {host} without --token-file: anyone who can reach it may use it.")
+    predictor = Predictor(model, backend=backend, threads=threads)
+    app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    console.print(f"serving {predictor.bundle.name} on http://{host}:{port}/ (docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the main app."""
+    app.command("serve")(serve)

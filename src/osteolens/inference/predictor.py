@@ -1,0 +1,305 @@
+"""The Predictor: file -> exact preprocessing -> fold ensemble -> calibrated probability -> label.
+
+Everything expensive happens once, in ``__init__``: the bundle is verified and loaded, the
+preprocessing rebuilt, the ONNX Runtime session created (from the bundle's ``model.onnx``,
+or exported in memory and parity-checked when the bundle has none). A prediction then costs
+one file read, the preprocessing, one ``session.run`` and, when asked, one Grad-CAM pass.
+
+Post-processing (``osteolens.models.tasks``):
+
+* each fold's raw outputs become probabilities (binary: sigmoid; multiclass: softmax;
+  ordinal: CORAL cumulative -> class probabilities) or target values (regression:
+  ``mean + std * z``); the ensemble is the **mean over folds** of those;
+* binary: the calibration map fitted on out-of-fold predictions (``Calibrator`` from
+  ``osteolens.evaluation``) is applied to the positive-class probability, and the label is
+  the positive class when ``p >= threshold`` (the bundle's, default 0.5);
+* multiclass / ordinal: the label is the most probable class.
+
+Thread safety: ONNX Runtime sessions and eager inference are safe to share; Grad-CAM
+hooks the model, so explanations are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from osteolens.errors import BundleError, ModelError
+from osteolens.inference.bundle import Bundle, load_bundle
+from osteolens.inference.covariates import encode_covariates
+from osteolens.inference.preprocess import AxisMap, Preprocessor
+from osteolens.inference.runtime import OnnxBackend, TorchBackend, default_threads, export_checked
+from osteolens.io.radiograph import Radiograph
+
+BACKENDS = ("onnx", "torch")
+
+
+@dataclass
+class Prediction:
+    """One image's prediction.
+
+    Attributes:
+        task: binary, multiclass, ordinal or regression.
+        label: predicted class (None for regression).
+        probability: binary: calibrated probability of the positive class; multiclass /
+            ordinal: probability of the predicted class; None for regression.
+        probabilities: probability of every class, in label order (None for regression).
+        value: regression prediction in target units (None for classification).
+        threshold: decision threshold applied to ``probability`` (binary only).
+        target: name of the predicted quantity.
+        model: name, digest and architecture of the bundle.
+        timing_ms: milliseconds spent reading, preprocessing, in the model, explaining, in total.
+        image: the original pixels ``(H, W)`` (for overlays; not serialised).
+        heatmap: Grad-CAM map on the original image grid in [0, 1], when asked.
+        saliency: plain gradient saliency on the original image grid, when asked.
+        cam_method: ``gradcam`` / ``gradcam++`` when a heat map was computed.
+    """
+
+    task: str
+    label: str | None
+    probability: float | None
+    probabilities: dict[str, float] | None
+    value: float | None
+    threshold: float | None
+    target: str | None
+    model: dict[str, Any]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)
+    saliency: np.ndarray | None = field(default=None, repr=False)
+    cam_method: str | None = None
+
+    @property
+    def diagnosis(self) -> str:
+        """One readable line: the label, or ``target = value`` for regression."""
+        if self.label is not None:
+            return self.label
+        name = self.target or "value"
+        return f"{name} = {self.value:.4g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (no arrays)."""
+        return {
+            "task": self.task,
+            "label": self.label,
+            "diagnosis": self.diagnosis,
+            "probability": self.probability,
+            "probabilities": self.probabilities,
+            "value": self.value,
+            "threshold": self.threshold,
+            "target": self.target,
+            "model": self.model,
+            "cam_method": self.cam_method,
+            "timing_ms": {k: round(v, 2) for k, v in self.timing_ms.items()},
+        }
+
+
+class Predictor:
+    """Serve a bundle.
+
+    Args:
+        bundle: a loaded :class:`Bundle` or the path of a bundle folder / zip.
+        backend: ``onnx`` (ONNX Runtime, default) or ``torch`` (eager).
+        threads: ONNX Runtime intra-op threads (default: every core this process may use).
+        cam_method: default explanation method, ``gradcam`` or ``gradcam++``.
+
+    Example:
+        >>> predictor = Predictor("runs/knee/bundle")  # doctest: +SKIP
+        >>> result = predictor.predict("knee.dcm", cam=True)  # doctest: +SKIP
+        >>> result.label, round(result.probability, 2), result.heatmap.shape  # doctest: +SKIP
+        ('osteoporosis', 0.87, (2500, 2048))
+    """
+
+    def __init__(
+        self, bundle: Bundle | str | Path, backend: str = "onnx", threads: int | None = None, cam_method: str = "gradcam"
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown backend '{backend}'. Fix: use one of {', '.join(BACKENDS)}.")
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.cam_method = cam_method
+        self.models = [model.requires_grad_(False).eval() for model in self.bundle.models]
+        architecture = self.bundle.architecture
+        self.in_chans = int(architecture.get("in_chans", 1))
+        self.covariates = self.bundle.tabular
+        if int(architecture.get("views", 1)) != 1:
+            raise BundleError(f"{self.bundle.path}: multi-view models ({architecture.get('views')} views) are not "
+                              "served by the Predictor. Fix: serve a single-view bundle.")
+        self.preprocessor = Preprocessor(self.bundle.preprocessing, self.bundle.input_size, self.in_chans)
+        self.calibrator = self._calibrator()
+        self.backend_name = backend
+        if backend == "onnx":
+            model = self.bundle.onnx_model
+            if model is None:
+                model, _ = export_checked(self.models, self.bundle.input_size, self.in_chans, len(self.covariates))
+            self.backend: OnnxBackend | TorchBackend = OnnxBackend(model, threads or default_threads())
+        else:
+            self.backend = TorchBackend(self.models, bool(self.covariates))
+        self._cam_lock = threading.Lock()
+        self.model_info = {
+            "name": self.bundle.name,
+            "digest": self.bundle.digest[:16],
+            "architecture": architecture.get("name"),
+            "folds": len(self.models),
+            "backend": backend,
+        }
+
+    def _calibrator(self) -> Any:
+        data = self.bundle.calibration
+        if data is None:
+            return None
+        if self.bundle.task != "binary":
+            raise BundleError(f"{self.bundle.path}: calibration is stored for a {self.bundle.task} model; "
+                              "osteolens calibrates binary probabilities only. Fix: re-export without calibration.")
+        from osteolens.evaluation.calibration import Calibrator
+        from osteolens.errors import OsteolensError
+
+        try:
+            return Calibrator.from_dict(data)
+        except (OsteolensError, KeyError, TypeError) as exc:
+            raise BundleError(f"{self.bundle.path}: the stored calibration is unusable ({exc}). "
+                              "Fix: re-export the bundle.") from exc
+
+    # ------------------------------------------------------------------ steps
+    def read(self, source: str | Path | Radiograph) -> Radiograph:
+        """The radiograph itself, or read from a file (format sniffed from its bytes)."""
+        if isinstance(source, Radiograph):
+            return source
+        from osteolens.io import read_radiograph
+
+        return read_radiograph(source)
+
+    def prepare(
+        self, radiograph: Radiograph, covariates: Mapping[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, AxisMap]:
+        """Network input ``(C, H, W)``, encoded covariates ``[1, T]`` (or None) and the map back."""
+        tabular = encode_covariates(self.covariates, self.bundle.tabular_scaling, covariates, radiograph.meta)
+        image, geometry = self.preprocessor(radiograph.pixels)
+        return image, tabular, geometry
+
+    def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        """Raw ``[F, N, K]`` outputs -> per-image label, probabilities or value (see the module docstring)."""
+        from osteolens.models.tasks import probabilities, regression_values
+
+        task, labels = self.bundle.task, self.bundle.labels
+        raw = torch.from_numpy(np.asarray(outputs, dtype=np.float32))
+        results = []
+        if task == "regression":
+            values = torch.stack([regression_values(fold, self.bundle.target_scaling) for fold in raw]).mean(0)
+            return [{"label": None, "probability": None, "probabilities": None, "value": float(v), "threshold": None,
+                     "class_index": None} for v in values.tolist()]
+        probs = torch.stack([probabilities(task, fold) for fold in raw]).mean(0).numpy().astype(np.float64)
+        if task == "binary":
+            positive = self.calibrator(probs) if self.calibrator is not None else probs
+            threshold = self.bundle.threshold if self.bundle.threshold is not None else 0.5
+            for p in np.atleast_1d(positive):
+                index = int(p >= threshold)
+                results.append({"label": labels[index], "probability": float(p),
+                                "probabilities": {labels[0]: float(1 - p), labels[1]: float(p)},
+                                "value": None, "threshold": float(threshold), "class_index": index})
+            return results
+        for row in probs:
+            index = int(np.argmax(row))
+            results.append({"label": labels[index], "probability": float(row[index]),
+                            "probabilities": {label: float(v) for label, v in zip(labels, row)},
+                            "value": None, "threshold": None, "class_index": index})
+        return results
+
+    # ------------------------------------------------------------------ public
+    def predict(
+        self,
+        source: str | Path | Radiograph,
+        covariates: Mapping[str, Any] | None = None,
+        cam: bool = False,
+        saliency: bool = False,
+        cam_method: str | None = None,
+    ) -> Prediction:
+        """Predict one radiograph.
+
+        Args:
+            source: a file (DICOM, PNG, JPEG, TIFF, BMP) or a :class:`Radiograph`.
+            covariates: values of the model's covariates (e.g. ``{"sex": "F", "age": 71}``);
+                missing ones are taken from the DICOM tags.
+            cam: compute the Grad-CAM heat map (on the original image grid).
+            saliency: compute plain gradient saliency too, for comparison.
+            cam_method: ``gradcam`` or ``gradcam++`` (default: the predictor's).
+
+        Raises:
+            OsteolensError: unreadable file (RadiographReadError), missing covariate (ModelError) ...
+        """
+        timing: dict[str, float] = {}
+        start = time.perf_counter()
+        radiograph = self.read(source)
+        timing["read"] = (time.perf_counter() - start) * 1000
+        mark = time.perf_counter()
+        image, tabular, geometry = self.prepare(radiograph, covariates)
+        timing["preprocess"] = (time.perf_counter() - mark) * 1000
+        mark = time.perf_counter()
+        result = self.postprocess(self.backend(image[None], tabular))[0]
+        timing["model"] = (time.perf_counter() - mark) * 1000
+        heatmap = sal = None
+        method = cam_method or self.cam_method
+        if cam or saliency:
+            mark = time.perf_counter()
+            heatmap, sal = self.explain(image, tabular, geometry, radiograph.shape, result["class_index"],
+                                        cam=cam, saliency=saliency, method=method)
+            timing["explain"] = (time.perf_counter() - mark) * 1000
+        timing["total"] = (time.perf_counter() - start) * 1000
+        return Prediction(
+            task=self.bundle.task, label=result["label"], probability=result["probability"],
+            probabilities=result["probabilities"], value=result["value"], threshold=result["threshold"],
+            target=self.bundle.target, model=self.model_info, timing_ms=timing, image=radiograph.pixels,
+            heatmap=heatmap, saliency=sal, cam_method=method if cam else None,
+        )
+
+    def explain(
+        self,
+        image: np.ndarray,
+        tabular: np.ndarray | None,
+        geometry: AxisMap,
+        shape: tuple[int, int],
+        class_index: int | None,
+        cam: bool = True,
+        saliency: bool = False,
+        method: str = "gradcam",
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Grad-CAM (and gradient saliency) of the fold ensemble, mapped onto the original ``shape``."""
+        from osteolens.explain import cam_target, grad_cam, gradient_saliency
+
+        x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
+        t = None if tabular is None else torch.from_numpy(tabular)
+        targets = [cam_target(self.bundle.task, class_index)]
+        heat = sal = None
+        with self._cam_lock:
+            if cam:
+                heat = geometry.to_original(grad_cam(self.models, x, targets, t, method=method)[0], shape)
+            if saliency:
+                sal = geometry.to_original(gradient_saliency(self.models, x, targets, t)[0], shape)
+        return heat, sal
+
+    def predict_batch(
+        self, sources: Sequence[str | Path | Radiograph], covariates: Sequence[Mapping[str, Any] | None] | None = None
+    ) -> list[Prediction]:
+        """Predict several images with one model call (no explanations); for throughput.
+
+        Raises on the first unreadable image; use :meth:`predict` per file to go on after failures.
+        """
+        start = time.perf_counter()
+        covariates = list(covariates) if covariates is not None else [None] * len(sources)
+        prepared = [self.prepare(self.read(s), c) for s, c in zip(sources, covariates)]
+        images = np.stack([p[0] for p in prepared])
+        tabular = np.concatenate([p[1] for p in prepared]) if self.covariates else None
+        results = self.postprocess(self.backend(images, tabular))
+        per_image = (time.perf_counter() - start) * 1000 / max(len(sources), 1)
+        return [
+            Prediction(task=self.bundle.task, label=r["label"], probability=r["probability"],
+                       probabilities=r["probabilities"], value=r["value"], threshold=r["threshold"],
+                       target=self.bundle.target, model=self.model_info, timing_ms={"total": per_image})
+            for r in results
+        ]

@@ -1,0 +1,109 @@
+"""The JSON record of one prediction, and its heat-map PNGs, shared by the CLI, the JSON-lines
+runner and the HTTP service.
+
+Every record has the same keys, whatever happened. The dental seed's four fields come first:
+
+| key | meaning |
+|---|---|
+| ``result`` | ``"ok"`` or ``"fail"`` |
+| ``diagnosis`` | the predicted label (regression: ``target = value``) |
+| ``saliency_img_path`` | the Grad-CAM heat map PNG (jet), at the original resolution |
+| ``overlay_img_path`` | the heat map blended over the radiograph (alpha 0.4) |
+
+then ``error`` (why it failed, else null), ``image``, ``label``, ``probability``,
+``probabilities``, ``value``, ``threshold``, ``task``, ``target``, ``model``, ``cam_method``,
+``gradient_saliency_img_path`` and ``timing_ms``. Unlike the seed's "Grad-CAM", the
+``saliency_img_path`` map here is true Grad-CAM; plain gradient saliency is written to
+``gradient_saliency_img_path`` only when asked for.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osteolens.inference.predictor import Prediction
+
+RECORD_KEYS = (
+    "result", "diagnosis", "saliency_img_path", "overlay_img_path", "error", "image", "label", "probability",
+    "probabilities", "value", "threshold", "task", "target", "model", "cam_method", "gradient_saliency_img_path",
+    "timing_ms",
+)
+
+
+def fail_record(image: str | None, error: str) -> dict[str, Any]:
+    """The record of an input that could not be predicted."""
+    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    record.update(result="fail", error=error, image=image)
+    return record
+
+
+def ok_record(prediction: Prediction, image: str | None, paths: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """The record of a successful prediction; ``paths`` maps the ``*_img_path`` keys to files."""
+    record: dict[str, Any] = dict.fromkeys(RECORD_KEYS)
+    record.update({k: v for k, v in prediction.to_dict().items() if k in RECORD_KEYS})
+    record.update(result="ok", error=None, image=image)
+    record.update(paths or {})
+    return record
+
+
+def render_images(prediction: Prediction, max_side: int | None = None) -> dict[str, np.ndarray]:
+    """RGB arrays of the heat map, the overlay and (if computed) the gradient saliency.
+
+    ``max_side`` shrinks them (area averaging) so the longer side is at most that many
+    pixels; None keeps the original resolution.
+    """
+    from osteolens.explain import colorize, overlay
+
+    image = prediction.image
+    maps: dict[str, np.ndarray] = {}
+    if prediction.heatmap is None and prediction.saliency is None:
+        return maps
+    assert image is not None
+    heat, sal = prediction.heatmap, prediction.saliency
+    if max_side is not None and max(image.shape) > max_side:
+        import cv2
+
+        factor = max_side / max(image.shape)
+        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        heat = None if heat is None else cv2.resize(heat, size, interpolation=cv2.INTER_AREA)
+        sal = None if sal is None else cv2.resize(sal, size, interpolation=cv2.INTER_AREA)
+    if heat is not None:
+        maps["heatmap"] = colorize(heat, "jet")
+        maps["overlay"] = overlay(image, heat, alpha=0.4, colormap="jet")
+    if sal is not None:
+        maps["gradient_saliency"] = colorize(sal, "hot")
+    return maps
+
+
+def encode_images(maps: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """PNG bytes of each rendered map, encoded in parallel (OpenCV releases the GIL)."""
+    from osteolens.explain import encode_png
+
+    if not maps:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(maps), 2)) as pool:
+        encoded = dict(zip(maps, pool.map(encode_png, maps.values())))
+    return encoded
+
+
+def write_prediction(prediction: Prediction, out_dir: Path, stem: str, image: str | None) -> dict[str, Any]:
+    """Write ``<stem>.json`` and, when explained, ``<stem>_heatmap.png`` / ``_overlay.png`` /
+    ``_gradient_saliency.png`` into ``out_dir``; return the record."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str | None] = {}
+    keys = {"heatmap": "saliency_img_path", "overlay": "overlay_img_path",
+            "gradient_saliency": "gradient_saliency_img_path"}
+    for name, data in encode_images(render_images(prediction)).items():
+        path = out_dir / f"{stem}_{name}.png"
+        path.write_bytes(data)
+        paths[keys[name]] = str(path)
+    record = ok_record(prediction, image, paths)
+    (out_dir / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,85 @@
+"""The dental seed's JSON-lines runner, made safe for a hospital network.
+
+Protocol (one request per stdin line, one answer per stdout line, in order)::
+
+    -> {"img_path": "/data/in/pano.dcm", "destination_path": "/data/out"[, "sex": "F", "age": 71]}
+    <- {"result": "ok", "diagnosis": "...", "saliency_img_path": "...", "overlay_img_path": "...",
+        "error": null, "label": ..., "probability": ..., ...}
+
+Differences from the seed: a failure says why (``"error"``), both paths must lie inside one
+of the allowed roots (after resolving symbolic links and ``..``), a bad line (not JSON,
+missing fields, unreadable image, unexpected exception) gets a ``"fail"`` answer and the
+loop goes on, and every answer is flushed at once. Output files get a timestamp, as in the
+seed, so repeated requests never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from osteolens.errors import OsteolensError
+from osteolens.inference.predictor import Predictor
+from osteolens.inference.report import fail_record, write_prediction
+
+
+def inside(path: Path, roots: Sequence[Path]) -> bool:
+    """True when ``path`` (resolved, symbolic links followed) lies in one of the resolved ``roots``."""
+    resolved = path.resolve()
+    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
+
+
+def handle_line(line: str, predictor: Predictor, roots: Sequence[Path], cam: bool = True) -> dict[str, Any]:
+    """Answer one request line; never raises."""
+    image: str | None = None
+    try:
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return fail_record(None, f"the line is not JSON ({exc.msg} at column {exc.colno}).")
+        if not isinstance(request, dict):
+            return fail_record(None, 'the line must be a JSON object {"img_path": ..., "destination_path": ...}.')
+        image, destination = request.get("img_path"), request.get("destination_path")
+        missing = [key for key, value in (("img_path", image), ("destination_path", destination))
+                   if not isinstance(value, str) or not value]
+        if missing:
+            return fail_record(image if isinstance(image, str) else None,
+                               f"missing or empty field(s) {', '.join(missing)} (strings expected).")
+        image_path, out_dir = Path(image), Path(destination)
+        for name, path in (("img_path", image_path), ("destination_path", out_dir)):
+            if not inside(path, roots):
+                return fail_record(image, f"{name} is outside the allowed roots; refused. "
+                                          "Fix: use a path under one of the --allowed-root folders.")
+        covariates = request.get("covariates") if isinstance(request.get("covariates"), dict) else {}
+        covariates.update({key: request[key] for key in predictor.covariates if key in request})
+        prediction = predictor.predict(image_path, covariates=covariates, cam=cam)
+        stem = f"{image_path.stem}_{datetime.now():%Y%m%d%H%M%S%f}"
+        return write_prediction(prediction, out_dir, stem, image)
+    except OsteolensError as exc:
+        return fail_record(image, str(exc))
+    except Exception as exc:  # the loop must survive anything one request does
+        return fail_record(image, f"internal error ({type(exc).__name__}: {exc}).")
+
+
+def run_jsonl(
+    predictor: Predictor, roots: Iterable[str | Path], stdin: IO[str], stdout: IO[str], cam: bool = True
+) -> tuple[int, int]:
+    """Serve requests from ``stdin`` until it closes.
+
+    Returns:
+        (requests answered, failures).
+    """
+    resolved = [Path(root).resolve() for root in roots]
+    answered = failed = 0
+    for line in stdin:
+        if not line.strip():
+            continue
+        record = handle_line(line, predictor, resolved, cam=cam)
+        stdout.write(json.dumps(record) + "\n")
+        stdout.flush()
+        answered += 1
+        failed += record["result"] != "ok"
+    return answered, failed
