@@ -12,7 +12,7 @@ The clinical model (all numbers documented in ``docs/phantom.md``):
 * WHO class: normal (T ≥ -1), osteopenia (-2.5 < T < -1), osteoporosis (T ≤ -2.5);
 * each vertebra's BMD is the specimen's times a level factor (L1 → L4 slightly denser) and a
   5 % vertebra-to-vertebra variation;
-* a vertebra fractures with probability ``logistic(-3.0 - 0.9 · T)`` (3 % at T = 0, 37 % at
+* a vertebra fractures with probability ``logistic(-3.2 - 0.8 · T)`` (4 % at T = 0, 31 % at
   T = -3); type wedge / biconcave / crush with probabilities 0.5 / 0.3 / 0.2; severity
   (Genant grade 1 / 2 / 3 with probabilities 0.45 / 0.35 / 0.2) sets the height loss.
 """
@@ -135,7 +135,7 @@ def draw_vertebra(rng: np.random.Generator, specimen: SpecimenTraits, level: str
     depth = _LEVEL_DEPTH_MM[level] * scale * rng.normal(1.0, 0.03)
     # Intact shape: anterior and middle a little off the posterior height (never a fracture).
     ratios = np.array([rng.normal(1.0, 0.025), rng.normal(0.97, 0.015), 1.0])
-    p_fracture = 1.0 / (1.0 + np.exp(3.0 + 0.9 * t))
+    p_fracture = 1.0 / (1.0 + np.exp(3.2 + 0.8 * t))
     kind = "none"
     if rng.random() < p_fracture:
         kind = str(rng.choice(FRACTURE_TYPES[1:], p=[0.5, 0.3, 0.2]))
