@@ -57,7 +57,8 @@ def test_dx_attributes(tmp_path):
     assert ds.SOPClassUID == pydicom.uid.DigitalXRayImageStorageForPresentation
     assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert ds.PresentationIntentType == "FOR PRESENTATION"
-    assert (ds.PatientAge, ds.PatientSex, ds.ImageLaterality, ds.Laterality) == ("067Y", "F", "L", "L")
+    assert (ds.PatientAge, ds.PatientSex, ds.ImageLaterality) == ("067Y", "F", "L")
+    assert "Laterality" not in ds  # the series attribute is not allowed beside ImageLaterality in DX
     assert [float(v) for v in ds.ImagerPixelSpacing] == [0.2, 0.2]
     assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation) == (16, 16, 15, 0)
     assert (ds.RescaleSlope, ds.RescaleIntercept, ds.VOILUTFunction) == (1, 0, "LINEAR_EXACT")
@@ -139,3 +140,40 @@ def test_nan_pixels_are_refused(tmp_path):
     pixels[1, 1] = np.nan
     with pytest.raises(RadiographWriteError, match="NaN"):
         write_dicom(Radiograph(pixels), tmp_path / "nan.dcm")
+
+
+def test_patient_orientation_and_anatomic_region(tmp_path):
+    path = write_dicom(Radiograph(_image(), (0.2, 0.2), _META), tmp_path / "o.dcm", patient_orientation=("L", "F"))
+    ds = pydicom.dcmread(path)
+    assert list(ds.PatientOrientation) == ["L", "F"]
+    region = ds.AnatomicRegionSequence[0]
+    assert (region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning) == ("122496007", "SCT", "Lumbar spine")
+    back = read_radiograph(path)
+    assert back.meta.extra["patient_orientation"] == ["L", "F"]
+    # Kept when the radiograph is written again.
+    assert list(pydicom.dcmread(write_dicom(back, tmp_path / "again.dcm")).PatientOrientation) == ["L", "F"]
+    with pytest.raises(RadiographWriteError, match="patient_orientation"):
+        write_dicom(Radiograph(_image()), tmp_path / "bad.dcm", patient_orientation=("left", "F"))
+
+
+@pytest.mark.parametrize("secondary_capture", [False, True])
+def test_dciodvfy_finds_no_errors(tmp_path, secondary_capture):
+    """dicom3tools' IOD validator (Debian package dicom3tools), when installed."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    meta = RadiographMeta(**{**_META.to_dict(), "body_part": "KNEE"})
+    path = write_dicom(
+        Radiograph(_image(), (0.2, 0.2), meta),
+        tmp_path / "v.dcm",
+        photometric="MONOCHROME1",
+        secondary_capture=secondary_capture,
+        modality="OT" if secondary_capture else "DX",
+        patient_orientation=("L", "F"),
+    )
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    output = report.stdout + report.stderr
+    assert ("SCImage" if secondary_capture else "DXImageForPresentation") in output
+    assert "Error" not in output, output

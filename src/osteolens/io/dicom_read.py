@@ -256,6 +256,9 @@ def _extra(ds: Dataset) -> dict[str, Any]:
         value = text(ds, keyword)
         if value is not None:
             out[key] = value
+    orientation = ds.get("PatientOrientation")
+    if orientation:
+        out["patient_orientation"] = [str(v) for v in orientation] if not isinstance(orientation, str) else orientation.split("\\")
     found = spacing_from(ds)
     if found is not None:
         out["spacing_source"] = found[1]

@@ -119,3 +119,54 @@ def spacing_from(ds: Dataset) -> tuple[tuple[float, float], str] | None:
         if all(math.isfinite(v) and v > 0 for v in (row, col)):
             return (row, col), keyword
     return None
+
+
+# BodyPartExamined defined terms -> SNOMED CT concept names in pydicom's code dictionary,
+# after PS3.16 Annex L (the correspondence table). No library ships that table, so the
+# bone-health regions are listed here; the codes themselves come from pydicom.
+_BODY_PART_CONCEPTS = {
+    "ABDOMEN": "Abdomen",
+    "ARM": "UpperArm",
+    "CALCANEUS": "Calcaneus",
+    "CHEST": "Chest",
+    "CLAVICLE": "Clavicle",
+    "CSPINE": "CervicalSpine",
+    "EXTREMITY": "Extremity",
+    "FEMUR": "Femur",
+    "FINGER": "Finger",
+    "FOOT": "Foot",
+    "FOREARM": "Forearm",
+    "HAND": "Hand",
+    "HEAD": "Head",
+    "HIP": "Hip",
+    "KNEE": "Knee",
+    "LEG": "LowerLeg",
+    "LSPINE": "LumbarSpine",
+    "MANDIBLE": "Mandible",
+    "MAXILLA": "Maxilla",
+    "PELVIS": "Pelvis",
+    "RADIUS": "Radius",
+    "SHOULDER": "Shoulder",
+    "SKULL": "Skull",
+    "SPINE": "Spine",
+    "SSPINE": "Sacrum",
+    "TIBIA": "Tibia",
+    "TSPINE": "ThoracicSpine",
+    "ULNA": "Ulna",
+}
+
+
+def anatomic_region(body_part: str | None) -> tuple[str, str, str] | None:
+    """(CodeValue, CodingSchemeDesignator, CodeMeaning) for a BodyPartExamined term, or None.
+
+    Example:
+        >>> anatomic_region("LSPINE")
+        ('122496007', 'SCT', 'Lumbar spine')
+    """
+    from pydicom.sr.codedict import codes
+
+    name = _BODY_PART_CONCEPTS.get((body_part or "").upper())
+    if name is None:
+        return None
+    code = getattr(codes.SCT, name)
+    return (str(code.value), str(code.scheme_designator), str(code.meaning))

@@ -26,7 +26,7 @@ import numpy as np
 
 from osteolens.errors import RadiographWriteError
 from osteolens.io._files import quantise, unit_array, write_atomic
-from osteolens.io.dicom_tags import format_age
+from osteolens.io.dicom_tags import anatomic_region, format_age
 from osteolens.io.radiograph import Radiograph
 
 _DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -44,12 +44,14 @@ def write_dicom(
     bits_stored: int = 16,
     secondary_capture: bool = False,
     uid_seed: str | None = None,
+    patient_orientation: tuple[str, str] | None = None,
 ) -> Path:
     """Write ``radiograph`` as an uncompressed (explicit VR little endian) DICOM file.
 
     Patient and acquisition tags come from ``radiograph.meta``: PatientID, PatientSex,
     PatientAge (``age_years`` as ``045Y`` / ``006M`` / ``003W`` / ``003D``), ViewPosition,
-    BodyPartExamined, ImageLaterality (``U`` when unknown) and Laterality, Manufacturer;
+    BodyPartExamined, laterality (DX: ImageLaterality, ``U`` when unknown; Secondary
+    Capture: the series Laterality), Manufacturer;
     ``spacing_mm`` becomes PixelSpacing (and ImagerPixelSpacing for DX). Reading the file
     back gives the same pixels within ``0.5 / (2^bits_stored - 1)`` and the same metadata
     (ages rounded to whole units of the chosen AS unit).
@@ -68,6 +70,10 @@ def write_dicom(
             view and pixel content, and dates are fixed at 2000-01-01, so the same inputs
             and seed give the same bytes. Images of one patient written with one seed
             share the study UID. Without it UIDs are random and dates are now.
+        patient_orientation: PatientOrientation, the patient directions of the rows and
+            the columns, e.g. ``("L", "F")`` for a frontal view displayed as if facing the
+            patient; default ``meta.extra["patient_orientation"]`` (kept from a DICOM that
+            was read), else empty. The DX IOD requires it, but osteolens cannot infer it.
 
     Returns:
         The path written.
@@ -125,10 +131,11 @@ def write_dicom(
     # Study, series, image
     ds.StudyInstanceUID = uids["study"]
     ds.SeriesInstanceUID = uids["series"]
-    ds.StudyID = ""
+    ds.StudyID = "1"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
-    ds.PatientOrientation = ""
+    orientation = patient_orientation or radiograph.meta.extra.get("patient_orientation")
+    ds.PatientOrientation = _orientation(path, orientation)
     body_part = _checked(path, "BodyPartExamined", "CS", meta.body_part)
     if body_part is not None:
         ds.BodyPartExamined = body_part
@@ -136,12 +143,12 @@ def write_dicom(
     if view is not None:
         ds.ViewPosition = view
     laterality = _checked(path, "Laterality", "CS", meta.laterality)
-    if laterality is not None:
-        ds.Laterality = laterality
     if secondary_capture:
         ds.ConversionType = "WSD"
+        if laterality is not None:
+            ds.Laterality = laterality
     else:
-        _dx_modules(ds, laterality, photometric)
+        _dx_modules(ds, laterality, photometric, body_part)
     # Image Pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = photometric
@@ -177,8 +184,9 @@ def write_dicom(
     return write_atomic(path, buffer.getvalue())
 
 
-def _dx_modules(ds: Any, laterality: str | None, photometric: str) -> None:
+def _dx_modules(ds: Any, laterality: str | None, photometric: str, body_part: str | None) -> None:
     """Attributes the DX IOD requires beyond the common ones (PS3.3 C.8.11)."""
+    from pydicom.dataset import Dataset
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageLaterality = laterality or "U"
     ds.PixelIntensityRelationship = "LIN"
@@ -188,6 +196,12 @@ def _dx_modules(ds: Any, laterality: str | None, photometric: str) -> None:
     ds.BurnedInAnnotation = "NO"
     ds.DetectorType = ""
     ds.AcquisitionContextSequence = []
+    region = anatomic_region(body_part)
+    item = Dataset()
+    if region is not None:
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = region
+    ds.AnatomicRegionSequence = [item] if region is not None else []  # type 2: empty if unknown
+    ds.PositionerType = ""
 
 
 def _uids(seed: str | None, *parts: Any) -> dict[str, str]:
@@ -218,6 +232,17 @@ def _ds(value: float) -> str:
     from pydicom.valuerep import format_number_as_ds
 
     return format_number_as_ds(value)
+
+
+def _orientation(path: Path, value: Any) -> list[str] | str:
+    """Two CS values (e.g. ``["L", "F"]``), or empty when unknown."""
+    if not value:
+        return ""
+    values = [str(v) for v in (value.split("\\") if isinstance(value, str) else value)]
+    if len(values) != 2 or not all(v and set(v) <= set("LRAPHF") for v in values):
+        raise RadiographWriteError(path, f"patient_orientation {value!r} is not two directions such as ('L', 'F').",
+                                   "use two strings of the letters L, R, A, P, H, F.")
+    return values
 
 
 def _sex(path: Path, sex: str | None) -> str | None:
