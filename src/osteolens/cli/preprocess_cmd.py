@@ -87,12 +87,14 @@ def preprocess_manifest(
             failures.append((str(path), f"{type(exc).__name__}: {exc}"))
         else:
             keep.append(index)
-            outputs.append(str(target))
+            outputs.append(str(target.resolve()))
         if progress is not None:
             progress()
     frame = manifest.frame.iloc[keep].copy()
-    frame["source_image"] = [str(manifest.resolve(v)) for v in frame["image"]]
+    frame["source_image"] = [str(manifest.resolve(v).resolve()) for v in frame["image"]]
     frame["image"] = outputs
+    if "mask" in frame.columns:  # masks stay where they are; make them findable from OUT
+        frame["mask"] = [str(manifest.resolve(v).resolve()) if isinstance(v, str) and v else v for v in frame["mask"]]
     if "sha256" in frame.columns:
         frame = frame.drop(columns="sha256")
     result = Manifest(frame, out, manifest.source)
