@@ -229,3 +229,10 @@ def test_fuzzed_files_only_raise_read_errors(tmp_path, image):
                 assert rg.pixels.ndim == 2 and rg.pixels.dtype == np.float32
                 outcomes["read"] += 1
     assert outcomes["refused"] > 10
+
+
+def test_animated_png(tmp_path):
+    frames = [Image.fromarray(np.full((4, 4), v, dtype=np.uint8)) for v in (0, 128, 255)]
+    path = tmp_path / "cine.png"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    _refused(path, "3 frames or pages")

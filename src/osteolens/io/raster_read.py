@@ -3,7 +3,7 @@
 Scaling is absolute, never stretched: an integer image is divided by the largest value
 its bit depth can hold (8-bit / 255, 16-bit / 65535, a 12-bit TIFF / 4095), so a 16-bit
 PNG that only uses 0-4000 keeps its dark appearance and its relation to other files.
-Colour is turned into grey with ITU-R 601 luma (alpha ignored). JPEG EXIF orientation is
+Colour is turned into grey with ITU-R 601 luma (alpha ignored). EXIF orientation is
 applied so row 0 is the top as a viewer shows it. Raster files carry no trustworthy pixel
 spacing (a PNG's 72 dpi is a default, not a measurement), so ``spacing_mm`` is None.
 """
@@ -60,13 +60,12 @@ def read_pillow(data: bytes, path: Path, max_pixels: int, fmt: str) -> Radiograp
     cols, rows = image.size
     check_size(path, rows, cols, max_pixels)
     frames = int(getattr(image, "n_frames", 1))
-    if frames > 1:
+    if frames > 1 and fmt != "JPEG":  # a JPEG's extra MPO frames (phone depth maps) are ignored
         raise _multi_frame(path, frames, fmt)
     if fmt == "PNG" and _png_bit_depth(data) == 16 and image.mode not in ("I;16", "I;16B", "I;16L", "I"):
         return _read_png16_colour(data, path, rows, cols)
     image.load()
-    if fmt == "JPEG":
-        image = ImageOps.exif_transpose(image)
+    image = ImageOps.exif_transpose(image)
     pixels, bits, photometric = _pillow_to_unit(image)
     meta = RadiographMeta(
         original_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
@@ -87,12 +86,9 @@ def _pillow_to_unit(image: Any) -> tuple[np.ndarray, int, str]:
     mode = image.mode
     if mode == "1":
         return np.asarray(image, dtype=np.float32), 1, "MONOCHROME2"
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # "I" (32-bit container) is how older Pillow versions open 16-bit grey PNG.
         return _divide(np.asarray(image), 65535), 16, "MONOCHROME2"
-    if mode == "I":  # 32-bit integer container; Pillow uses it for 16-bit grey in some paths
-        arr = np.asarray(image)
-        bits = 16 if arr.size and arr.min() >= 0 and arr.max() <= 65535 else 32
-        return _divide(arr, 2**bits - 1), bits, "MONOCHROME2"
     if mode == "F":
         return _float_to_unit(np.asarray(image)), 32, "MONOCHROME2"
     if mode in ("L", "LA"):
