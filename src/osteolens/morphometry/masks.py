@@ -133,32 +133,50 @@ def _intersect(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray
     return p + lam * d
 
 
+# Stretches of a side, as fractions of its length from the corner, tried longest first.
+_STRETCHES = ((0.08, 0.50), (0.06, 0.25), (0.05, 0.15))
+_STRAIGHT_RMS_PX = 0.25
+
+
+def _side_line(contour: np.ndarray, here: int, other: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A straight line along the side from contour index ``here`` towards ``other``, near ``here``.
+
+    The longest stretch of :data:`_STRETCHES` whose points lie within ``_STRAIGHT_RMS_PX``
+    (root mean square) of their line is used: a long one on a straight side, a short one
+    when the side curves (an endplate concave inside its rims); else the shortest.
+    """
+    n = len(contour)
+    forward, backward = (other - here) % n, (here - other) % n
+    step, length = (1, forward) if forward <= backward else (-1, backward)
+    line = None
+    for low, high in _STRETCHES:
+        first = int(round(low * length))
+        index = (here + step * np.arange(first, max(int(round(high * length)), first + 3) + 1)) % n
+        points = contour[index]
+        line = _fit_line(points)
+        if line is None:
+            continue
+        normal = np.array([-line[1][1], line[1][0]])
+        if float(np.sqrt(np.mean(((points - line[0]) @ normal) ** 2))) <= _STRAIGHT_RMS_PX:
+            return line
+    return line
+
+
 def _refine_corners(contour: np.ndarray, extreme: list[int]) -> np.ndarray:
     """Sub-pixel corners: intersect straight lines fitted to each side near each corner.
 
     ``extreme`` are the contour indices of the diagonal-extreme points (TL, TR, BL, BR).
-    Each corner's two sides are fitted on the stretch from 10 % to 35 % of the side's
-    length away from it: straight there even when an endplate is concave in the middle,
-    and clear of the rounding at the corner. A rasterised polygon's vertices come back to
-    a fraction of a pixel. Where a side curves right up to the corner (an endplate concave
-    from rim to rim) the fitted line is a chord and the corner moves a pixel or two along
-    the wall. When the sides are nearly parallel, or the intersection lies more than
-    ``MAX_REFINE_PX`` from the outline's extreme point, the extreme point is kept.
+    Each corner's two sides are fitted on a straight stretch near it, clear of the
+    rounding at the corner (:func:`_side_line`), so a rasterised polygon's vertices come
+    back to a fraction of a pixel, also when an endplate is concave inside its rims. When
+    the sides are nearly parallel, or the intersection lies more than ``MAX_REFINE_PX``
+    from the outline's extreme point, the extreme point is kept.
     """
-    n = len(contour)
     corners = contour[extreme].astype(float)
     cyclic = [extreme[TL], extreme[TR], extreme[BR], extreme[BL]]  # around the outline
-    order = [TL, TR, BR, BL]
-    for k, corner in enumerate(order):
-        here, prev_c, next_c = cyclic[k], cyclic[k - 1], cyclic[(k + 1) % 4]
-        lines = []
-        for other in (prev_c, next_c):
-            forward = (other - here) % n
-            backward = (here - other) % n
-            step, length = (1, forward) if forward <= backward else (-1, backward)
-            first, last = int(round(0.08 * length)), max(int(round(0.50 * length)), int(round(0.08 * length)) + 2)
-            index = (here + step * np.arange(first, last + 1)) % n
-            lines.append(_fit_line(contour[index]))
+    for k, corner in enumerate((TL, TR, BR, BL)):
+        here = cyclic[k]
+        lines = [_side_line(contour, here, cyclic[k - 1]), _side_line(contour, here, cyclic[(k + 1) % 4])]
         if lines[0] is not None and lines[1] is not None:
             point = _intersect(lines[0], lines[1])
             if point is not None and np.linalg.norm(point - corners[corner]) <= MAX_REFINE_PX:
@@ -194,7 +212,7 @@ def outline_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | N
     axis = top_mid - bottom_mid
     axis = axis / max(float(np.linalg.norm(axis)), 1e-12)
     width = float(np.linalg.norm(corners[TR] - corners[TL]) + np.linalg.norm(corners[BR] - corners[BL])) / 2
-    midpoints = _chord(contour, (top_mid + bottom_mid) / 2, axis, max(0.15 * width, 2.0))
+    midpoints = _chord(contour, (top_mid + bottom_mid) / 2, axis, max(0.05 * width, 2.0))
     if midpoints is None:
         midpoints = np.vstack([top_mid, bottom_mid])
     rows, cols = np.nonzero(body)
