@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -14,21 +13,29 @@ from osteolens.errors import OsteolensError
 from osteolens.evaluation.compare import compare
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "osteolens.cli.main", *args], capture_output=True, text=True, timeout=300)
+def _cli(monkeypatch, *args: str) -> int:
+    """Run ``osteolens ARGS`` in this process (as the console script does); return the exit code."""
+    from osteolens.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["osteolens", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
 
 
 @pytest.mark.slow
-def test_evaluate_command_writes_report(tmp_path, make_binary):
+def test_evaluate_command_writes_report(tmp_path, make_binary, monkeypatch, capsys):
     csv = tmp_path / "oof_predictions.csv"
     make_binary().to_csv(csv, index=False)
-    run = _cli("evaluate", str(csv), "--out", str(tmp_path / "eval"), "-b", "100", "--threshold", "sensitivity")
-    assert run.returncode == 0, run.stderr
+    assert _cli(monkeypatch, "evaluate", str(csv), "--out", str(tmp_path / "eval"), "-b", "100", "--threshold", "sensitivity") == 0
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["threshold"]["method"] == "sensitivity"
     assert (tmp_path / "eval" / "report.html").stat().st_size > 10_000
-    bad = _cli("evaluate", str(tmp_path / "missing.csv"))
-    assert bad.returncode == 2 and "error:" in bad.stderr
+    capsys.readouterr()
+    assert _cli(monkeypatch, "evaluate", str(tmp_path / "missing.csv")) == 2
+    assert "error:" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -40,7 +47,7 @@ def asah_tables(real_dataset):
 
 
 @pytest.mark.realdata
-def test_compare_paired_reproduces_proc(asah_tables, tmp_path):
+def test_compare_paired_reproduces_proc(asah_tables, tmp_path, monkeypatch):
     """roc.test(r.wfns, r.s100b): Z = 2.20898359144091, p = 0.0271757822291882 (pROC test suite)."""
     data, base = asah_tables
     a, b = base.assign(prob=data["wfns"]), base.assign(prob=data["s100b"])
@@ -50,9 +57,9 @@ def test_compare_paired_reproduces_proc(asah_tables, tmp_path):
     assert result.p == pytest.approx(0.0271757822291882, rel=1e-6)
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
-    run = _cli("compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--on", "patient_id",
-               "--positive", "Poor", "--out", str(tmp_path / "cmp.json"))
-    assert run.returncode == 0, run.stderr
+    code = _cli(monkeypatch, "compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--on", "patient_id",
+                "--positive", "Poor", "--out", str(tmp_path / "cmp.json"))
+    assert code == 0
     assert json.loads((tmp_path / "cmp.json").read_text())["p"] == pytest.approx(0.0271757822291882, rel=1e-6)
 
 

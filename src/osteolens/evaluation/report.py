@@ -146,11 +146,24 @@ def make_thumbnails(result: Any, manifest: Any, folder: Path) -> dict[str, str]:
     return out
 
 
-def _img(out_dir: Path, rel: str | None, alt: str) -> str:
+def _img(out_dir: Path, rel: str | None, alt: str, css: str = "plot") -> str:
     if rel is None:
         return ""
     data = base64.b64encode((out_dir / rel).read_bytes()).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    return (f'<figure class="{css}"><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+
+
+def _pairs(data: dict[str, Any]) -> str:
+    """A two-column table of a summary dict (nested dicts written inline)."""
+    rows = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {_fmt(v, 2)}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = "; ".join(str(v) for v in value) or "none"
+        rows.append([key.replace("_", " "), _fmt(value, 2)])
+    return _table(["item", "value"], rows)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -176,7 +189,7 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
         f"<p>Task: <b>{html.escape(result.task)}</b>; {result.n_images} images from {result.n_patients} patients. "
         f"Primary metric {html.escape(result.primary_metric)} = <b>{html.escape(_interval(primary))}</b>.</p>" + warn
     )
-    body["data"] = "<pre>" + html.escape(json.dumps(result.data, indent=2)) + "</pre>"
+    body["data"] = _pairs(result.data)
     body["metrics"] = _table(["metric", "value (95 % bootstrap CI)", "DeLong 95 % CI"], _metric_rows(result.metrics))
     if result.threshold:
         t = result.threshold
@@ -235,10 +248,11 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
     else:
         body["audit"] = "<p>Not run: pass the manifest (evaluate --manifest) to fit the covariates-only and acquisition-only baselines in the same folds.</p>"
     frows = [[c["image"], c["patient_id"], c["truth"], _fmt(c["prediction"]), _fmt(c["error"])] for c in result.failure_cases]
-    thumbs = "".join(_img(out_dir, c.get("thumbnail"), f"{c['image']}: truth {c['truth']}") for c in result.failure_cases)
-    body["failures"] = _table(["image", "patient", "truth", "prediction", "error"], frows) + thumbs
+    thumbs = "".join(_img(out_dir, c.get("thumbnail"), f"patient {c['patient_id']}", "thumb") for c in result.failure_cases)
+    body["failures"] = _table(["image", "patient", "truth", "prediction", "error"], frows) + f'<div class="thumbs">{thumbs}</div>'
+
     body["intended-use"] = f"<p>{html.escape(INTENDED_USE)}</p>"
-    body["methods"] = "<pre>" + html.escape(json.dumps(result.settings, indent=2)) + "</pre>"
+    body["methods"] = _pairs(result.settings)
     return body
 
 
@@ -247,7 +261,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:11
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}figure{display:inline-block;margin:.5em}img{max-width:480px;height:auto}
-figcaption{font-size:.8em;color:#555}.warning{background:#fff3cd;border-left:4px solid #e0a800;padding:.4em .8em}
+figcaption{font-size:.8em;color:#555}figure.thumb{width:200px}figure.thumb img{width:200px}.warning{background:#fff3cd;border-left:4px solid #e0a800;padding:.4em .8em}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:.8em}
 """
 
