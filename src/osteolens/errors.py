@@ -73,3 +73,11 @@ class ModelError(OsteolensError):
 
 class BundleError(OsteolensError):
     """A model bundle is missing, corrupt or incompatible."""
+
+
+class EvaluationError(OsteolensError):
+    """Predictions or evaluation options are unusable (missing columns, one class only, bad option)."""
+
+    def __init__(self, source: str | Path | None, reason: str, fix: str | None = None) -> None:
+        self.source = source
+        super().__init__(_describe(source, reason, fix))

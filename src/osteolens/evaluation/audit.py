@@ -233,9 +233,9 @@ def audit_shortcuts(
     manifest = _as_manifest(manifest)
     preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
     if "image" not in preds.frame.columns:
-        from osteolens.errors import OsteolensError
+        from osteolens.errors import EvaluationError
 
-        raise OsteolensError("the audit joins predictions to the manifest by 'image', but the predictions have no 'image' column.")
+        raise EvaluationError(None, "the audit joins predictions to the manifest by 'image', but the predictions have no 'image' column.")
     images = preds.frame["image"].astype(str).tolist()
     mframe = manifest.frame.set_index("image").reindex(images).reset_index()
     fold, fold_source = _folds(preds, mframe, seed)

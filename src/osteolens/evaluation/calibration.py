@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import EvaluationError
 
 _EPS = 1e-6
 
@@ -111,7 +111,7 @@ class Calibrator:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
         if data.get("method") not in ("platt", "isotonic"):
-            raise OsteolensError(f"calibrator method {data.get('method')!r} is unknown. Fix: 'platt' or 'isotonic'.")
+            raise EvaluationError(None, f"calibrator method {data.get('method')!r} is unknown. Fix: 'platt' or 'isotonic'.")
         return cls(data["method"], dict(data["params"]))
 
 
@@ -137,7 +137,7 @@ def fit_calibrator(scores: Any, y: Any, method: str = "platt") -> Calibrator:
         return Calibrator(
             "isotonic", {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
         )
-    raise OsteolensError(f"calibration method {method!r} is unknown. Fix: use 'platt' or 'isotonic'.")
+    raise EvaluationError(None, f"calibration method {method!r} is unknown. Fix: use 'platt' or 'isotonic'.")
 
 
 def cross_fitted_calibration(scores: np.ndarray, y: np.ndarray, fold: np.ndarray | None, method: str) -> np.ndarray | None:

@@ -19,7 +19,8 @@ import pandas as pd
 from osteolens.evaluation.bootstrap import bootstrap_weights, patient_strata, percentile_interval
 from osteolens.evaluation.delong import delong_paired_test, delong_unpaired_test
 from osteolens.evaluation.metrics import regression_metrics
-from osteolens.evaluation.predictions import Predictions, PredictionsError, load_predictions
+from osteolens.errors import EvaluationError
+from osteolens.evaluation.predictions import Predictions, load_predictions
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _binary_view(preds: Predictions, positive: str | None) -> Predictions:
         if positive is None:
             if preds.ordered:
                 return preds.screening()
-            raise PredictionsError(preds.source, f"multiclass predictions {preds.classes}: which class is positive?",
+            raise EvaluationError(preds.source, f"multiclass predictions {preds.classes}: which class is positive?",
                                    "pass --positive CLASS.")
         c = preds.classes.index(positive)
         return Predictions(preds.frame, "binary", [f"not_{positive}", positive], (preds.y == c).astype(int),
@@ -67,12 +68,12 @@ def _by_key(preds: Predictions, key: str) -> pd.DataFrame:
     elif key in preds.frame.columns:
         keys = preds.frame[key].astype(str).to_numpy()
     else:
-        raise PredictionsError(preds.source, f"no column {key!r} to join on.", "pick --on image, patient_id or study.")
+        raise EvaluationError(preds.source, f"no column {key!r} to join on.", "pick --on image, patient_id or study.")
     frame = pd.DataFrame({"key": keys, "y": preds.y, "score": preds.scores, "patient": preds.patient})
     grouped = frame.groupby("key", sort=True)
     conflicting = grouped["y"].nunique() > 1
     if conflicting.any():
-        raise PredictionsError(preds.source, f"rows with the same {key} disagree on y_true: {list(conflicting.index[conflicting][:5])}.",
+        raise EvaluationError(preds.source, f"rows with the same {key} disagree on y_true: {list(conflicting.index[conflicting][:5])}.",
                                "join on a key whose rows share one truth (e.g. patient_id for per-patient labels).")
     return grouped.agg(y=("y", "first"), score=("score", "mean"), patient=("patient", "first"))
 
@@ -105,7 +106,7 @@ def compare(
     pa = load_predictions(a, positive=positive, truth=truth, score=score)
     pb = load_predictions(b, positive=positive, truth=truth, score=score)
     if pa.task != pb.task and "regression" in (pa.task, pb.task):
-        raise PredictionsError(None, f"cannot compare a {pa.task} table with a {pb.task} table.")
+        raise EvaluationError(None, f"cannot compare a {pa.task} table with a {pb.task} table.")
     regression = pa.task == "regression"
     if not regression:
         pa, pb = _binary_view(pa, positive), _binary_view(pb, positive)
@@ -117,7 +118,7 @@ def compare(
         elif len(shared) == 0:
             paired = False
         else:
-            raise PredictionsError(
+            raise EvaluationError(
                 None, f"A and B share {len(shared)} of their {len(ka)} / {len(kb)} {on} keys: neither paired nor unpaired.",
                 "pass --paired to compare on the shared keys only, or --unpaired.",
             )
@@ -127,7 +128,7 @@ def compare(
             notes.append(f"paired on the {len(shared)} shared {on} keys only.")
         ka, kb = ka.loc[shared], kb.loc[shared]
         if not np.array_equal(ka["y"].to_numpy(), kb["y"].to_numpy()):
-            raise PredictionsError(None, f"A and B disagree on y_true for the same {on}.", "check that both score the same labels.")
+            raise EvaluationError(None, f"A and B disagree on y_true for the same {on}.", "check that both score the same labels.")
     if not regression:
         if paired:
             t = delong_paired_test(ka["y"].to_numpy(), ka["score"].to_numpy(), kb["score"].to_numpy(),

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import EvaluationError
 
 _ALTERNATIVES = {"two-sided": "two-sided", "two.sided": "two-sided", "greater": "greater", "less": "less"}
 
@@ -40,14 +40,14 @@ def _alternative(value: str) -> str:
     try:
         return _ALTERNATIVES[value]
     except KeyError:
-        raise OsteolensError(
-            f"alternative={value!r} is not understood. Fix: use 'two-sided', 'greater' or 'less'."
+        raise EvaluationError(
+            None, f"alternative={value!r} is not understood. Fix: use 'two-sided', 'greater' or 'less'."
         ) from None
 
 
 def _z(conf_level: float) -> float:
     if not 0.0 < conf_level < 1.0:
-        raise OsteolensError(f"conf_level={conf_level} must lie strictly between 0 and 1.")
+        raise EvaluationError(None, f"conf_level={conf_level} must lie strictly between 0 and 1.")
     return float(stats.norm.ppf(1.0 - (1.0 - conf_level) / 2.0))
 
 
@@ -59,7 +59,7 @@ def resolve_direction(y_true: np.ndarray, scores: np.ndarray, direction: str = "
     if direction in ("<", ">"):
         return direction
     if direction != "auto":
-        raise OsteolensError(f"direction={direction!r} is not understood. Fix: use 'auto', '<' or '>'.")
+        raise EvaluationError(None, f"direction={direction!r} is not understood. Fix: use 'auto', '<' or '>'.")
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(scores, dtype=float)
     return "<" if np.median(s[~y]) <= np.median(s[y]) else ">"
@@ -105,19 +105,19 @@ def _check_binary(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     s = np.asarray(scores, dtype=float)
     if y.ndim != 1 or s.shape != y.shape:
-        raise OsteolensError(f"y_true and scores must be 1-D of equal length; got {y.shape} and {s.shape}.")
+        raise EvaluationError(None, f"y_true and scores must be 1-D of equal length; got {y.shape} and {s.shape}.")
     if not np.isfinite(s).all():
-        raise OsteolensError("scores contain NaN or infinite values. Fix: drop or impute those rows first.")
+        raise EvaluationError(None, "scores contain NaN or infinite values. Fix: drop or impute those rows first.")
     if y.dtype != bool:
         values = set(np.unique(y).tolist())
         if not values <= {0, 1}:
-            raise OsteolensError(
-                f"y_true must be 0/1 or boolean (1 = case), got values {sorted(values)[:5]}."
+            raise EvaluationError(
+                None, f"y_true must be 0/1 or boolean (1 = case), got values {sorted(values)[:5]}."
                 " Fix: map the positive class to 1."
             )
         y = y.astype(bool)
     if y.all() or not y.any():
-        raise OsteolensError("the AUC needs at least one case and one control; only one class is present.")
+        raise EvaluationError(None, "the AUC needs at least one case and one control; only one class is present.")
     return y, s
 
 
@@ -153,8 +153,8 @@ def delong_auc(y_true: Any, scores: Any, direction: str = "auto") -> DeLongAUC:
 def delong_cov(a: DeLongAUC, b: DeLongAUC) -> float:
     """DeLong covariance of two AUCs measured on the same cases and controls (same order)."""
     if a.n_cases != b.n_cases or a.n_controls != b.n_controls:
-        raise OsteolensError(
-            "the two ROC curves do not share their cases and controls, so they are not paired."
+        raise EvaluationError(
+            None, "the two ROC curves do not share their cases and controls, so they are not paired."
             " Fix: align both on the same patients, or use delong_unpaired_test."
         )
     c10 = np.cov(a.case_placements, b.case_placements, ddof=1)[0, 1]

@@ -322,7 +322,10 @@ def evaluate(
     small = [f"{r['variable']}={r['level']}" for r in subgroups if r["too_small"]]
     if small:
         result.warnings.append(f"Subgroups too small for conclusions: {', '.join(small)}.")
-    if manifest is not None and (audit if audit is not None else True):
+    run_audit = manifest is not None and (audit if audit is not None else True)
+    if run_audit and "image" not in preds.frame.columns:
+        result.warnings.append("Shortcut audit skipped: the predictions have no 'image' column to join the manifest.")
+    elif run_audit:
         from osteolens.evaluation.audit import audit_shortcuts
 
         report = audit_shortcuts(manifest, preds, seed=seed, n_bootstrap=n_bootstrap, conf_level=conf_level)

@@ -23,21 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import EvaluationError
 
 TASKS = ("binary", "multiclass", "regression")
 # Ordered bone-density classes (WHO T-score bands); the order matters for kappa and screening.
 BONE_DENSITY_ORDER = ("normal", "osteopenia", "osteoporosis")
 _NEGATIVE_NAMES = {"normal", "negative", "healthy", "control", "no", "false", "absent", "good", "0"}
-
-
-class PredictionsError(OsteolensError):
-    """A predictions table is malformed (missing columns, unknown classes, NaN scores)."""
-
-    def __init__(self, source: str | Path | None, reason: str, fix: str | None = None) -> None:
-        self.source = source
-        text = f"{source}: {reason}" if source is not None else reason
-        super().__init__(text + (f" Fix: {fix}" if fix else ""))
 
 
 @dataclass
@@ -92,7 +83,7 @@ class Predictions:
         ``1 - P(normal)``: the question a screening tool answers.
         """
         if self.task != "multiclass" or not self.ordered:
-            raise PredictionsError(self.source, "screening needs ordered multiclass predictions.")
+            raise EvaluationError(self.source, "screening needs ordered multiclass predictions.")
         name = f"not_{self.classes[0]}"
         return Predictions(
             self.frame, "binary", [self.classes[0], name], (self.y > 0).astype(int), 1.0 - self.scores[:, 0],
@@ -104,7 +95,7 @@ def _order_classes(names: list[str], class_order: list[str] | None) -> tuple[lis
     if class_order:
         missing = set(names) - set(class_order)
         if missing:
-            raise PredictionsError(None, f"classes {sorted(missing)} are not in class_order {class_order}.")
+            raise EvaluationError(None, f"classes {sorted(missing)} are not in class_order {class_order}.")
         return [c for c in class_order if c in names], True
     lower = {n.lower(): n for n in names}
     if set(lower) <= set(BONE_DENSITY_ORDER) and len(names) >= 2:
@@ -115,7 +106,7 @@ def _order_classes(names: list[str], class_order: list[str] | None) -> tuple[lis
 def _binary_positive(names: list[str], positive: str | None, source: object) -> str:
     if positive is not None:
         if positive not in names:
-            raise PredictionsError(source, f"positive class {positive!r} is not among {names}.", "pass one of those.")
+            raise EvaluationError(source, f"positive class {positive!r} is not among {names}.", "pass one of those.")
         return positive
     negatives = [n for n in names if n.lower() in _NEGATIVE_NAMES]
     if len(negatives) == 1:
@@ -151,14 +142,14 @@ def load_predictions(
     else:
         path = Path(source)
         if not path.is_file():
-            raise PredictionsError(path, "file not found.", "give the path of an oof_predictions.csv or your own CSV.")
+            raise EvaluationError(path, "file not found.", "give the path of an oof_predictions.csv or your own CSV.")
         frame = pd.read_csv(path)
     if task is not None and task not in TASKS:
-        raise PredictionsError(name, f"unknown task {task!r}.", f"use one of {TASKS}.")
+        raise EvaluationError(name, f"unknown task {task!r}.", f"use one of {TASKS}.")
     if truth not in frame.columns:
-        raise PredictionsError(name, f"no truth column {truth!r}; columns are {list(frame.columns)}.", "name it with --truth COL.")
+        raise EvaluationError(name, f"no truth column {truth!r}; columns are {list(frame.columns)}.", "name it with --truth COL.")
     if score is not None and score not in frame.columns:
-        raise PredictionsError(name, f"no score column {score!r}; columns are {list(frame.columns)}.", "name it with --score COL.")
+        raise EvaluationError(name, f"no score column {score!r}; columns are {list(frame.columns)}.", "name it with --score COL.")
     prob_cols = [c for c in frame.columns if c.startswith("prob_")]
     if score is None and "prob" in frame.columns:
         score = "prob"
@@ -172,7 +163,7 @@ def load_predictions(
         elif score is not None:
             task = "regression"
         else:
-            raise PredictionsError(
+            raise EvaluationError(
                 name, "found neither probability columns (prob, prob_<class>) nor y_pred.",
                 "add them, or name the score column with --score COL.",
             )
@@ -180,17 +171,17 @@ def load_predictions(
         [score] if score is not None and task != "multiclass" else ["y_pred"] if task == "regression" else prob_cols
     )
     if task == "binary" and score is None and len(prob_cols) != 2:
-        raise PredictionsError(name, f"binary task needs 'prob' or two prob_<class> columns, found {prob_cols}.")
+        raise EvaluationError(name, f"binary task needs 'prob' or two prob_<class> columns, found {prob_cols}.")
     if not value_cols or any(c not in frame.columns for c in value_cols):
-        raise PredictionsError(name, f"score column(s) {value_cols} missing.", "add them or pass --score COL.")
+        raise EvaluationError(name, f"score column(s) {value_cols} missing.", "add them or pass --score COL.")
     keep = frame[truth].notna() & frame[value_cols].notna().all(axis=1)
     dropped = int((~keep).sum())
     frame = frame[keep].reset_index(drop=True)
     if frame.empty:
-        raise PredictionsError(name, "no row has both a truth value and a score.")
+        raise EvaluationError(name, "no row has both a truth value and a score.")
     for col in value_cols:
         if not pd.api.types.is_numeric_dtype(frame[col]):
-            raise PredictionsError(name, f"column {col!r} is not numeric.", "write scores as numbers.")
+            raise EvaluationError(name, f"column {col!r} is not numeric.", "write scores as numbers.")
     patient = (
         frame["patient_id"].astype(str).to_numpy() if "patient_id" in frame.columns
         else frame["image"].astype(str).to_numpy() if "image" in frame.columns
@@ -201,7 +192,7 @@ def load_predictions(
     if task == "regression":
         y = pd.to_numeric(frame[truth], errors="coerce").to_numpy(dtype=float)
         if np.isnan(y).any():
-            raise PredictionsError(name, f"non-numeric values in {truth!r} for a regression task.")
+            raise EvaluationError(name, f"non-numeric values in {truth!r} for a regression task.")
         return Predictions(frame, task, [], y, frame[value_cols[0]].to_numpy(dtype=float), patient, fold,
                            dropped=dropped, source=name, notes=notes)
 
@@ -214,16 +205,16 @@ def load_predictions(
             labels = truth_values.map(lambda i: names[int(i)])  # class index in prob-column order
         unknown = sorted(set(labels) - set(names))
         if unknown:
-            raise PredictionsError(name, f"y_true values {unknown[:5]} have no prob_<class> column ({prob_cols}).")
+            raise EvaluationError(name, f"y_true values {unknown[:5]} have no prob_<class> column ({prob_cols}).")
         probs = frame[prob_cols].to_numpy(dtype=float)
     else:
         labels = truth_values.astype(str).str.replace(r"\.0$", "", regex=True)
         names = sorted(set(labels))
         if len(names) > 2:
-            raise PredictionsError(name, f"a single score column needs two classes, found {names[:6]}.",
+            raise EvaluationError(name, f"a single score column needs two classes, found {names[:6]}.",
                                    "use prob_<class> columns for multiclass, or --task regression.")
         if len(names) == 1:
-            raise PredictionsError(name, f"only one class ({names[0]}) in {truth!r}; an AUC needs both.")
+            raise EvaluationError(name, f"only one class ({names[0]}) in {truth!r}; an AUC needs both.")
         probs = None
     if task == "binary":
         pos = _binary_positive(names, positive, name)
@@ -232,7 +223,7 @@ def load_predictions(
         s = frame[score].to_numpy(dtype=float) if probs is None else probs[:, names.index(pos)]
         return Predictions(frame, task, [neg, pos], y, s, patient, fold, dropped=dropped, source=name, notes=notes)
     if probs is None:
-        raise PredictionsError(name, "multiclass needs prob_<class> columns.")
+        raise EvaluationError(name, "multiclass needs prob_<class> columns.")
     ordered_names, ordered = _order_classes(names, class_order)
     probs = probs[:, [names.index(c) for c in ordered_names]]
     index = {c: i for i, c in enumerate(ordered_names)}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import EvaluationError
 
 METHODS = ("youden", "sensitivity", "fixed")
 
@@ -32,9 +32,9 @@ class ThresholdRule:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise OsteolensError(f"threshold method {self.method!r} is unknown. Fix: use one of {METHODS}.")
+            raise EvaluationError(None, f"threshold method {self.method!r} is unknown. Fix: use one of {METHODS}.")
         if not 0.0 < self.target_sensitivity <= 1.0:
-            raise OsteolensError(f"target sensitivity {self.target_sensitivity} must lie in (0, 1].")
+            raise EvaluationError(None, f"target sensitivity {self.target_sensitivity} must lie in (0, 1].")
 
     def choose(self, y: np.ndarray, scores: np.ndarray) -> float:
         """The threshold this rule picks on ``(y, scores)``."""
@@ -44,7 +44,7 @@ class ThresholdRule:
 
         y = np.asarray(y)
         if y.min() == y.max():
-            raise OsteolensError("a threshold can only be chosen on data holding both classes.")
+            raise EvaluationError(None, "a threshold can only be chosen on data holding both classes.")
         fpr, tpr, thr = roc_curve(y, scores, drop_intermediate=False)
         finite = np.isfinite(thr)
         fpr, tpr, thr = fpr[finite], tpr[finite], thr[finite]
