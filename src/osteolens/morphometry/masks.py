@@ -134,16 +134,32 @@ def _intersect(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray
 
 
 # Stretches of a side, as fractions of its length from the corner, tried longest first.
-_STRETCHES = ((0.08, 0.50), (0.06, 0.25), (0.05, 0.15))
-_STRAIGHT_RMS_PX = 0.25
+_STRETCHES = ((0.08, 0.85), (0.08, 0.50), (0.06, 0.25), (0.05, 0.15))
+_STRAIGHT_SAGITTA_PX = 0.35
+
+
+def _sagitta(points: np.ndarray, line: tuple[np.ndarray, np.ndarray]) -> float:
+    """How far the points bow away from straight: the sagitta of a parabola fitted across the line.
+
+    A straight edge rasterised as a staircase bows by a small fraction of a pixel; a curved
+    stretch (an endplate dipping into a concavity) by about a pixel or more.
+    """
+    origin, direction = line
+    along = (points - origin) @ direction
+    across = (points - origin) @ np.array([-direction[1], direction[0]])
+    if len(points) < 4 or np.ptp(along) <= 0:
+        return 0.0
+    curvature = np.polyfit(along, across, 2)[0]
+    return float(abs(curvature) * (np.ptp(along) / 2) ** 2)
 
 
 def _side_line(contour: np.ndarray, here: int, other: int) -> tuple[np.ndarray, np.ndarray] | None:
     """A straight line along the side from contour index ``here`` towards ``other``, near ``here``.
 
-    The longest stretch of :data:`_STRETCHES` whose points lie within ``_STRAIGHT_RMS_PX``
-    (root mean square) of their line is used: a long one on a straight side, a short one
-    when the side curves (an endplate concave inside its rims); else the shortest.
+    The longest stretch of :data:`_STRETCHES` that is straight (its sagitta at most
+    ``_STRAIGHT_SAGITTA_PX``) is used: a long one on a straight side, where it averages
+    the pixel staircase best; a short one when the side curves (an endplate concave inside
+    its rims); else the shortest.
     """
     n = len(contour)
     forward, backward = (other - here) % n, (here - other) % n
@@ -154,10 +170,7 @@ def _side_line(contour: np.ndarray, here: int, other: int) -> tuple[np.ndarray, 
         index = (here + step * np.arange(first, max(int(round(high * length)), first + 3) + 1)) % n
         points = contour[index]
         line = _fit_line(points)
-        if line is None:
-            continue
-        normal = np.array([-line[1][1], line[1][0]])
-        if float(np.sqrt(np.mean(((points - line[0]) @ normal) ** 2))) <= _STRAIGHT_RMS_PX:
+        if line is not None and _sagitta(points, line) <= _STRAIGHT_SAGITTA_PX:
             return line
     return line
 
