@@ -175,3 +175,8 @@ def test_cam_heatmap_is_on_the_original_grid(make_bundle, radiograph_png):
     # crop_to_content keeps rows 20-70 and columns 10-50: nothing outside was seen by the network.
     assert prediction.heatmap[:19].max() == 0.0 and prediction.heatmap[:, 51:].max() == 0.0
     assert prediction.cam_method == "gradcam++" and "explain" in prediction.timing_ms
+
+
+def test_warm_up_runs_the_whole_path(make_bundle):
+    predictor = Predictor(make_bundle(tabular=("sex", "age")), backend="onnx")
+    predictor.warm_up()

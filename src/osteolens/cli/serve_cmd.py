@@ -42,6 +42,7 @@ def serve(
     elif host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host} without --token-file: anyone who can reach it may use it.")
     predictor = Predictor(model, backend=backend, threads=threads)
+    predictor.warm_up()
     app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     console.print(f"serving {predictor.bundle.name} on http://{host}:{port}/ (docs at /docs)")

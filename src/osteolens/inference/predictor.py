@@ -283,6 +283,17 @@ class Predictor:
                 sal = geometry.to_original(gradient_saliency(self.models, x, targets, t)[0], shape)
         return heat, sal
 
+    def warm_up(self, cam: bool = True) -> None:
+        """Run one synthetic image through the whole path (and Grad-CAM) so that the first real
+        request does not pay for lazy imports, ONNX Runtime's first-run allocations or autograd set-up."""
+        rng = np.random.default_rng(0)
+        pixels = rng.random((max(self.bundle.input_size), max(self.bundle.input_size)), dtype=np.float32)
+        image, _ = self.preprocessor(pixels)
+        tabular = np.zeros((1, len(self.covariates)), np.float32) if self.covariates else None
+        result = self.postprocess(self.backend(image[None], tabular))[0]
+        if cam:
+            self.explain(image, tabular, AxisMap(), image.shape[1:], result["class_index"], cam=True)
+
     def predict_batch(
         self, sources: Sequence[str | Path | Radiograph], covariates: Sequence[Mapping[str, Any] | None] | None = None
     ) -> list[Prediction]:
