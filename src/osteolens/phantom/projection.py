@@ -123,10 +123,16 @@ def draw_acquisition(rng: np.random.Generator) -> Acquisition:
 
 
 def soft_tissue(rng: np.random.Generator, acquisition: Acquisition, size: int) -> np.ndarray:
-    """Water-equivalent soft-tissue thickness (mm) per pixel: a tilted slab with smooth bumps."""
+    """Water-equivalent soft-tissue thickness (mm) per pixel: a tilted slab with smooth bumps.
+
+    The bumps (1.5 % of the thickness, about an eighth of the field across) are smoothed
+    white noise on a 32 x 32 grid, upsampled: the same field as smoothing at full size, at a
+    fraction of the cost.
+    """
     r = np.linspace(-0.5, 0.5, size)
     ramp = np.cos(acquisition.tissue_angle) * r[:, None] + np.sin(acquisition.tissue_angle) * r[None, :]
-    bumps = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=size / 8.0, mode="wrap")
+    coarse = ndimage.gaussian_filter(rng.standard_normal((32, 32)), sigma=4.0, mode="wrap")
+    bumps = resize(coarse, (size, size), order=1, mode="wrap", anti_aliasing=False)
     bumps *= 0.015 / max(float(bumps.std()), 1e-9)
     return (acquisition.soft_tissue_mm * (1.0 + acquisition.tissue_slope * ramp + bumps)).astype(np.float32)
 

@@ -96,13 +96,13 @@ class TrabecularParameters:
 def trabecular_parameters(rng: np.random.Generator, bmd: float) -> TrabecularParameters:
     """Microstructure for a trabecular vBMD (mg/cm³).
 
-    BV/TV = BMD / TMD · (1 + 3 % noise); spacing 0.45 → 0.80 mm and anisotropy 1.8 → 3.4 as
+    BV/TV = BMD / TMD · (1 + 3 % noise); spacing 0.40 → 0.85 mm and anisotropy 1.6 → 3.8 as
     BMD falls from 200 to 30 mg/cm³ (each with a little individual noise).
     """
     loss = float(np.clip((200.0 - bmd) / 170.0, 0.0, 1.0))
     bvtv = float(np.clip(bmd / TISSUE_MINERAL_DENSITY * rng.normal(1.0, 0.03), 0.02, 0.45))
-    spacing = float(np.clip(0.45 + 0.35 * loss + rng.normal(0.0, 0.04), 0.3, 1.2))
-    anisotropy = float(np.clip(1.8 + 1.6 * loss + rng.normal(0.0, 0.15), 1.2, 4.5))
+    spacing = float(np.clip(0.40 + 0.45 * loss + rng.normal(0.0, 0.04), 0.3, 1.2))
+    anisotropy = float(np.clip(1.6 + 2.2 * loss + rng.normal(0.0, 0.15), 1.2, 4.5))
     return TrabecularParameters(bvtv, spacing, anisotropy)
 
 
@@ -190,7 +190,7 @@ def simulate_vertebra(
         centre_mm=tuple(float(c) for c in centre_mm),
     )
     voxel = fov_mm / grid
-    c = axis_coordinates(grid, fov_mm)
+    c = axis_coordinates(grid, fov_mm).astype(np.float32)
     d_wall, d_end = _inside_distance(geometry, c[:, None, None], c[None, :, None], c[None, None, :])
     # Partial-volume occupancies (a linear ramp one voxel wide across each surface).
     body = np.clip(np.minimum(d_wall, d_end) / voxel + 0.5, 0.0, 1.0)
