@@ -36,13 +36,13 @@ def cv(
     permutation_repeats: int = typer.Option(5, help="Repeats of the held-out permutation importance (0 skips it)."),
     top_n: int = typer.Option(30, help="Bars in importance.png."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel jobs of the search."),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write the evaluation report (evaluation/) from the out-of-fold predictions."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the evaluation report (report/) from the out-of-fold predictions."),
     n_bootstrap: int = typer.Option(2000, help="Bootstrap resamples of the report."),
 ) -> None:
     """Cross-validate a classical model with patient-grouped folds and nested tuning.
 
     Writes config.resolved.yaml, oof_predictions.csv, metrics.json, confusion/,
-    importance.csv, importance.png and evaluation/ into the run directory.
+    importance.csv, importance.png and report/ (the evaluation report) into the run directory.
 
     Example: osteolens classic cv --features features.parquet --target label --model rf --search grid --folds 5 --out runs/rf_label
     """

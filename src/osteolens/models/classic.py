@@ -7,12 +7,14 @@
   standardisation (zero mean, unit variance on the training fold only);
 * categorical columns (vertebra level, sex, view): most-frequent imputation, then one-hot
   encoding that ignores levels unseen in training;
-* the estimator: ``rf`` random forest, ``svm`` RBF support-vector machine (with Platt
-  probabilities for classification), ``logreg`` (multinomial) logistic regression / ridge
+* the estimator: ``rf`` random forest, ``svm`` RBF support-vector machine (for
+  classification wrapped in ``CalibratedClassifierCV(method="sigmoid", ensemble=False)``,
+  i.e. Platt probabilities, as ``SVC(probability=True)`` gave before scikit-learn 1.9), ``logreg`` (multinomial) logistic regression / ridge
   regression, or ``hgb`` histogram gradient boosting.
 
 Being a plain ``Pipeline``, it fits, predicts, clones and grid-searches like any
-scikit-learn estimator (hyperparameters are addressed as ``model__<name>``).
+scikit-learn estimator (hyperparameters are addressed as ``model__<name>``, or
+``model__estimator__<name>`` for the calibrated SVM classifier).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ CLASSIC_TASKS = ("binary", "multiclass", "regression")
 
 
 def _estimator(name: str, task: str, seed: int, params: dict[str, Any]) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import (
         HistGradientBoostingClassifier,
         HistGradientBoostingRegressor,
@@ -42,7 +45,11 @@ def _estimator(name: str, task: str, seed: int, params: dict[str, Any]) -> Any:
         return cls(**{"n_estimators": 300, "random_state": seed, "n_jobs": 1, **params})
     if name == "svm":
         if classify:
-            return SVC(**{"kernel": "rbf", "probability": True, "random_state": seed, **params})
+            # Platt probabilities fitted on internal cross-validated decision values, then one
+            # SVC refitted on all rows: what SVC(probability=True) did before scikit-learn 1.9
+            # deprecated it. Hyperparameters are addressed as model__estimator__C.
+            svc = SVC(**{"kernel": "rbf", "random_state": seed, **params})
+            return CalibratedClassifierCV(svc, method="sigmoid", ensemble=False)
         return SVR(**{"kernel": "rbf", **params})
     if name == "logreg":
         if classify:
@@ -124,10 +131,11 @@ def search_space(name: str, task: str, kind: str = "grid") -> dict[str, Any]:
     from scipy.stats import loguniform, randint, uniform
 
     classify = task != "regression"
+    svm = "model__estimator__" if classify else "model__"
     if kind == "grid":
         grids: dict[str, dict[str, Any]] = {
             "rf": {"model__n_estimators": [40, 300], "model__min_samples_leaf": [1, 5, 20, 47], "model__max_features": ["sqrt", 0.3]},
-            "svm": {"model__C": [0.1, 1.0, 10.0, 100.0], "model__gamma": ["scale", 1e-3, 1e-2]},
+            "svm": {f"{svm}C": [0.1, 1.0, 10.0, 100.0], f"{svm}gamma": ["scale", 1e-3, 1e-2]},
             "logreg": {"model__C": [0.01, 0.1, 1.0, 10.0]} if classify else {"model__alpha": [0.1, 1.0, 10.0, 100.0]},
             "hgb": {"model__learning_rate": [0.03, 0.1], "model__max_leaf_nodes": [7, 31], "model__min_samples_leaf": [5, 20]},
         }
@@ -135,7 +143,7 @@ def search_space(name: str, task: str, kind: str = "grid") -> dict[str, Any]:
     if kind == "random":
         spaces: dict[str, dict[str, Any]] = {
             "rf": {"model__n_estimators": randint(40, 500), "model__min_samples_leaf": randint(1, 50), "model__max_features": uniform(0.05, 0.6)},
-            "svm": {"model__C": loguniform(1e-2, 1e3), "model__gamma": loguniform(1e-4, 1e-1)},
+            "svm": {f"{svm}C": loguniform(1e-2, 1e3), f"{svm}gamma": loguniform(1e-4, 1e-1)},
             "logreg": {"model__C": loguniform(1e-3, 1e2)} if classify else {"model__alpha": loguniform(1e-2, 1e3)},
             "hgb": {"model__learning_rate": loguniform(1e-2, 3e-1), "model__max_leaf_nodes": randint(4, 64), "model__min_samples_leaf": randint(3, 40)},
         }
