@@ -55,7 +55,9 @@ def test_binary_evaluation_writes_every_output(tmp_path, make_binary):
     assert result.threshold["selection"].startswith("cross-fitted")
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["metrics"]["auc"]["value"] == pytest.approx(result.value("auc"))
-    assert json.loads((tmp_path / "calibrator.json").read_text())["method"] == "platt"
+    point = json.loads((tmp_path / "operating_point.json").read_text())
+    assert point["threshold"] == pytest.approx(result.threshold["threshold"]) and point["positive"] == "osteoporosis"
+    assert point["calibrator"]["method"] == "platt"
     parsed = _parse(tmp_path / "report.html")
     assert parsed.sections == [sid for sid, _ in SECTIONS]
     assert not parsed.external and parsed.scripts == 0
@@ -79,6 +81,15 @@ def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path, make_multic
     assert result.screening["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(y_low, 1 - frame["prob_normal"]))
     parsed = _parse(tmp_path / "report.html")
     assert len(parsed.images) >= 7
+    assert json.loads((tmp_path / "operating_point.json").read_text())["score"] == "1 - prob_normal"
+
+
+def test_multiclass_positive_class_gives_one_vs_rest_screening(make_multiclass):
+    frame = make_multiclass()
+    result = evaluate(frame, n_bootstrap=50, positive="osteoporosis")
+    y = frame["y_true"] == "osteoporosis"
+    assert result.screening["positive"] == "osteoporosis"
+    assert result.screening["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(y, frame["prob_osteoporosis"]))
 
 
 def test_regression_and_user_columns(tmp_path):

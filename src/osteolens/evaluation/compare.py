@@ -47,18 +47,9 @@ class ComparisonResult:
         return _jsonable(asdict(self))
 
 
-def _binary_view(preds: Predictions, positive: str | None) -> Predictions:
-    if preds.task == "binary":
-        return preds
+def _binary_view(preds: Predictions) -> Predictions:
     if preds.task == "multiclass":
-        if positive is None:
-            if preds.ordered:
-                return preds.screening()
-            raise EvaluationError(preds.source, f"multiclass predictions {preds.classes}: which class is positive?",
-                                   "pass --positive CLASS.")
-        c = preds.classes.index(positive)
-        return Predictions(preds.frame, "binary", [f"not_{positive}", positive], (preds.y == c).astype(int),
-                           preds.scores[:, c], preds.patient, preds.fold, source=preds.source)
+        return preds.screening()
     return preds
 
 
@@ -109,7 +100,7 @@ def compare(
         raise EvaluationError(None, f"cannot compare a {pa.task} table with a {pb.task} table.")
     regression = pa.task == "regression"
     if not regression:
-        pa, pb = _binary_view(pa, positive), _binary_view(pb, positive)
+        pa, pb = _binary_view(pa), _binary_view(pb)
     ka, kb = _by_key(pa, on), _by_key(pb, on)
     shared = ka.index.intersection(kb.index)
     if paired is None:

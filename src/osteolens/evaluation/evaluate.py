@@ -78,6 +78,29 @@ class EvaluationResult:
             Path(path).write_text(text + "\n")
         return text
 
+    def operating_point(self) -> dict[str, Any] | None:
+        """What inference needs to turn scores into decisions (saved as ``operating_point.json``).
+
+        Binary: the stored threshold on the raw positive-class score and the Platt
+        calibrator. Multiclass with a screening view: the same for the screening score.
+        None for regression and for multiclass without a screening view.
+        """
+        if self.task == "binary":
+            source = {"threshold": self.threshold, "calibrator": self.calibrator, "positive": self.positive,
+                      "negative": self.classes[0], "score": f"prob_{self.positive}"}
+        elif self.screening:
+            source = self.screening
+        else:
+            return None
+        return _jsonable({
+            "task": self.task, "classes": self.classes, "positive": source["positive"], "negative": source["negative"],
+            "score": source.get("score"), "threshold": source["threshold"]["threshold"],
+            "rule": {k: source["threshold"][k] for k in ("method", "target_sensitivity", "value")},
+            "selection": source["threshold"]["selection"],
+            "threshold_applies_to": "the raw score (before calibration); positive when score >= threshold",
+            "calibrator": source["calibrator"],
+        })
+
     def value(self, name: str) -> float | None:
         """Point value of one metric."""
         return self.metrics[name]["value"]
@@ -149,12 +172,12 @@ def _multiclass(preds: Predictions, rule: ThresholdRule, n_bootstrap: int, seed:
         name: calibration_summary(preds.y == c, preds.scores[:, c]) for c, name in enumerate(preds.classes)
     }
     out: dict[str, Any] = {"metrics": metrics, "confusion_matrix": cm.tolist(), "calibration": calibration}
-    if preds.ordered:
+    if preds.has_screening:
         screen = preds.screening()
         section = _binary(screen, rule, n_bootstrap, seed, conf_level)
         section.pop("_predicted")
-        out["screening"] = {"positive": screen.classes[1], "negative": screen.classes[0],
-                            "score": f"1 - prob_{preds.classes[0]}", **section}
+        score = f"prob_{screen.classes[1]}" if preds.screen_positive else f"1 - prob_{preds.classes[0]}"
+        out["screening"] = {"positive": screen.classes[1], "negative": screen.classes[0], "score": score, **section}
     return out
 
 
@@ -288,7 +311,7 @@ def evaluate(
         >>> df = pd.DataFrame({"patient_id": list("abcdef"), "y_true": [0, 0, 0, 1, 1, 1],
         ...                    "prob": [0.1, 0.3, 0.6, 0.4, 0.8, 0.9]})
         >>> round(evaluate(df, n_bootstrap=50).value("auc"), 3)
-        0.778
+        0.889
     """
     rule = threshold or ThresholdRule()
     manifest = _as_manifest(manifest)

@@ -60,6 +60,7 @@ class Predictions:
     dropped: int = 0
     source: str | None = None
     notes: list[str] = field(default_factory=list)
+    screen_positive: str | None = None
 
     @property
     def positive(self) -> str | None:
@@ -74,20 +75,34 @@ class Predictions:
         return Predictions(
             self.frame[mask].reset_index(drop=True), self.task, self.classes, self.y[mask], self.scores[mask],
             self.patient[mask], None if self.fold is None else self.fold[mask], self.ordered, 0, self.source,
+            screen_positive=self.screen_positive,
         )
 
-    def screening(self) -> Predictions:
-        """Ordered classes collapsed to "above the lowest class" vs the lowest class.
+    @property
+    def has_screening(self) -> bool:
+        """Whether a binary screening view exists (ordered classes, or a chosen positive class)."""
+        return self.task == "multiclass" and (self.ordered or self.screen_positive is not None)
 
-        For bone density: low density (osteopenia or osteoporosis) vs normal, scored by
-        ``1 - P(normal)``: the question a screening tool answers.
+    def screening(self) -> Predictions:
+        """A binary view of multiclass predictions: the question a screening tool answers.
+
+        With a chosen positive class: that class vs the rest, scored by its probability.
+        Otherwise, for ordered classes: anything above the lowest class vs the lowest, scored
+        by ``1 - P(lowest)``; for bone density, low density (osteopenia or osteoporosis)
+        vs normal.
         """
-        if self.task != "multiclass" or not self.ordered:
-            raise EvaluationError(self.source, "screening needs ordered multiclass predictions.")
-        name = f"not_{self.classes[0]}"
+        if not self.has_screening:
+            raise EvaluationError(self.source, f"no screening question for unordered classes {self.classes}.",
+                                  "pass the positive class (--positive CLASS).")
+        if self.screen_positive is not None:
+            c = self.classes.index(self.screen_positive)
+            return Predictions(
+                self.frame, "binary", [f"not_{self.screen_positive}", self.screen_positive], (self.y == c).astype(int),
+                self.scores[:, c], self.patient, self.fold, False, 0, self.source,
+            )
         return Predictions(
-            self.frame, "binary", [self.classes[0], name], (self.y > 0).astype(int), 1.0 - self.scores[:, 0],
-            self.patient, self.fold, False, 0, self.source,
+            self.frame, "binary", [self.classes[0], f"not_{self.classes[0]}"], (self.y > 0).astype(int),
+            1.0 - self.scores[:, 0], self.patient, self.fold, False, 0, self.source,
         )
 
 
@@ -129,8 +144,9 @@ def load_predictions(
         source: path of a CSV or a DataFrame.
         task: force ``"binary"``, ``"multiclass"`` or ``"regression"``; inferred otherwise
             (probability columns mean classification, else regression).
-        positive: the positive class of a binary task. Default: the class that is not named
-            like a negative (normal, negative, 0, ...), else the last in sorted order.
+        positive: the positive class of a binary task (default: the class that is not named
+            like a negative (normal, negative, 0, ...), else the last in sorted order); for a
+            multiclass task, the class of the screening view (that class vs the rest).
         truth: name of the truth column (a user's own CSV).
         score: name of a single score column (a user's own CSV): the positive-class
             probability for binary tasks, the prediction for regression.
@@ -228,4 +244,6 @@ def load_predictions(
     probs = probs[:, [names.index(c) for c in ordered_names]]
     index = {c: i for i, c in enumerate(ordered_names)}
     y = labels.map(index).to_numpy(dtype=int)
-    return Predictions(frame, task, ordered_names, y, probs, patient, fold, ordered, dropped, name, notes)
+    if positive is not None and positive not in ordered_names:
+        raise EvaluationError(name, f"positive class {positive!r} is not among {ordered_names}.", "pass one of those.")
+    return Predictions(frame, task, ordered_names, y, probs, patient, fold, ordered, dropped, name, notes, positive)

@@ -1,4 +1,4 @@
-"""Write an evaluation to disk: ``metrics.json``, ``plots/*.png``, ``calibrator.json``,
+"""Write an evaluation to disk: ``metrics.json``, ``plots/*.png``, ``operating_point.json``,
 one self-contained ``report.html`` (images embedded as base64, no network) and
 ``model_card.md`` (TRIPOD+AI / CLAIM items).
 """
@@ -70,7 +70,7 @@ def make_plots(result: Any, preds: Predictions, folder: Path) -> dict[str, str]:
     if preds.task == "binary":
         binaries.append(("", preds))
     elif preds.task == "multiclass":
-        if preds.ordered:
+        if preds.has_screening:
             binaries.append(("screening_", preds.screening()))
         rocs, bands = {}, {}
         grid = np.linspace(0, 1, 101)
@@ -224,7 +224,8 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
             + "".join(_img(out_dir, f.get(k), t) for k, t in (("screening_roc", "Screening ROC"), ("screening_pr", "Screening precision-recall"), ("screening_confusion", "Screening confusion matrix"), ("screening_calibration", "Screening calibration")))
         )
     else:
-        body["screening"] = "<p>Only for ordered classes (normal &lt; osteopenia &lt; osteoporosis).</p>"
+        body["screening"] = ("<p>Only for ordered classes (normal &lt; osteopenia &lt; osteoporosis) or a chosen "
+                             "positive class (--positive).</p>")
     if result.subgroups:
         rows = []
         for r in result.subgroups:
@@ -345,13 +346,14 @@ def render_model_card(result: Any, title: str | None = None) -> str:
 
 
 def write_outputs(result: Any, preds: Predictions, out_dir: Path, *, manifest: Any = None, title: str | None = None) -> None:
-    """Write plots, thumbnails, ``metrics.json``, ``calibrator.json``, ``report.html``, ``model_card.md``."""
+    """Write plots, thumbnails, ``metrics.json``, ``operating_point.json``, ``report.html``, ``model_card.md``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result.files.update(make_plots(result, preds, out_dir / "plots"))
     result.files.update(make_thumbnails(result, manifest, out_dir / "failures"))
-    if result.calibrator is not None:
-        (out_dir / "calibrator.json").write_text(json.dumps(result.calibrator, indent=2) + "\n")
-        result.files["calibrator"] = "calibrator.json"
+    point = result.operating_point()
+    if point is not None:
+        (out_dir / "operating_point.json").write_text(json.dumps(point, indent=2) + "\n")
+        result.files["operating_point"] = "operating_point.json"
     result.files.update({"metrics": "metrics.json", "report": "report.html", "model_card": "model_card.md"})
     (out_dir / "report.html").write_text(render_html(result, out_dir, title), encoding="utf-8")
     (out_dir / "model_card.md").write_text(render_model_card(result, title), encoding="utf-8")
