@@ -268,19 +268,22 @@ class Predictor:
         cam: bool = True,
         saliency: bool = False,
         method: str = "gradcam",
+        models: Sequence[torch.nn.Module] | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Grad-CAM (and gradient saliency) of the fold ensemble, mapped onto the original ``shape``."""
+        """Grad-CAM (and gradient saliency) of the fold ensemble (or of ``models``), mapped onto the
+        original ``shape``."""
         from osteolens.explain import cam_target, grad_cam, gradient_saliency
 
         x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
         t = None if tabular is None else torch.from_numpy(tabular)
         targets = [cam_target(self.bundle.task, class_index)]
+        models = list(models) if models is not None else self.models
         heat = sal = None
         with self._cam_lock:
             if cam:
-                heat = geometry.to_original(grad_cam(self.models, x, targets, t, method=method)[0], shape)
+                heat = geometry.to_original(grad_cam(models, x, targets, t, method=method)[0], shape)
             if saliency:
-                sal = geometry.to_original(gradient_saliency(self.models, x, targets, t)[0], shape)
+                sal = geometry.to_original(gradient_saliency(models, x, targets, t)[0], shape)
         return heat, sal
 
     def warm_up(self, cam: bool = True) -> None:
