@@ -66,14 +66,13 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == largest)
 
 
-def _outline(body: np.ndarray) -> np.ndarray:
+def _outline(body: np.ndarray, sigma: float) -> np.ndarray:
+    """The 0.5 iso-contour ``(k, 2)`` of the body, after a Gaussian blur of ``sigma`` pixels (0: none)."""
     rows, cols = np.nonzero(body)
     r0, c0 = rows.min(), cols.min()
     pad = 4
     crop = np.pad(body[r0 : rows.max() + 1, c0 : cols.max() + 1], pad).astype(np.float32)
-    # A light blur turns the pixel staircase into a ramp whose 0.5 level follows a straight
-    # edge to a fraction of a pixel (it rounds the corners, which _refine_corners skips).
-    contours = measure.find_contours(ndimage.gaussian_filter(crop, SMOOTH_SIGMA_PX), 0.5)
+    contours = measure.find_contours(ndimage.gaussian_filter(crop, sigma) if sigma > 0 else crop, 0.5)
     longest = max(contours, key=len)
     return np.column_stack([longest[:, 1] + c0 - pad, longest[:, 0] + r0 - pad])
 
@@ -175,25 +174,35 @@ def _side_line(contour: np.ndarray, here: int, other: int) -> tuple[np.ndarray, 
     return line
 
 
-def _refine_corners(contour: np.ndarray, extreme: list[int]) -> np.ndarray:
+def _refine_corners(
+    contour: np.ndarray, extreme: list[int], raw_corners: np.ndarray, diagonals: np.ndarray
+) -> np.ndarray:
     """Sub-pixel corners: intersect straight lines fitted to each side near each corner.
 
-    ``extreme`` are the contour indices of the diagonal-extreme points (TL, TR, BL, BR).
-    Each corner's two sides are fitted on a straight stretch near it, clear of the
-    rounding at the corner (:func:`_side_line`), so a rasterised polygon's vertices come
-    back to a fraction of a pixel, also when an endplate is concave inside its rims. When
-    the sides are nearly parallel, or the intersection lies more than ``MAX_REFINE_PX``
-    from the outline's extreme point, the extreme point is kept.
+    ``extreme`` are the indices on the (blurred) ``contour`` of its diagonal-extreme points
+    (TL, TR, BL, BR); ``raw_corners`` the same points on the raw outline and ``diagonals``
+    ``(4, 2)`` the directions they are extreme along. Each corner's two sides are fitted
+    on a straight stretch near it, clear of the rounding at the corner (:func:`_side_line`),
+    so a rasterised polygon's vertices come back to a fraction of a pixel, also when an
+    endplate is concave inside its rims. The raw extreme point is kept instead when the
+    sides are nearly parallel, when the crossing lies more than ``MAX_REFINE_PX`` away, or
+    when it lies more than a quarter pixel *behind* the raw point along the diagonal: then
+    the sides bulge near the corner (a dome-shaped endplate), the fitted lines are chords
+    and their crossing would cut the corner off.
     """
-    corners = contour[extreme].astype(float)
+    corners = raw_corners.astype(float).copy()
     cyclic = [extreme[TL], extreme[TR], extreme[BR], extreme[BL]]  # around the outline
     for k, corner in enumerate((TL, TR, BR, BL)):
         here = cyclic[k]
         lines = [_side_line(contour, here, cyclic[k - 1]), _side_line(contour, here, cyclic[(k + 1) % 4])]
-        if lines[0] is not None and lines[1] is not None:
-            point = _intersect(lines[0], lines[1])
-            if point is not None and np.linalg.norm(point - corners[corner]) <= MAX_REFINE_PX:
-                corners[corner] = point
+        if lines[0] is None or lines[1] is None:
+            continue
+        point = _intersect(lines[0], lines[1])
+        if point is None or np.linalg.norm(point - corners[corner]) > MAX_REFINE_PX:
+            continue
+        if float((point - corners[corner]) @ diagonals[corner]) < -0.25:
+            continue
+        corners[corner] = point
     return corners
 
 
@@ -213,14 +222,22 @@ def outline_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | N
         AnnotationError: the mask is empty or not 2-D.
     """
     body = _largest_component(mask)
-    contour = _outline(body)
+    # The sides are fitted on a lightly blurred outline, where the pixel staircase becomes
+    # a ramp whose 0.5 level follows a straight edge closely; corners are checked on the
+    # raw outline, which keeps them sharp.
+    raw = _outline(body, 0.0)
+    contour = _outline(body, SMOOTH_SIGMA_PX)
     up_vec = np.array([0.0, -1.0]) if up is None else np.asarray(up, dtype=float)
     up_vec = up_vec / max(float(np.linalg.norm(up_vec)), 1e-12)
     centre, u_axis, r_axis, half_u, half_r = _frame(contour, up_vec)
-    s = (contour - centre) @ r_axis / half_r
-    t = (contour - centre) @ u_axis / half_u
-    extreme = [int(np.argmax(score)) for score in (t - s, t + s, -t - s, s - t)]
-    corners = _refine_corners(contour, extreme)
+    # With s = (p - centre) . r / half_r and t = (p - centre) . u / half_u, corner k maximises
+    # TL t - s, TR t + s, BL -t - s, BR s - t, i.e. p . diagonals[k] up to a constant.
+    signs = np.array([[-1, 1], [1, 1], [-1, -1], [1, -1]], dtype=float)
+    diagonals = signs[:, :1] * r_axis / half_r + signs[:, 1:] * u_axis / half_u
+    extreme = [int(i) for i in np.argmax(contour @ diagonals.T, axis=0)]
+    raw_corners = raw[np.argmax(raw @ diagonals.T, axis=0)]
+    unit = diagonals / np.linalg.norm(diagonals, axis=1, keepdims=True)
+    corners = _refine_corners(contour, extreme, raw_corners, unit)
     top_mid, bottom_mid = (corners[TL] + corners[TR]) / 2, (corners[BL] + corners[BR]) / 2
     axis = top_mid - bottom_mid
     axis = axis / max(float(np.linalg.norm(axis)), 1e-12)
