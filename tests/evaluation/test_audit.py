@@ -75,3 +75,23 @@ def test_spine_acquisition_alone_separates_classes(real_dataset):
     assert result.flags["acquisition_close"]
     assert any(w.startswith("SHORTCUT WARNING") for w in result.warnings)
     assert "covariates-only baseline not fitted" in result.notes[0]
+
+
+def test_audit_regression_compares_mae(tmp_path):
+    """Bone-age-like regression: sex shifts the target a little, 'exposure' tracks it closely."""
+    rng = np.random.default_rng(3)
+    n = 150
+    sex = rng.choice(["M", "F"], n)
+    target = rng.uniform(20, 220, n) + np.where(sex == "M", 10.0, -10.0)
+    frame = pd.DataFrame({"image": [f"{i}.png" for i in range(n)], "patient_id": np.arange(n).astype(str),
+                          "sex": sex, "fold": np.arange(n) % 5})
+    preds = pd.DataFrame({"image": frame["image"], "patient_id": frame["patient_id"], "fold": frame["fold"],
+                          "y_true": target, "y_pred": target + rng.normal(0, 12, n)})
+    acquisition = pd.DataFrame({"exposure": target + rng.normal(0, 11, n)})
+    result = audit_shortcuts(Manifest(frame, tmp_path), preds, acquisition=acquisition, n_bootstrap=200)
+    assert result.metric == "mae"
+    image, cov, acq = (m["metric"]["value"] for m in result.models)
+    assert image == pytest.approx(np.mean(np.abs(preds["y_pred"] - target)))
+    assert cov > 2 * image  # sex alone barely helps
+    assert result.flags == {"covariates_close": False, "acquisition_close": True}
+    assert any(w.startswith("SHORTCUT WARNING") for w in result.warnings)

@@ -13,8 +13,9 @@ Each baseline is a standardised logistic regression (ridge for regression) train
 other folds and scored on the held-out fold, exactly like the image model's out-of-fold
 predictions. The image model's added value is the difference in the primary metric with a
 paired interval: DeLong for a binary AUC, a paired patient bootstrap for macro AUC and MAE.
-A warning is raised when a baseline is informative (its interval excludes chance) and comes
-within ``margin`` of the image model, or the image model is not significantly better.
+A warning is raised when a baseline is informative (its interval excludes chance: AUC 0.5, or
+the MAE of predicting the training mean) and comes within ``margin`` of the image model (AUC
+points, or a share of the baseline's MAE), or the image model is not significantly better.
 """
 
 from __future__ import annotations
@@ -268,6 +269,12 @@ def audit_shortcuts(
         lo, hi = percentile_interval(reps[key], conf_level)
         result.models.append({"name": name, "features": features[name], "metric": {"value": point[key], "ci_low": lo, "ci_high": hi}})
     image_value = result.models[0]["metric"]["value"]
+    if key == "mae":  # "chance" for regression: predicting the training folds' mean
+        null = np.empty(len(preds))
+        for f in np.unique(fold):
+            null[fold == f] = preds.y[(fold != f) & (fold >= 0)].mean()
+        null_mae = float(np.mean(np.abs(null - preds.y)))
+        result.notes.append(f"Predicting the training folds' mean gives MAE {null_mae:.3f} (the regression 'chance' level).")
     for model in result.models[1:]:
         name = model["name"]
         if preds.task == "binary":
@@ -279,7 +286,7 @@ def audit_shortcuts(
         result.comparisons.append({"versus": name, **comp})
         base = model["metric"]
         if key == "mae":
-            informative = True
+            informative = base["ci_high"] is not None and base["ci_high"] < null_mae
             close = comp["ci_high"] is None or comp["ci_high"] >= 0 or image_value >= (1 - margin) * base["value"]
         else:
             informative = base["ci_low"] is not None and base["ci_low"] > 0.5
