@@ -58,7 +58,9 @@ def main() -> None:
         assert abs(fast - slow) <= 1e-12 * max(1.0, slow)
         t_fast = median_seconds(lambda y=y, s=s: delong_auc(y, s, "<"), repeats=5)
         t_slow = median_seconds(lambda y=y, s=s: pairwise_delong_variance(y, s), repeats=3)
-        rows.append(f"| DeLong variance, {n:,} scores | {t_fast * 1e3:.1f} ms | {t_slow * 1e3:.1f} ms (pairwise m x n kernel) | {t_slow / t_fast:.0f}x |")
+        rows.append(
+            f"| DeLong variance, {n:,} scores | {t_fast * 1e3:.1f} ms | {t_slow * 1e3:.1f} ms (pairwise m x n kernel) | {t_slow / t_fast:.0f}x |"
+        )
     n_pat, n_boot = 500, 2000
     patient = np.repeat(np.arange(n_pat), 2).astype(str)
     y = np.repeat(rng.integers(0, 2, n_pat), 2)
@@ -70,15 +72,24 @@ def main() -> None:
 
     t_vec = median_seconds(vectorised, repeats=3)
     t_loop = median_seconds(lambda: sklearn_loop_bootstrap(y, s, patient, n_boot, 0), repeats=3)
-    rows.append(f"| AUC bootstrap, {n_boot} resamples, {n_pat} patients x 2 images | {t_vec * 1e3:.0f} ms | {t_loop * 1e3:.0f} ms (loop of sklearn roc_auc_score) | {t_loop / t_vec:.0f}x |")
-    markdown = "\n".join([
-        "## Evaluation statistics (`benchmarks/evaluation.py`)", "",
-        f"Machine: {machine_description()}. Median of 3-5 runs after a warm-up, on a machine shared with other jobs.", "",
-        "| task | osteolens | baseline | speed-up |", "|---|---|---|---|", *rows, "",
-        "DeLong uses Sun & Xu's mid-rank placements (O(N log N)); the baseline builds DeLong's case x control",
-        "kernel (O(m n) time and memory); the script checks both give the same variance. The bootstrap",
-        "evaluates all resamples as one weight matrix; the loop runs the same stratified patient resampling.",
-    ])
+    rows.append(
+        f"| AUC bootstrap, {n_boot} resamples, {n_pat} patients x 2 images | {t_vec * 1e3:.0f} ms | {t_loop * 1e3:.0f} ms (loop of sklearn roc_auc_score) | {t_loop / t_vec:.0f}x |"
+    )
+    markdown = "\n".join(
+        [
+            "## Evaluation statistics (`benchmarks/evaluation.py`)",
+            "",
+            f"Machine: {machine_description()}. Median of 3-5 runs after a warm-up, on a machine shared with other jobs.",
+            "",
+            "| task | osteolens | baseline | speed-up |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+            "DeLong uses Sun & Xu's mid-rank placements (O(N log N)); the baseline builds DeLong's case x control",
+            "kernel (O(m n) time and memory); the script checks both give the same variance. The bootstrap",
+            "evaluates all resamples as one weight matrix; the loop runs the same stratified patient resampling.",
+        ]
+    )
     write_section("evaluation", markdown)
     print(markdown)
 

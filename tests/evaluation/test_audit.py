@@ -21,10 +21,14 @@ from osteolens.evaluation.audit import audit_shortcuts
 
 def _chance_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     prevalence = frame["label"].value_counts(normalize=True)
-    return pd.DataFrame({
-        "image": frame["image"], "patient_id": frame["patient_id"].astype(str), "y_true": frame["label"],
-        **{f"prob_{c}": prevalence[c] for c in sorted(prevalence.index)},
-    })
+    return pd.DataFrame(
+        {
+            "image": frame["image"],
+            "patient_id": frame["patient_id"].astype(str),
+            "y_true": frame["label"],
+            **{f"prob_{c}": prevalence[c] for c in sorted(prevalence.index)},
+        }
+    )
 
 
 def test_audit_with_given_features_binary(tmp_path):
@@ -32,12 +36,26 @@ def test_audit_with_given_features_binary(tmp_path):
     rng = np.random.default_rng(0)
     n = 120
     y = rng.integers(0, 2, n)
-    frame = pd.DataFrame({"image": [f"{i}.png" for i in range(n)], "patient_id": np.arange(n).astype(str),
-                          "label": np.where(y, "osteoporosis", "normal"), "age": rng.normal(65, 8, n),
-                          "sex": rng.choice(["M", "F"], n), "fold": np.arange(n) % 4})
+    frame = pd.DataFrame(
+        {
+            "image": [f"{i}.png" for i in range(n)],
+            "patient_id": np.arange(n).astype(str),
+            "label": np.where(y, "osteoporosis", "normal"),
+            "age": rng.normal(65, 8, n),
+            "sex": rng.choice(["M", "F"], n),
+            "fold": np.arange(n) % 4,
+        }
+    )
     manifest = Manifest(frame, tmp_path)
-    preds = pd.DataFrame({"image": frame["image"], "patient_id": frame["patient_id"], "fold": frame["fold"],
-                          "y_true": frame["label"], "prob": 1 / (1 + np.exp(-(rng.normal(size=n) + 1.2 * y)))})
+    preds = pd.DataFrame(
+        {
+            "image": frame["image"],
+            "patient_id": frame["patient_id"],
+            "fold": frame["fold"],
+            "y_true": frame["label"],
+            "prob": 1 / (1 + np.exp(-(rng.normal(size=n) + 1.2 * y))),
+        }
+    )
     acquisition = pd.DataFrame({"exposure": y * 2.0 + rng.normal(0, 0.3, n), "view": "AP"})
     result = audit_shortcuts(manifest, preds, acquisition=acquisition, n_bootstrap=200)
     assert result.fold_source == "fold column of the predictions"
@@ -83,10 +101,23 @@ def test_audit_regression_compares_mae(tmp_path):
     n = 150
     sex = rng.choice(["M", "F"], n)
     target = rng.uniform(20, 220, n) + np.where(sex == "M", 10.0, -10.0)
-    frame = pd.DataFrame({"image": [f"{i}.png" for i in range(n)], "patient_id": np.arange(n).astype(str),
-                          "sex": sex, "fold": np.arange(n) % 5})
-    preds = pd.DataFrame({"image": frame["image"], "patient_id": frame["patient_id"], "fold": frame["fold"],
-                          "y_true": target, "y_pred": target + rng.normal(0, 12, n)})
+    frame = pd.DataFrame(
+        {
+            "image": [f"{i}.png" for i in range(n)],
+            "patient_id": np.arange(n).astype(str),
+            "sex": sex,
+            "fold": np.arange(n) % 5,
+        }
+    )
+    preds = pd.DataFrame(
+        {
+            "image": frame["image"],
+            "patient_id": frame["patient_id"],
+            "fold": frame["fold"],
+            "y_true": target,
+            "y_pred": target + rng.normal(0, 12, n),
+        }
+    )
     acquisition = pd.DataFrame({"exposure": target + rng.normal(0, 11, n)})
     result = audit_shortcuts(Manifest(frame, tmp_path), preds, acquisition=acquisition, n_bootstrap=200)
     assert result.metric == "mae"

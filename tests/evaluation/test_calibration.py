@@ -54,7 +54,9 @@ def test_platt_matches_sklearn_and_round_trips_json(overconfident):
     cal = fit_calibrator(p, y, "platt")
     clone = Calibrator.from_dict(json.loads(json.dumps(cal.to_dict())))
     ref = LogisticRegression(C=1e6, max_iter=1000).fit(special.logit(np.clip(p, 1e-6, 1 - 1e-6))[:, None], y)
-    np.testing.assert_allclose(clone(p), ref.predict_proba(special.logit(np.clip(p, 1e-6, 1 - 1e-6))[:, None])[:, 1], atol=1e-10)
+    np.testing.assert_allclose(
+        clone(p), ref.predict_proba(special.logit(np.clip(p, 1e-6, 1 - 1e-6))[:, None])[:, 1], atol=1e-10
+    )
     _, slope = calibration_intercept_slope(y, clone(p))
     assert slope == pytest.approx(1.0, abs=0.02)
 

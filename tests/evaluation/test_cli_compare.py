@@ -29,7 +29,20 @@ def _cli(monkeypatch, *args: str) -> int:
 def test_evaluate_command_writes_report(tmp_path, make_binary, monkeypatch, capsys):
     csv = tmp_path / "oof_predictions.csv"
     make_binary().to_csv(csv, index=False)
-    assert _cli(monkeypatch, "evaluate", str(csv), "--out", str(tmp_path / "eval"), "-b", "100", "--threshold", "sensitivity") == 0
+    assert (
+        _cli(
+            monkeypatch,
+            "evaluate",
+            str(csv),
+            "--out",
+            str(tmp_path / "eval"),
+            "-b",
+            "100",
+            "--threshold",
+            "sensitivity",
+        )
+        == 0
+    )
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["threshold"]["method"] == "sensitivity"
     assert (tmp_path / "eval" / "report.html").stat().st_size > 10_000
@@ -41,8 +54,9 @@ def test_evaluate_command_writes_report(tmp_path, make_binary, monkeypatch, caps
 @pytest.fixture
 def asah_tables(real_dataset):
     data = pd.read_csv(real_dataset("delong_reference") / "aSAH.csv")
-    base = pd.DataFrame({"image": data["row_name"].astype(str), "patient_id": data["row_name"].astype(str),
-                         "y_true": data["outcome"]})
+    base = pd.DataFrame(
+        {"image": data["row_name"].astype(str), "patient_id": data["row_name"].astype(str), "y_true": data["outcome"]}
+    )
     return data, base
 
 
@@ -57,8 +71,18 @@ def test_compare_paired_reproduces_proc(asah_tables, tmp_path, monkeypatch):
     assert result.p == pytest.approx(0.0271757822291882, rel=1e-6)
     a.to_csv(tmp_path / "a.csv", index=False)
     b.to_csv(tmp_path / "b.csv", index=False)
-    code = _cli(monkeypatch, "compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--on", "patient_id",
-                "--positive", "Poor", "--out", str(tmp_path / "cmp.json"))
+    code = _cli(
+        monkeypatch,
+        "compare",
+        str(tmp_path / "a.csv"),
+        str(tmp_path / "b.csv"),
+        "--on",
+        "patient_id",
+        "--positive",
+        "Poor",
+        "--out",
+        str(tmp_path / "cmp.json"),
+    )
     assert code == 0
     assert json.loads((tmp_path / "cmp.json").read_text())["p"] == pytest.approx(0.0271757822291882, rel=1e-6)
 
@@ -80,8 +104,14 @@ def test_compare_views_per_patient_and_partial_overlap_error():
     rng = np.random.default_rng(0)
     n = 40
     y = rng.integers(0, 2, n)
-    ap = pd.DataFrame({"image": [f"ap{i}" for i in range(n)], "patient_id": np.arange(n).astype(str), "y_true": y,
-                       "prob": rng.random(n) * 0.5 + 0.4 * y})
+    ap = pd.DataFrame(
+        {
+            "image": [f"ap{i}" for i in range(n)],
+            "patient_id": np.arange(n).astype(str),
+            "y_true": y,
+            "prob": rng.random(n) * 0.5 + 0.4 * y,
+        }
+    )
     lat = ap.assign(image=[f"lat{i}" for i in range(n)], prob=rng.random(n))
     result = compare(ap, lat, on="patient_id")
     assert result.paired and result.value_a > result.value_b

@@ -50,9 +50,11 @@ def _curve(spec: dict, data: pd.DataFrame):
     """Build one ROC curve as pROC would from a case's roc spec."""
     if "inline" in spec:
         response = np.asarray([str(v) for v in spec["inline"]["response"]])
-        predictor = np.asarray([float.fromhex(h) for h in spec["inline"]["predictor_hex"]]) if "predictor_hex" in spec[
-            "inline"
-        ] else np.asarray(spec["inline"]["predictor"], dtype=float)
+        predictor = (
+            np.asarray([float.fromhex(h) for h in spec["inline"]["predictor_hex"]])
+            if "predictor_hex" in spec["inline"]
+            else np.asarray(spec["inline"]["predictor"], dtype=float)
+        )
     else:
         frame = data
         subset = spec.get("subset")
@@ -106,16 +108,26 @@ def test_proc_reference_case(case, asah):
         if "ci_diff" in expected:
             for got, want in zip(result.ci_diff, expected["ci_diff"], strict=True):
                 _close(got, want)
-        for key, got in (("auc1", result.auc1), ("auc2", result.auc2), ("var1", result.var1),
-                         ("var2", result.var2), ("cov", result.cov)):
+        for key, got in (
+            ("auc1", result.auc1),
+            ("auc2", result.auc2),
+            ("var1", result.var1),
+            ("var2", result.var2),
+            ("cov", result.cov),
+        ):
             if key in expected:
                 _close(got, expected[key])
     elif kind == "unpaired_test":
         result = unpaired_test(*curves, alternative=options.get("alternative", "two.sided"))
         _close(result.d, expected["D"])
         _close(result.p, expected["p"])
-        for key, got in (("df", result.df), ("auc1", result.auc1), ("auc2", result.auc2),
-                         ("var1", result.var1), ("var2", result.var2)):
+        for key, got in (
+            ("df", result.df),
+            ("auc1", result.auc1),
+            ("auc2", result.auc2),
+            ("var1", result.var1),
+            ("var2", result.var2),
+        ):
             if key in expected:
                 _close(got, expected[key])
     else:  # pragma: no cover - a new kind in the reference file must be handled here

@@ -66,8 +66,16 @@ def test_binary_evaluation_writes_every_output(tmp_path, make_binary):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
     card = (tmp_path / "model_card.md").read_text()
-    for heading in ("## Intended use", "## Data", "## Split method", "## Metrics", "## Calibration",
-                    "## Baselines and shortcut audit", "## Subgroups", "## Failure cases"):
+    for heading in (
+        "## Intended use",
+        "## Data",
+        "## Split method",
+        "## Metrics",
+        "## Calibration",
+        "## Baselines and shortcut audit",
+        "## Subgroups",
+        "## Failure cases",
+    ):
         assert heading in card
     assert "not a diagnosis" in card
 

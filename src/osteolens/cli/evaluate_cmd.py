@@ -11,8 +11,12 @@ from osteolens.cli.common import console
 
 def evaluate_command(
     predictions: Path = typer.Argument(..., help="Predictions CSV (oof_predictions.csv of a CV run, or your own)."),
-    out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Folder for metrics.json, plots/, report.html, model_card.md."),
-    manifest: Path = typer.Option(None, "--manifest", "-m", help="Manifest CSV: covariates, data summary, thumbnails and the shortcut audit."),
+    out: Path = typer.Option(
+        Path("evaluation"), "--out", "-o", help="Folder for metrics.json, plots/, report.html, model_card.md."
+    ),
+    manifest: Path = typer.Option(
+        None, "--manifest", "-m", help="Manifest CSV: covariates, data summary, thumbnails and the shortcut audit."
+    ),
     task: str = typer.Option(None, help="binary, multiclass or regression (inferred by default)."),
     positive: str = typer.Option(None, help="Positive class of a binary task."),
     truth: str = typer.Option("y_true", "--truth", help="Column with the truth."),
@@ -23,7 +27,9 @@ def evaluate_command(
     n_bootstrap: int = typer.Option(2000, "--n-bootstrap", "-b", help="Bootstrap resamples (patients, stratified)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap."),
     conf_level: float = typer.Option(0.95, help="Level of every interval."),
-    audit: bool = typer.Option(True, "--audit/--no-audit", help="Fit the baselines / shortcut audit when a manifest is given."),
+    audit: bool = typer.Option(
+        True, "--audit/--no-audit", help="Fit the baselines / shortcut audit when a manifest is given."
+    ),
     title: str = typer.Option(None, help="Report title."),
 ) -> None:
     """Metrics with 95 % intervals, calibration, subgroups, plots, report.html and model_card.md.
@@ -36,8 +42,19 @@ def evaluate_command(
 
     rule = ThresholdRule(threshold, target_sensitivity=target_sensitivity, value=threshold_value)
     result = evaluate(
-        predictions, out, task=task, positive=positive, n_bootstrap=n_bootstrap, seed=seed, conf_level=conf_level,
-        manifest=manifest, threshold=rule, truth=truth, score=score, audit=audit, title=title,
+        predictions,
+        out,
+        task=task,
+        positive=positive,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        conf_level=conf_level,
+        manifest=manifest,
+        threshold=rule,
+        truth=truth,
+        score=score,
+        audit=audit,
+        title=title,
     )
     table = Table(title=f"{result.task}: {result.n_images} images, {result.n_patients} patients")
     for column in ("metric", "value", f"{conf_level:.0%} CI"):
@@ -47,7 +64,9 @@ def evaluate_command(
         table.add_row(name, "n/a" if entry["value"] is None else f"{entry['value']:.3f}", ci)
     console.print(table)
     if result.threshold:
-        console.print(f"threshold ({result.threshold['method']}): {result.threshold['threshold']:.4f}, {result.threshold['selection']}")
+        console.print(
+            f"threshold ({result.threshold['method']}): {result.threshold['threshold']:.4f}, {result.threshold['selection']}"
+        )
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if result.audit and result.audit.get("failures"):
@@ -61,7 +80,9 @@ def compare_command(
     a: Path = typer.Argument(..., help="Predictions CSV of model / view A."),
     b: Path = typer.Argument(..., help="Predictions CSV of model / view B."),
     on: str = typer.Option("image", "--on", help="Column joining A and B (image, patient_id, study ...)."),
-    paired: bool = typer.Option(None, "--paired/--unpaired", help="Force the test; by default paired when A and B hold the same keys."),
+    paired: bool = typer.Option(
+        None, "--paired/--unpaired", help="Force the test; by default paired when A and B hold the same keys."
+    ),
     positive: str = typer.Option(None, help="Positive class for multiclass tables."),
     alternative: str = typer.Option("two-sided", help="two-sided, greater (A > B) or less."),
     conf_level: float = typer.Option(0.95, help="Level of the interval of the difference."),
@@ -77,10 +98,21 @@ def compare_command(
 
     from osteolens.evaluation.compare import compare
 
-    result = compare(a, b, on=on, paired=paired, positive=positive, alternative=alternative,
-                     conf_level=conf_level, n_bootstrap=n_bootstrap, seed=seed)
+    result = compare(
+        a,
+        b,
+        on=on,
+        paired=paired,
+        positive=positive,
+        alternative=alternative,
+        conf_level=conf_level,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
     kind = "paired" if result.paired else "unpaired"
-    console.print(f"{result.metric.upper()} A = {result.value_a:.4f}, B = {result.value_b:.4f} ({kind}, {result.n_keys[0]} / {result.n_keys[1]} {on} keys)")
+    console.print(
+        f"{result.metric.upper()} A = {result.value_a:.4f}, B = {result.value_b:.4f} ({kind}, {result.n_keys[0]} / {result.n_keys[1]} {on} keys)"
+    )
     ci = "" if result.ci_low is None else f", {conf_level:.0%} CI {result.ci_low:+.4f} to {result.ci_high:+.4f}"
     stats = ", ".join(f"{k} = {v:.4g}" for k, v in result.statistic.items())
     console.print(f"A - B = {result.difference:+.4f}{ci}; p = {result.p:.4g} ({result.method}; {stats})")

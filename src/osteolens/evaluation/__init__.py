@@ -21,7 +21,22 @@ from osteolens.evaluation.predictions import Predictions, load_predictions
 from osteolens.evaluation.thresholds import ThresholdRule
 
 __all__ = [
-    "AuditResult", "Calibrator", "ComparisonResult", "DeLongAUC", "EvaluationResult", "PairedDeLongTest",
-    "Predictions", "ThresholdRule", "UnpairedDeLongTest", "audit_shortcuts", "compare", "delong_auc", "delong_cov",
-    "delong_paired_test", "delong_unpaired_test", "evaluate", "fit_calibrator", "load_predictions",
+    "AuditResult",
+    "Calibrator",
+    "ComparisonResult",
+    "DeLongAUC",
+    "EvaluationResult",
+    "PairedDeLongTest",
+    "Predictions",
+    "ThresholdRule",
+    "UnpairedDeLongTest",
+    "audit_shortcuts",
+    "compare",
+    "delong_auc",
+    "delong_cov",
+    "delong_paired_test",
+    "delong_unpaired_test",
+    "evaluate",
+    "fit_calibrator",
+    "load_predictions",
 ]

@@ -69,15 +69,22 @@ def image_statistics(path: Any) -> dict[str, Any]:
     fg = fg if fg.size else px.ravel()
     shape = rg.meta.original_shape or (h, w)
     return {
-        "height": float(shape[0]), "width": float(shape[1]), "aspect": float(shape[1]) / float(shape[0]),
+        "height": float(shape[0]),
+        "width": float(shape[1]),
+        "aspect": float(shape[1]) / float(shape[0]),
         "spacing_row": None if rg.spacing_mm is None else float(rg.spacing_mm[0]),
         "spacing_col": None if rg.spacing_mm is None else float(rg.spacing_mm[1]),
-        "intensity_mean": float(px.mean()), "intensity_std": float(px.std()),
-        "intensity_p5": float(p5), "intensity_p50": float(p50), "intensity_p95": float(p95),
+        "intensity_mean": float(px.mean()),
+        "intensity_std": float(px.std()),
+        "intensity_p5": float(p5),
+        "intensity_p50": float(p50),
+        "intensity_p95": float(p95),
         "dark_fraction": float((px < 0.02).mean()),
-        "foreground_mean": float(fg.mean()), "foreground_std": float(fg.std()),
+        "foreground_mean": float(fg.mean()),
+        "foreground_std": float(fg.std()),
         "foreground_p50": float(np.median(fg)),
-        "view": rg.meta.view, "manufacturer": rg.meta.manufacturer,
+        "view": rg.meta.view,
+        "manufacturer": rg.meta.manufacturer,
     }
 
 
@@ -129,8 +136,15 @@ def _pipeline(numeric: list[str], categorical: list[str], task: str, seed: int):
     if numeric:
         parts.append(("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric))
     if categorical:
-        parts.append(("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"),
-                                           OneHotEncoder(handle_unknown="ignore")), categorical))
+        parts.append(
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder(handle_unknown="ignore")
+                ),
+                categorical,
+            )
+        )
     model = Ridge(alpha=1.0) if task == "regression" else LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
     return make_pipeline(ColumnTransformer(parts), model)
 
@@ -144,8 +158,7 @@ def _folds(preds: Predictions, manifest_frame: pd.DataFrame, seed: int) -> tuple
 
     n_groups = np.unique(preds.patient).size
     k = min(5, n_groups)
-    splitter = (GroupKFold(k) if preds.task == "regression"
-                else StratifiedGroupKFold(k, shuffle=True, random_state=seed))
+    splitter = GroupKFold(k) if preds.task == "regression" else StratifiedGroupKFold(k, shuffle=True, random_state=seed)
     fold = np.empty(len(preds), dtype=int)
     for i, (_, test) in enumerate(splitter.split(np.zeros(len(preds)), preds.y, preds.patient)):
         fold[test] = i
@@ -188,7 +201,9 @@ def _metric_fn(preds: Predictions, scores: np.ndarray):
     return lambda W: {"mae": M.regression_metrics(W, preds.y, scores, ())["mae"]}
 
 
-def _paired_bootstrap(preds: Predictions, a: np.ndarray, b: np.ndarray, key: str, n: int, seed: int, conf: float) -> dict[str, Any]:
+def _paired_bootstrap(
+    preds: Predictions, a: np.ndarray, b: np.ndarray, key: str, n: int, seed: int, conf: float
+) -> dict[str, Any]:
     fa, fb = _metric_fn(preds, a), _metric_fn(preds, b)
     row_patient, stratum = patient_strata(preds.patient, None if preds.task == "regression" else preds.y)
     ones = np.ones((1, len(preds)))
@@ -197,8 +212,13 @@ def _paired_bootstrap(preds: Predictions, a: np.ndarray, b: np.ndarray, key: str
     lo, hi = percentile_interval(reps, conf)
     finite = reps[np.isfinite(reps)]
     p = float(min(1.0, 2 * min((finite <= 0).mean(), (finite >= 0).mean()))) if finite.size else None
-    return {"difference": diff, "ci_low": lo, "ci_high": hi, "p": p,
-            "method": f"paired patient bootstrap ({n} resamples), percentile interval"}
+    return {
+        "difference": diff,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p": p,
+        "method": f"paired patient bootstrap ({n} resamples), percentile interval",
+    }
 
 
 def audit_shortcuts(
@@ -236,7 +256,9 @@ def audit_shortcuts(
     if "image" not in preds.frame.columns:
         from osteolens.errors import EvaluationError
 
-        raise EvaluationError(None, "the audit joins predictions to the manifest by 'image', but the predictions have no 'image' column.")
+        raise EvaluationError(
+            None, "the audit joins predictions to the manifest by 'image', but the predictions have no 'image' column."
+        )
     images = preds.frame["image"].astype(str).tolist()
     mframe = manifest.frame.set_index("image").reindex(images).reset_index()
     fold, fold_source = _folds(preds, mframe, seed)
@@ -250,7 +272,9 @@ def audit_shortcuts(
         acquisition, failures = acquisition_table(manifest, images)
     result = AuditResult(metric=key, models=[], comparisons=[], failures=failures, fold_source=fold_source)
     if failures:
-        result.notes.append(f"{len(failures)} image(s) could not be read for acquisition statistics; their features were imputed.")
+        result.notes.append(
+            f"{len(failures)} image(s) could not be read for acquisition statistics; their features were imputed."
+        )
     scores = {"image model": preds.scores}
     features = {"image model": ["the model's own out-of-fold scores"]}
     baselines = [("covariates-only", covariates)]
@@ -267,20 +291,29 @@ def audit_shortcuts(
     for name, s in scores.items():
         point, reps = bootstrap(_metric_fn(preds, s), len(preds), row_patient, stratum, n_bootstrap, seed)
         lo, hi = percentile_interval(reps[key], conf_level)
-        result.models.append({"name": name, "features": features[name], "metric": {"value": point[key], "ci_low": lo, "ci_high": hi}})
+        result.models.append(
+            {"name": name, "features": features[name], "metric": {"value": point[key], "ci_low": lo, "ci_high": hi}}
+        )
     image_value = result.models[0]["metric"]["value"]
     if key == "mae":  # "chance" for regression: predicting the training folds' mean
         null = np.empty(len(preds))
         for f in np.unique(fold):
             null[fold == f] = preds.y[(fold != f) & (fold >= 0)].mean()
         null_mae = float(np.mean(np.abs(null - preds.y)))
-        result.notes.append(f"Predicting the training folds' mean gives MAE {null_mae:.3f} (the regression 'chance' level).")
+        result.notes.append(
+            f"Predicting the training folds' mean gives MAE {null_mae:.3f} (the regression 'chance' level)."
+        )
     for model in result.models[1:]:
         name = model["name"]
         if preds.task == "binary":
             test = delong_paired_test(preds.y, preds.scores, scores[name], direction="<", conf_level=conf_level)
-            comp = {"difference": test.difference, "ci_low": test.ci_diff[0], "ci_high": test.ci_diff[1], "p": test.p,
-                    "method": "DeLong paired test"}
+            comp = {
+                "difference": test.difference,
+                "ci_low": test.ci_diff[0],
+                "ci_high": test.ci_diff[1],
+                "p": test.p,
+                "method": "DeLong paired test",
+            }
         else:
             comp = _paired_bootstrap(preds, preds.scores, scores[name], key, n_bootstrap, seed, conf_level)
         result.comparisons.append({"versus": name, **comp})
@@ -294,9 +327,11 @@ def audit_shortcuts(
         flag = "covariates_close" if name.startswith("covariates") else "acquisition_close"
         result.flags[flag] = bool(informative and close)
         what = ", ".join(model["features"])
-        summary = (f"{name} model ({what}) reaches {key} {base['value']:.3f} "
-                   f"({_f(base['ci_low'])} to {_f(base['ci_high'])}) against the image model's {image_value:.3f}; "
-                   f"difference {comp['difference']:+.3f} ({_f(comp['ci_low'])} to {_f(comp['ci_high'])}).")
+        summary = (
+            f"{name} model ({what}) reaches {key} {base['value']:.3f} "
+            f"({_f(base['ci_low'])} to {_f(base['ci_high'])}) against the image model's {image_value:.3f}; "
+            f"difference {comp['difference']:+.3f} ({_f(comp['ci_low'])} to {_f(comp['ci_high'])})."
+        )
         if result.flags[flag] and flag == "acquisition_close":
             result.warnings.append(
                 "SHORTCUT WARNING: the " + summary + " Acquisition facts alone (not bone) nearly match the image model,"
@@ -305,7 +340,9 @@ def audit_shortcuts(
             )
         elif result.flags[flag]:
             result.warnings.append(
-                "NO CLEAR ADDED VALUE: the " + summary + " The image model does not clearly beat the patient covariates;"
+                "NO CLEAR ADDED VALUE: the "
+                + summary
+                + " The image model does not clearly beat the patient covariates;"
                 " report it against this baseline, not against chance."
             )
         elif informative and key != "mae":

@@ -111,7 +111,9 @@ class Calibrator:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
         if data.get("method") not in ("platt", "isotonic"):
-            raise EvaluationError(None, f"calibrator method {data.get('method')!r} is unknown. Fix: 'platt' or 'isotonic'.")
+            raise EvaluationError(
+                None, f"calibrator method {data.get('method')!r} is unknown. Fix: 'platt' or 'isotonic'."
+            )
         return cls(data["method"], dict(data["params"]))
 
 
@@ -134,13 +136,13 @@ def fit_calibrator(scores: Any, y: Any, method: str = "platt") -> Calibrator:
         from sklearn.isotonic import IsotonicRegression
 
         model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y)
-        return Calibrator(
-            "isotonic", {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()}
-        )
+        return Calibrator("isotonic", {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()})
     raise EvaluationError(None, f"calibration method {method!r} is unknown. Fix: use 'platt' or 'isotonic'.")
 
 
-def cross_fitted_calibration(scores: np.ndarray, y: np.ndarray, fold: np.ndarray | None, method: str) -> np.ndarray | None:
+def cross_fitted_calibration(
+    scores: np.ndarray, y: np.ndarray, fold: np.ndarray | None, method: str
+) -> np.ndarray | None:
     """Recalibrated scores where each fold's map is fitted on the other folds (None without folds)."""
     if fold is None or np.unique(fold[fold >= 0]).size < 2:
         return None

@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from osteolens.evaluation.bootstrap import bootstrap_weights, patient_strata, percentile_interval
+from osteolens.errors import EvaluationError
+from osteolens.evaluation.bootstrap import (
+    bootstrap_weights,
+    patient_strata,
+    percentile_interval,
+)
 from osteolens.evaluation.delong import delong_paired_test, delong_unpaired_test
 from osteolens.evaluation.metrics import regression_metrics
-from osteolens.errors import EvaluationError
 from osteolens.evaluation.predictions import Predictions, load_predictions
 
 
@@ -64,8 +68,11 @@ def _by_key(preds: Predictions, key: str) -> pd.DataFrame:
     grouped = frame.groupby("key", sort=True)
     conflicting = grouped["y"].nunique() > 1
     if conflicting.any():
-        raise EvaluationError(preds.source, f"rows with the same {key} disagree on y_true: {list(conflicting.index[conflicting][:5])}.",
-                               "join on a key whose rows share one truth (e.g. patient_id for per-patient labels).")
+        raise EvaluationError(
+            preds.source,
+            f"rows with the same {key} disagree on y_true: {list(conflicting.index[conflicting][:5])}.",
+            "join on a key whose rows share one truth (e.g. patient_id for per-patient labels).",
+        )
     return grouped.agg(y=("y", "first"), score=("score", "mean"), patient=("patient", "first"))
 
 
@@ -110,7 +117,8 @@ def compare(
             paired = False
         else:
             raise EvaluationError(
-                None, f"A and B share {len(shared)} of their {len(ka)} / {len(kb)} {on} keys: neither paired nor unpaired.",
+                None,
+                f"A and B share {len(shared)} of their {len(ka)} / {len(kb)} {on} keys: neither paired nor unpaired.",
                 "pass --paired to compare on the shared keys only, or --unpaired.",
             )
     notes = []
@@ -119,19 +127,57 @@ def compare(
             notes.append(f"paired on the {len(shared)} shared {on} keys only.")
         ka, kb = ka.loc[shared], kb.loc[shared]
         if not np.array_equal(ka["y"].to_numpy(), kb["y"].to_numpy()):
-            raise EvaluationError(None, f"A and B disagree on y_true for the same {on}.", "check that both score the same labels.")
+            raise EvaluationError(
+                None, f"A and B disagree on y_true for the same {on}.", "check that both score the same labels."
+            )
     if not regression:
         if paired:
-            t = delong_paired_test(ka["y"].to_numpy(), ka["score"].to_numpy(), kb["score"].to_numpy(),
-                                   direction="<", alternative=alternative, conf_level=conf_level)
-            return ComparisonResult("auc", True, on, (len(ka), len(kb)), t.auc1, t.auc2, t.difference, t.ci_diff[0],
-                                    t.ci_diff[1], t.p, {"z": t.z, "var1": t.var1, "var2": t.var2, "cov": t.cov},
-                                    "DeLong test for two correlated ROC curves", notes)
-        t = delong_unpaired_test(ka["y"].to_numpy(), ka["score"].to_numpy(), kb["y"].to_numpy(), kb["score"].to_numpy(),
-                                 direction="<", alternative=alternative)
-        return ComparisonResult("auc", False, on, (len(ka), len(kb)), t.auc1, t.auc2, t.difference, None, None, t.p,
-                                {"D": t.d, "df": t.df, "var1": t.var1, "var2": t.var2},
-                                "DeLong unpaired test (t distribution, Welch df, as pROC)", notes)
+            t = delong_paired_test(
+                ka["y"].to_numpy(),
+                ka["score"].to_numpy(),
+                kb["score"].to_numpy(),
+                direction="<",
+                alternative=alternative,
+                conf_level=conf_level,
+            )
+            return ComparisonResult(
+                "auc",
+                True,
+                on,
+                (len(ka), len(kb)),
+                t.auc1,
+                t.auc2,
+                t.difference,
+                t.ci_diff[0],
+                t.ci_diff[1],
+                t.p,
+                {"z": t.z, "var1": t.var1, "var2": t.var2, "cov": t.cov},
+                "DeLong test for two correlated ROC curves",
+                notes,
+            )
+        t = delong_unpaired_test(
+            ka["y"].to_numpy(),
+            ka["score"].to_numpy(),
+            kb["y"].to_numpy(),
+            kb["score"].to_numpy(),
+            direction="<",
+            alternative=alternative,
+        )
+        return ComparisonResult(
+            "auc",
+            False,
+            on,
+            (len(ka), len(kb)),
+            t.auc1,
+            t.auc2,
+            t.difference,
+            None,
+            None,
+            t.p,
+            {"D": t.d, "df": t.df, "var1": t.var1, "var2": t.var2},
+            "DeLong unpaired test (t distribution, Welch df, as pROC)",
+            notes,
+        )
     return _compare_mae(ka, kb, paired, on, n_bootstrap, seed, conf_level, notes)
 
 
@@ -145,7 +191,9 @@ def _compare_mae(ka, kb, paired, on, n_bootstrap, seed, conf_level, notes) -> Co
     mae_a, mae_b = float(_mae_reps(ka, ones_a)[0]), float(_mae_reps(kb, ones_b)[0])
     rp_a, st_a = patient_strata(ka["patient"].to_numpy(), None)
     if paired:
-        diffs = np.concatenate([_mae_reps(ka, W) - _mae_reps(kb, W) for W in bootstrap_weights(rp_a, st_a, n_bootstrap, seed)])
+        diffs = np.concatenate(
+            [_mae_reps(ka, W) - _mae_reps(kb, W) for W in bootstrap_weights(rp_a, st_a, n_bootstrap, seed)]
+        )
     else:
         rp_b, st_b = patient_strata(kb["patient"].to_numpy(), None)
         ra = np.concatenate([_mae_reps(ka, W) for W in bootstrap_weights(rp_a, st_a, n_bootstrap, seed)])
@@ -154,5 +202,18 @@ def _compare_mae(ka, kb, paired, on, n_bootstrap, seed, conf_level, notes) -> Co
     lo, hi = percentile_interval(diffs, conf_level)
     p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
     kind = "paired" if paired else "independent"
-    return ComparisonResult("mae", paired, on, (len(ka), len(kb)), mae_a, mae_b, mae_a - mae_b, lo, hi, p, {},
-                            f"{kind} patient bootstrap of the MAE difference ({n_bootstrap} resamples)", notes)
+    return ComparisonResult(
+        "mae",
+        paired,
+        on,
+        (len(ka), len(kb)),
+        mae_a,
+        mae_b,
+        mae_a - mae_b,
+        lo,
+        hi,
+        p,
+        {},
+        f"{kind} patient bootstrap of the MAE difference ({n_bootstrap} resamples)",
+        notes,
+    )

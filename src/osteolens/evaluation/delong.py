@@ -112,8 +112,9 @@ def _check_binary(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
         values = set(np.unique(y).tolist())
         if not values <= {0, 1}:
             raise EvaluationError(
-                None, f"y_true must be 0/1 or boolean (1 = case), got values {sorted(values)[:5]}."
-                " Fix: map the positive class to 1."
+                None,
+                f"y_true must be 0/1 or boolean (1 = case), got values {sorted(values)[:5]}."
+                " Fix: map the positive class to 1.",
             )
         y = y.astype(bool)
     if y.all() or not y.any():
@@ -154,8 +155,9 @@ def delong_cov(a: DeLongAUC, b: DeLongAUC) -> float:
     """DeLong covariance of two AUCs measured on the same cases and controls (same order)."""
     if a.n_cases != b.n_cases or a.n_controls != b.n_controls:
         raise EvaluationError(
-            None, "the two ROC curves do not share their cases and controls, so they are not paired."
-            " Fix: align both on the same patients, or use delong_unpaired_test."
+            None,
+            "the two ROC curves do not share their cases and controls, so they are not paired."
+            " Fix: align both on the same patients, or use delong_unpaired_test.",
         )
     c10 = np.cov(a.case_placements, b.case_placements, ddof=1)[0, 1]
     c01 = np.cov(a.control_placements, b.control_placements, ddof=1)[0, 1]
@@ -248,8 +250,20 @@ def paired_test(
         z = diff / sd
     half = _z(conf_level) * sd
     return PairedDeLongTest(
-        a.auc, b.auc, a.variance, b.variance, cov, float(z), _p_value(z, alt, stats.norm),
-        (diff - half, diff + half), conf_level, alt, a.direction, b.direction, a.n_cases, a.n_controls,
+        a.auc,
+        b.auc,
+        a.variance,
+        b.variance,
+        cov,
+        float(z),
+        _p_value(z, alt, stats.norm),
+        (diff - half, diff + half),
+        conf_level,
+        alt,
+        a.direction,
+        b.direction,
+        a.n_cases,
+        a.n_controls,
     )
 
 
@@ -290,8 +304,18 @@ def unpaired_test(a: DeLongAUC, b: DeLongAUC, *, alternative: str = "two-sided")
     d = 0.0 if diff == 0.0 else diff / np.sqrt(total)
     df = total**2 / (a.variance**2 / (n1 - 1) + b.variance**2 / (n2 - 1))
     return UnpairedDeLongTest(
-        a.auc, b.auc, a.variance, b.variance, float(d), float(df), _p_value(d, alt, stats.t(df)),
-        alt, a.direction, b.direction, n1, n2,
+        a.auc,
+        b.auc,
+        a.variance,
+        b.variance,
+        float(d),
+        float(df),
+        _p_value(d, alt, stats.t(df)),
+        alt,
+        a.direction,
+        b.direction,
+        n1,
+        n2,
     )
 
 

@@ -86,20 +86,31 @@ class EvaluationResult:
         None for regression and for multiclass without a screening view.
         """
         if self.task == "binary":
-            source = {"threshold": self.threshold, "calibrator": self.calibrator, "positive": self.positive,
-                      "negative": self.classes[0], "score": f"prob_{self.positive}"}
+            source = {
+                "threshold": self.threshold,
+                "calibrator": self.calibrator,
+                "positive": self.positive,
+                "negative": self.classes[0],
+                "score": f"prob_{self.positive}",
+            }
         elif self.screening:
             source = self.screening
         else:
             return None
-        return _jsonable({
-            "task": self.task, "classes": self.classes, "positive": source["positive"], "negative": source["negative"],
-            "score": source.get("score"), "threshold": source["threshold"]["threshold"],
-            "rule": {k: source["threshold"][k] for k in ("method", "target_sensitivity", "value")},
-            "selection": source["threshold"]["selection"],
-            "threshold_applies_to": "the raw score (before calibration); positive when score >= threshold",
-            "calibrator": source["calibrator"],
-        })
+        return _jsonable(
+            {
+                "task": self.task,
+                "classes": self.classes,
+                "positive": source["positive"],
+                "negative": source["negative"],
+                "score": source.get("score"),
+                "threshold": source["threshold"]["threshold"],
+                "rule": {k: source["threshold"][k] for k in ("method", "target_sensitivity", "value")},
+                "selection": source["threshold"]["selection"],
+                "threshold_applies_to": "the raw score (before calibration); positive when score >= threshold",
+                "calibrator": source["calibrator"],
+            }
+        )
 
     def value(self, name: str) -> float | None:
         """Point value of one metric."""
@@ -130,7 +141,9 @@ def metric_function(preds: Predictions, predicted: np.ndarray | None = None, wit
     return lambda W: M.regression_metrics(W, preds.y, preds.scores, within)
 
 
-def _with_intervals(preds: Predictions, fn, n_bootstrap: int, seed: int, conf_level: float) -> dict[str, dict[str, Any]]:
+def _with_intervals(
+    preds: Predictions, fn, n_bootstrap: int, seed: int, conf_level: float
+) -> dict[str, dict[str, Any]]:
     row_patient, stratum = patient_strata(preds.patient, None if preds.task == "regression" else preds.y)
     point, reps = bootstrap(fn, len(preds), row_patient, stratum, n_bootstrap, seed)
     out = {}
@@ -156,21 +169,25 @@ def _binary(preds: Predictions, rule: ThresholdRule, n_bootstrap: int, seed: int
             calibration[method] = calibration_summary(preds.y, recal)
     calibrator = fit_calibrator(preds.scores, preds.y, "platt").to_dict()
     return {
-        "metrics": metrics, "threshold": choice.to_dict(), "confusion_matrix": cm.tolist(),
-        "calibration": calibration, "calibrator": calibrator, "_predicted": predicted,
+        "metrics": metrics,
+        "threshold": choice.to_dict(),
+        "confusion_matrix": cm.tolist(),
+        "calibration": calibration,
+        "calibrator": calibrator,
+        "_predicted": predicted,
     }
 
 
-def _multiclass(preds: Predictions, rule: ThresholdRule, n_bootstrap: int, seed: int, conf_level: float) -> dict[str, Any]:
+def _multiclass(
+    preds: Predictions, rule: ThresholdRule, n_bootstrap: int, seed: int, conf_level: float
+) -> dict[str, Any]:
     metrics = _with_intervals(preds, metric_function(preds), n_bootstrap, seed, conf_level)
     for c, name in enumerate(preds.classes):
         curve = delong_auc(preds.y == c, preds.scores[:, c], "<")
         lo, _, hi = curve.ci(conf_level)
         metrics[f"auc_{name}"]["delong_ci"] = [lo, hi]
     cm = M.weighted_confusion(np.ones((1, len(preds))), preds.y, preds.scores.argmax(axis=1), len(preds.classes))[0]
-    calibration = {
-        name: calibration_summary(preds.y == c, preds.scores[:, c]) for c, name in enumerate(preds.classes)
-    }
+    calibration = {name: calibration_summary(preds.y == c, preds.scores[:, c]) for c, name in enumerate(preds.classes)}
     out: dict[str, Any] = {"metrics": metrics, "confusion_matrix": cm.tolist(), "calibration": calibration}
     if preds.has_screening:
         screen = preds.screening()
@@ -183,7 +200,9 @@ def _multiclass(preds: Predictions, rule: ThresholdRule, n_bootstrap: int, seed:
 
 def _data_summary(preds: Predictions, manifest: Any) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        "n_images": len(preds), "n_patients": int(np.unique(preds.patient).size), "rows_dropped": preds.dropped,
+        "n_images": len(preds),
+        "n_patients": int(np.unique(preds.patient).size),
+        "rows_dropped": preds.dropped,
         "notes": list(preds.notes),
     }
     if preds.task != "regression":
@@ -192,8 +211,12 @@ def _data_summary(preds: Predictions, manifest: Any) -> dict[str, Any]:
             name: int(np.unique(preds.patient[preds.y == c]).size) for c, name in enumerate(preds.classes)
         }
     else:
-        summary["target"] = {"mean": float(preds.y.mean()), "sd": float(preds.y.std(ddof=1)) if len(preds) > 1 else None,
-                             "min": float(preds.y.min()), "max": float(preds.y.max())}
+        summary["target"] = {
+            "mean": float(preds.y.mean()),
+            "sd": float(preds.y.std(ddof=1)) if len(preds) > 1 else None,
+            "min": float(preds.y.min()),
+            "max": float(preds.y.max()),
+        }
     if preds.fold is not None:
         summary["folds"] = {str(int(k)): int((preds.fold == k).sum()) for k in np.unique(preds.fold)}
         summary["split"] = "patient-grouped cross-validation folds (fold column); -1 = external test"
@@ -228,7 +251,11 @@ def _merge_manifest(preds_frame: pd.DataFrame, manifest: Any) -> pd.DataFrame:
     """Add covariates the predictions lack (sex, age, view, site ...) from the manifest by image."""
     if manifest is None or "image" not in preds_frame.columns:
         return preds_frame
-    extra = [c for c in ("sex", "age", "view", "site", "study") if c in manifest.frame.columns and c not in preds_frame.columns]
+    extra = [
+        c
+        for c in ("sex", "age", "view", "site", "study")
+        if c in manifest.frame.columns and c not in preds_frame.columns
+    ]
     if not extra:
         return preds_frame
     return preds_frame.merge(manifest.frame[["image", *extra]], on="image", how="left")
@@ -252,10 +279,15 @@ def _failure_cases(preds: Predictions, k: int = 8) -> list[dict[str, Any]]:
             predicted: Any = preds.classes[int(preds.scores[i].argmax())]
         else:
             predicted = float(shown[i])
-        rows.append({
-            "image": str(preds.frame["image"].iloc[i]) if "image" in preds.frame.columns else None,
-            "patient_id": str(preds.patient[i]), "truth": truth, "prediction": predicted, "error": float(badness[i]),
-        })
+        rows.append(
+            {
+                "image": str(preds.frame["image"].iloc[i]) if "image" in preds.frame.columns else None,
+                "patient_id": str(preds.patient[i]),
+                "truth": truth,
+                "prediction": predicted,
+                "error": float(badness[i]),
+            }
+        )
     return rows
 
 
@@ -315,12 +347,18 @@ def evaluate(
     """
     rule = threshold or ThresholdRule()
     manifest = _as_manifest(manifest)
-    preds = load_predictions(predictions, task=task, positive=positive, truth=truth, score=score, class_order=class_order)
+    preds = load_predictions(
+        predictions, task=task, positive=positive, truth=truth, score=score, class_order=class_order
+    )
     if manifest is not None:
         preds.frame = _merge_manifest(preds.frame, manifest)
-    settings = {"n_bootstrap": n_bootstrap, "seed": seed, "conf_level": conf_level,
-                "interval": "percentile bootstrap over patients, stratified by class; DeLong for AUC",
-                "source": preds.source or "DataFrame"}
+    settings = {
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "conf_level": conf_level,
+        "interval": "percentile bootstrap over patients, stratified by class; DeLong for AUC",
+        "source": preds.source or "DataFrame",
+    }
     warnings: list[str] = []
     predicted = None
     if preds.task == "binary":
@@ -329,18 +367,33 @@ def evaluate(
     elif preds.task == "multiclass":
         section = _multiclass(preds, rule, n_bootstrap, seed, conf_level)
     else:
-        section = {"metrics": _with_intervals(preds, metric_function(preds, within=within), n_bootstrap, seed, conf_level)}
+        section = {
+            "metrics": _with_intervals(preds, metric_function(preds, within=within), n_bootstrap, seed, conf_level)
+        }
     if section.get("threshold", {}).get("selection", "").startswith("in-sample"):
-        warnings.append("The threshold was chosen on the same predictions it is applied to (no fold column): "
-                        "sensitivity and specificity are optimistic.")
+        warnings.append(
+            "The threshold was chosen on the same predictions it is applied to (no fold column): "
+            "sensitivity and specificity are optimistic."
+        )
     subgroups = _subgroups(preds, predicted, within, n_bootstrap, seed, conf_level)
     result = EvaluationResult(
-        task=preds.task, classes=list(preds.classes), positive=preds.positive, n_images=len(preds),
-        n_patients=int(np.unique(preds.patient).size), metrics=section["metrics"], settings=settings,
-        primary_metric=PRIMARY[preds.task], threshold=section.get("threshold"),
-        confusion_matrix=section.get("confusion_matrix"), calibration=section.get("calibration"),
-        calibrator=section.get("calibrator"), screening=section.get("screening"), subgroups=subgroups,
-        data=_data_summary(preds, manifest), failure_cases=_failure_cases(preds), warnings=warnings,
+        task=preds.task,
+        classes=list(preds.classes),
+        positive=preds.positive,
+        n_images=len(preds),
+        n_patients=int(np.unique(preds.patient).size),
+        metrics=section["metrics"],
+        settings=settings,
+        primary_metric=PRIMARY[preds.task],
+        threshold=section.get("threshold"),
+        confusion_matrix=section.get("confusion_matrix"),
+        calibration=section.get("calibration"),
+        calibrator=section.get("calibrator"),
+        screening=section.get("screening"),
+        subgroups=subgroups,
+        data=_data_summary(preds, manifest),
+        failure_cases=_failure_cases(preds),
+        warnings=warnings,
     )
     small = [f"{r['variable']}={r['level']}" for r in subgroups if r["too_small"]]
     if small:
@@ -370,7 +423,9 @@ def _subgroups(preds: Predictions, predicted: np.ndarray | None, within, n_boots
         decided = sub.frame["_decision"].to_numpy() if "_decision" in sub.frame.columns else None
         return metric_function(sub, decided, within)
 
-    rows = subgroup_table(preds, fn, SUBGROUP_KEYS[preds.task], n_bootstrap=n_bootstrap, seed=seed, conf_level=conf_level)
+    rows = subgroup_table(
+        preds, fn, SUBGROUP_KEYS[preds.task], n_bootstrap=n_bootstrap, seed=seed, conf_level=conf_level
+    )
     if "_decision" in preds.frame.columns:
         preds.frame = preds.frame.drop(columns="_decision")
     return rows

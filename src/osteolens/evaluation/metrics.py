@@ -89,7 +89,9 @@ def weighted_confusion(W: np.ndarray, y: np.ndarray, predicted: np.ndarray, k: i
     return (W @ onehot).reshape(-1, k, k)
 
 
-def multiclass_metrics(W: np.ndarray, y: np.ndarray, probs: np.ndarray, classes: list[str], ordered: bool) -> dict[str, np.ndarray]:
+def multiclass_metrics(
+    W: np.ndarray, y: np.ndarray, probs: np.ndarray, classes: list[str], ordered: bool
+) -> dict[str, np.ndarray]:
     """One-vs-rest AUCs, macro / weighted AUC and F1, accuracy, Brier, and kappa if ordered.
 
     The predicted class is the most probable one. Quadratic weighted kappa:
@@ -128,7 +130,9 @@ def multiclass_metrics(W: np.ndarray, y: np.ndarray, probs: np.ndarray, classes:
     return out
 
 
-def regression_metrics(W: np.ndarray, y: np.ndarray, pred: np.ndarray, within: tuple[float, ...] = (6.0, 12.0)) -> dict[str, np.ndarray]:
+def regression_metrics(
+    W: np.ndarray, y: np.ndarray, pred: np.ndarray, within: tuple[float, ...] = (6.0, 12.0)
+) -> dict[str, np.ndarray]:
     """MAE, RMSE, R^2, bias and Bland-Altman 95 % limits of agreement, share within +-k.
 
     Bias is ``mean(pred - truth)``; the limits are ``bias -/+ 1.96 sd(pred - truth)``

@@ -63,8 +63,11 @@ def _band(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray, conf_le
 
 
 def roc_plot(
-    path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], bands: dict[str, tuple[np.ndarray, np.ndarray]],
-    grid: np.ndarray, title: str = "ROC",
+    path: Path,
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    bands: dict[str, tuple[np.ndarray, np.ndarray]],
+    grid: np.ndarray,
+    title: str = "ROC",
 ) -> Path:
     """ROC curves (name -> (fpr, tpr, auc)) with optional bootstrap bands on ``grid``."""
     fig = _figure()
@@ -75,14 +78,20 @@ def roc_plot(
             lo, hi = bands[name]
             ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.18, lw=0)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
-    ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.set(
+        xlabel="1 - specificity (false positive rate)", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), title=title
+    )
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 
 def pr_plot(
-    path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray, float]], bands: dict[str, tuple[np.ndarray, np.ndarray]],
-    grid: np.ndarray, prevalence: dict[str, float], title: str = "Precision-recall",
+    path: Path,
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    bands: dict[str, tuple[np.ndarray, np.ndarray]],
+    grid: np.ndarray,
+    prevalence: dict[str, float],
+    title: str = "Precision-recall",
 ) -> Path:
     """Precision-recall curves (name -> (recall, precision, AP)) with bootstrap bands."""
     fig = _figure()
@@ -107,8 +116,15 @@ def confusion_plot(path: Path, matrix: np.ndarray, classes: list[str], title: st
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{matrix[i, j]:g}\n{share[i, j]:.0%}", ha="center", va="center",
-                    color="white" if share[i, j] > 0.6 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]:g}\n{share[i, j]:.0%}",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.6 else "black",
+                fontsize=9,
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -129,15 +145,28 @@ def reliability_plot(path: Path, curves: dict[str, dict[str, list[float]]], titl
     return _save(fig, path)
 
 
-def bland_altman_plot(path: Path, y: np.ndarray, pred: np.ndarray, bias: float, lower: float, upper: float, unit: str = "") -> Path:
+def bland_altman_plot(
+    path: Path, y: np.ndarray, pred: np.ndarray, bias: float, lower: float, upper: float, unit: str = ""
+) -> Path:
     """Difference (prediction - truth) against the mean of both, with bias and 95 % limits."""
     fig = _figure()
     ax = fig.add_subplot()
     ax.scatter((y + pred) / 2, pred - y, s=10, alpha=0.6)
     for value, style, name in ((bias, "-", "bias"), (lower, "--", "-1.96 sd"), (upper, "--", "+1.96 sd")):
         ax.axhline(value, ls=style, color="firebrick", lw=1)
-        ax.annotate(f"{name} {value:.2f}", xy=(1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=8)
-    ax.set(xlabel=f"mean of prediction and truth {unit}".strip(), ylabel=f"prediction - truth {unit}".strip(), title="Bland-Altman")
+        ax.annotate(
+            f"{name} {value:.2f}",
+            xy=(1.0, value),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set(
+        xlabel=f"mean of prediction and truth {unit}".strip(),
+        ylabel=f"prediction - truth {unit}".strip(),
+        title="Bland-Altman",
+    )
     return _save(fig, path)
 
 
@@ -163,7 +192,11 @@ def forest_plot(path: Path, rows: list[dict[str, Any]], metric: str, overall: fl
         hi = m["ci_high"] if m["ci_high"] is not None else m["value"]
         ax.plot([lo, hi], [i, i], color="black", lw=1.2)
         ax.plot(m["value"], i, "s", color="black", mfc="white" if r["too_small"] else "black")
-    ax.set_yticks(range(len(usable)), [f"{r['variable']}={r['level']} (n={r['n_patients']})" + (" *" if r["too_small"] else "") for r in usable], fontsize=8)
+    ax.set_yticks(
+        range(len(usable)),
+        [f"{r['variable']}={r['level']} (n={r['n_patients']})" + (" *" if r["too_small"] else "") for r in usable],
+        fontsize=8,
+    )
     if overall is not None:
         ax.axvline(overall, color="grey", ls="--", lw=1)
     ax.invert_yaxis()

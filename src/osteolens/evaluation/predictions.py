@@ -73,8 +73,16 @@ class Predictions:
         """Rows where ``mask`` is true."""
         mask = np.asarray(mask, dtype=bool)
         return Predictions(
-            self.frame[mask].reset_index(drop=True), self.task, self.classes, self.y[mask], self.scores[mask],
-            self.patient[mask], None if self.fold is None else self.fold[mask], self.ordered, 0, self.source,
+            self.frame[mask].reset_index(drop=True),
+            self.task,
+            self.classes,
+            self.y[mask],
+            self.scores[mask],
+            self.patient[mask],
+            None if self.fold is None else self.fold[mask],
+            self.ordered,
+            0,
+            self.source,
             screen_positive=self.screen_positive,
         )
 
@@ -92,17 +100,36 @@ class Predictions:
         vs normal.
         """
         if not self.has_screening:
-            raise EvaluationError(self.source, f"no screening question for unordered classes {self.classes}.",
-                                  "pass the positive class (--positive CLASS).")
+            raise EvaluationError(
+                self.source,
+                f"no screening question for unordered classes {self.classes}.",
+                "pass the positive class (--positive CLASS).",
+            )
         if self.screen_positive is not None:
             c = self.classes.index(self.screen_positive)
             return Predictions(
-                self.frame, "binary", [f"not_{self.screen_positive}", self.screen_positive], (self.y == c).astype(int),
-                self.scores[:, c], self.patient, self.fold, False, 0, self.source,
+                self.frame,
+                "binary",
+                [f"not_{self.screen_positive}", self.screen_positive],
+                (self.y == c).astype(int),
+                self.scores[:, c],
+                self.patient,
+                self.fold,
+                False,
+                0,
+                self.source,
             )
         return Predictions(
-            self.frame, "binary", [self.classes[0], f"not_{self.classes[0]}"], (self.y > 0).astype(int),
-            1.0 - self.scores[:, 0], self.patient, self.fold, False, 0, self.source,
+            self.frame,
+            "binary",
+            [self.classes[0], f"not_{self.classes[0]}"],
+            (self.y > 0).astype(int),
+            1.0 - self.scores[:, 0],
+            self.patient,
+            self.fold,
+            False,
+            0,
+            self.source,
         )
 
 
@@ -163,9 +190,13 @@ def load_predictions(
     if task is not None and task not in TASKS:
         raise EvaluationError(name, f"unknown task {task!r}.", f"use one of {TASKS}.")
     if truth not in frame.columns:
-        raise EvaluationError(name, f"no truth column {truth!r}; columns are {list(frame.columns)}.", "name it with --truth COL.")
+        raise EvaluationError(
+            name, f"no truth column {truth!r}; columns are {list(frame.columns)}.", "name it with --truth COL."
+        )
     if score is not None and score not in frame.columns:
-        raise EvaluationError(name, f"no score column {score!r}; columns are {list(frame.columns)}.", "name it with --score COL.")
+        raise EvaluationError(
+            name, f"no score column {score!r}; columns are {list(frame.columns)}.", "name it with --score COL."
+        )
     prob_cols = [c for c in frame.columns if c.startswith("prob_")]
     if score is None and "prob" in frame.columns:
         score = "prob"
@@ -180,7 +211,8 @@ def load_predictions(
             task = "regression"
         else:
             raise EvaluationError(
-                name, "found neither probability columns (prob, prob_<class>) nor y_pred.",
+                name,
+                "found neither probability columns (prob, prob_<class>) nor y_pred.",
                 "add them, or name the score column with --score COL.",
             )
     value_cols = (
@@ -199,8 +231,10 @@ def load_predictions(
         if not pd.api.types.is_numeric_dtype(frame[col]):
             raise EvaluationError(name, f"column {col!r} is not numeric.", "write scores as numbers.")
     patient = (
-        frame["patient_id"].astype(str).to_numpy() if "patient_id" in frame.columns
-        else frame["image"].astype(str).to_numpy() if "image" in frame.columns
+        frame["patient_id"].astype(str).to_numpy()
+        if "patient_id" in frame.columns
+        else frame["image"].astype(str).to_numpy()
+        if "image" in frame.columns
         else np.arange(len(frame)).astype(str)
     )
     fold = frame["fold"].to_numpy(dtype=int) if "fold" in frame.columns and frame["fold"].notna().all() else None
@@ -209,15 +243,28 @@ def load_predictions(
         y = pd.to_numeric(frame[truth], errors="coerce").to_numpy(dtype=float)
         if np.isnan(y).any():
             raise EvaluationError(name, f"non-numeric values in {truth!r} for a regression task.")
-        return Predictions(frame, task, [], y, frame[value_cols[0]].to_numpy(dtype=float), patient, fold,
-                           dropped=dropped, source=name, notes=notes)
+        return Predictions(
+            frame,
+            task,
+            [],
+            y,
+            frame[value_cols[0]].to_numpy(dtype=float),
+            patient,
+            fold,
+            dropped=dropped,
+            source=name,
+            notes=notes,
+        )
 
     truth_values = frame[truth]
     if prob_cols and score is None:
-        names = [c[len("prob_"):] for c in prob_cols]
+        names = [c[len("prob_") :] for c in prob_cols]
         labels = truth_values.astype(str).str.replace(r"\.0$", "", regex=True)
-        if not set(labels) <= set(names) and pd.api.types.is_integer_dtype(truth_values) and \
-                set(truth_values) <= set(range(len(names))):
+        if (
+            not set(labels) <= set(names)
+            and pd.api.types.is_integer_dtype(truth_values)
+            and set(truth_values) <= set(range(len(names)))
+        ):
             labels = truth_values.map(lambda i: names[int(i)])  # class index in prob-column order
         unknown = sorted(set(labels) - set(names))
         if unknown:
@@ -227,8 +274,11 @@ def load_predictions(
         labels = truth_values.astype(str).str.replace(r"\.0$", "", regex=True)
         names = sorted(set(labels))
         if len(names) > 2:
-            raise EvaluationError(name, f"a single score column needs two classes, found {names[:6]}.",
-                                   "use prob_<class> columns for multiclass, or --task regression.")
+            raise EvaluationError(
+                name,
+                f"a single score column needs two classes, found {names[:6]}.",
+                "use prob_<class> columns for multiclass, or --task regression.",
+            )
         if len(names) == 1:
             raise EvaluationError(name, f"only one class ({names[0]}) in {truth!r}; an AUC needs both.")
         probs = None

@@ -26,11 +26,19 @@ INTENDED_USE = (
     "devices and views described in the data summary."
 )
 SECTIONS = (
-    ("summary", "Summary"), ("data", "Data"), ("metrics", "Metrics with 95 % intervals"),
-    ("threshold", "Operating threshold"), ("curves", "ROC and precision-recall"),
-    ("confusion", "Confusion matrix"), ("calibration", "Calibration"), ("screening", "Screening analysis"),
-    ("subgroups", "Subgroups"), ("audit", "Baselines and shortcut audit"), ("failures", "Failure cases"),
-    ("intended-use", "Intended use"), ("methods", "Methods"),
+    ("summary", "Summary"),
+    ("data", "Data"),
+    ("metrics", "Metrics with 95 % intervals"),
+    ("threshold", "Operating threshold"),
+    ("curves", "ROC and precision-recall"),
+    ("confusion", "Confusion matrix"),
+    ("calibration", "Calibration"),
+    ("screening", "Screening analysis"),
+    ("subgroups", "Subgroups"),
+    ("audit", "Baselines and shortcut audit"),
+    ("failures", "Failure cases"),
+    ("intended-use", "Intended use"),
+    ("methods", "Methods"),
 )
 
 
@@ -80,7 +88,9 @@ def make_plots(result: Any, preds: Predictions, folder: Path) -> dict[str, str]:
             rocs[name] = (fpr, tpr, result.metrics[f"auc_{name}"]["value"])
             grid, bands[name], _ = _band_curves(preds, y, preds.scores[:, c], seed, conf)
         files["roc"] = plots.roc_plot(folder / "roc.png", rocs, bands, grid, "One-vs-rest ROC")
-        files["confusion"] = plots.confusion_plot(folder / "confusion.png", np.asarray(result.confusion_matrix), preds.classes)
+        files["confusion"] = plots.confusion_plot(
+            folder / "confusion.png", np.asarray(result.confusion_matrix), preds.classes
+        )
         files["calibration"] = plots.reliability_plot(
             folder / "calibration.png",
             {name: reliability_curve(preds.y == c, preds.scores[:, c]) for c, name in enumerate(preds.classes)},
@@ -89,26 +99,42 @@ def make_plots(result: Any, preds: Predictions, folder: Path) -> dict[str, str]:
     else:
         m = result.metrics
         files["bland_altman"] = plots.bland_altman_plot(
-            folder / "bland_altman.png", preds.y, preds.scores, m["bias"]["value"], m["loa_lower"]["value"], m["loa_upper"]["value"]
+            folder / "bland_altman.png",
+            preds.y,
+            preds.scores,
+            m["bias"]["value"],
+            m["loa_lower"]["value"],
+            m["loa_upper"]["value"],
         )
         files["scatter"] = plots.scatter_plot(folder / "scatter.png", preds.y, preds.scores)
     for prefix, bp in binaries:
-        section = result.screening if prefix else {"metrics": result.metrics, "confusion_matrix": result.confusion_matrix}
+        section = (
+            result.screening if prefix else {"metrics": result.metrics, "confusion_matrix": result.confusion_matrix}
+        )
         y = bp.y.astype(float)
         grid, roc_band, pr_band = _band_curves(bp, y, bp.scores, seed, conf)
         fpr, tpr = plots.weighted_roc(np.ones(len(bp)), y, bp.scores)
         rec, prec = plots.weighted_pr(np.ones(len(bp)), y, bp.scores)
         name = bp.classes[1]
         files[f"{prefix}roc"] = plots.roc_plot(
-            folder / f"{prefix}roc.png", {name: (fpr, tpr, section["metrics"]["auc"]["value"])}, {name: roc_band}, grid,
+            folder / f"{prefix}roc.png",
+            {name: (fpr, tpr, section["metrics"]["auc"]["value"])},
+            {name: roc_band},
+            grid,
             f"ROC: {name} vs {bp.classes[0]}",
         )
         files[f"{prefix}pr"] = plots.pr_plot(
-            folder / f"{prefix}pr.png", {name: (np.r_[0.0, rec], np.r_[1.0, prec], section["metrics"]["average_precision"]["value"])},
-            {name: pr_band}, grid, {name: float(y.mean())},
+            folder / f"{prefix}pr.png",
+            {name: (np.r_[0.0, rec], np.r_[1.0, prec], section["metrics"]["average_precision"]["value"])},
+            {name: pr_band},
+            grid,
+            {name: float(y.mean())},
         )
         files[f"{prefix}confusion"] = plots.confusion_plot(
-            folder / f"{prefix}confusion.png", np.asarray(section["confusion_matrix"]), bp.classes, "Confusion matrix at the threshold"
+            folder / f"{prefix}confusion.png",
+            np.asarray(section["confusion_matrix"]),
+            bp.classes,
+            "Confusion matrix at the threshold",
         )
         curves = {"raw": reliability_curve(bp.y, bp.scores)}
         for method in ("platt", "isotonic"):
@@ -150,8 +176,10 @@ def _img(out_dir: Path, rel: str | None, alt: str, css: str = "plot") -> str:
     if rel is None:
         return ""
     data = base64.b64encode((out_dir / rel).read_bytes()).decode("ascii")
-    return (f'<figure class="{css}"><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+    return (
+        f'<figure class="{css}"><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+    )
 
 
 def _pairs(data: dict[str, Any]) -> str:
@@ -196,20 +224,40 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
         body["threshold"] = (
             f"<p>Rule: {html.escape(t['method'])}; stored threshold {_fmt(t['threshold'], 4)}. "
             f"Selection: {html.escape(t['selection'])}.</p>"
-            + (_table(["fold", "threshold"], [[k, _fmt(v, 4)] for k, v in t["per_fold"].items()]) if t["per_fold"] else "")
+            + (
+                _table(["fold", "threshold"], [[k, _fmt(v, 4)] for k, v in t["per_fold"].items()])
+                if t["per_fold"]
+                else ""
+            )
         )
     elif result.task == "multiclass":
-        body["threshold"] = "<p>The predicted class is the most probable one; the screening analysis below has its own threshold.</p>"
+        body["threshold"] = (
+            "<p>The predicted class is the most probable one; the screening analysis below has its own threshold.</p>"
+        )
     else:
         body["threshold"] = "<p>Not applicable to regression.</p>"
-    body["curves"] = "".join(_img(out_dir, f.get(k), t) for k, t in (("roc", "ROC curve with 95 % band"), ("pr", "Precision-recall curve with 95 % band"), ("scatter", "Prediction vs truth"), ("bland_altman", "Bland-Altman plot")))
+    body["curves"] = "".join(
+        _img(out_dir, f.get(k), t)
+        for k, t in (
+            ("roc", "ROC curve with 95 % band"),
+            ("pr", "Precision-recall curve with 95 % band"),
+            ("scatter", "Prediction vs truth"),
+            ("bland_altman", "Bland-Altman plot"),
+        )
+    )
     body["confusion"] = _img(out_dir, f.get("confusion"), "Confusion matrix") + (
-        _table(["truth \\ predicted", *result.classes], [[c, *row] for c, row in zip(result.classes, result.confusion_matrix, strict=True)])
-        if result.confusion_matrix else "<p>Not applicable to regression.</p>"
+        _table(
+            ["truth \\ predicted", *result.classes],
+            [[c, *row] for c, row in zip(result.classes, result.confusion_matrix, strict=True)],
+        )
+        if result.confusion_matrix
+        else "<p>Not applicable to regression.</p>"
     )
     if result.calibration:
-        cal_rows = [[name, _fmt(c.get("brier")), _fmt(c.get("ece")), _fmt(c.get("intercept")), _fmt(c.get("slope"))]
-                    for name, c in result.calibration.items()]
+        cal_rows = [
+            [name, _fmt(c.get("brier")), _fmt(c.get("ece")), _fmt(c.get("intercept")), _fmt(c.get("slope"))]
+            for name, c in result.calibration.items()
+        ]
         body["calibration"] = _img(out_dir, f.get("calibration"), "Reliability diagram") + _table(
             ["scores", "Brier", "ECE", "intercept", "slope"], cal_rows
         )
@@ -221,16 +269,34 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
             f"<p>{html.escape(s['positive'])} vs {html.escape(s['negative'])}, score {html.escape(s['score'])}; "
             f"threshold {_fmt(s['threshold']['threshold'], 4)} ({html.escape(s['threshold']['selection'])}).</p>"
             + _table(["metric", "value (95 % bootstrap CI)", "DeLong 95 % CI"], _metric_rows(s["metrics"]))
-            + "".join(_img(out_dir, f.get(k), t) for k, t in (("screening_roc", "Screening ROC"), ("screening_pr", "Screening precision-recall"), ("screening_confusion", "Screening confusion matrix"), ("screening_calibration", "Screening calibration")))
+            + "".join(
+                _img(out_dir, f.get(k), t)
+                for k, t in (
+                    ("screening_roc", "Screening ROC"),
+                    ("screening_pr", "Screening precision-recall"),
+                    ("screening_confusion", "Screening confusion matrix"),
+                    ("screening_calibration", "Screening calibration"),
+                )
+            )
         )
     else:
-        body["screening"] = ("<p>Only for ordered classes (normal &lt; osteopenia &lt; osteoporosis) or a chosen "
-                             "positive class (--positive).</p>")
+        body["screening"] = (
+            "<p>Only for ordered classes (normal &lt; osteopenia &lt; osteoporosis) or a chosen "
+            "positive class (--positive).</p>"
+        )
     if result.subgroups:
         rows = []
         for r in result.subgroups:
-            rows.append([r["variable"], r["level"], r["n_images"], r["n_patients"], "yes" if r["too_small"] else "",
-                         "; ".join(f"{k} {_interval(v)}" for k, v in r["metrics"].items())])
+            rows.append(
+                [
+                    r["variable"],
+                    r["level"],
+                    r["n_images"],
+                    r["n_patients"],
+                    "yes" if r["too_small"] else "",
+                    "; ".join(f"{k} {_interval(v)}" for k, v in r["metrics"].items()),
+                ]
+            )
         body["subgroups"] = _img(out_dir, f.get("subgroups"), "Subgroup forest plot") + _table(
             ["variable", "level", "images", "patients", "too small", "metrics (95 % CI)"], rows
         )
@@ -239,18 +305,34 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
     if result.audit:
         a = result.audit
         rows = [[m["name"], ", ".join(m["features"]), _interval(m["metric"])] for m in a["models"]]
-        comps = [[c["versus"], _fmt(c["difference"]), f"{_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}", _fmt(c["p"], 4), c["method"]]
-                 for c in a["comparisons"]]
+        comps = [
+            [
+                c["versus"],
+                _fmt(c["difference"]),
+                f"{_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}",
+                _fmt(c["p"], 4),
+                c["method"],
+            ]
+            for c in a["comparisons"]
+        ]
         body["audit"] = (
             "".join(f'<p class="warning">{html.escape(w)}</p>' for w in a["warnings"])
             + _table(["model", "features", f"{a['metric']} (95 % CI)"], rows)
             + _table(["image model minus", "difference", "95 % CI", "p", "method"], comps)
         )
     else:
-        body["audit"] = "<p>Not run: pass the manifest (evaluate --manifest) to fit the covariates-only and acquisition-only baselines in the same folds.</p>"
-    frows = [[c["image"], c["patient_id"], c["truth"], _fmt(c["prediction"]), _fmt(c["error"])] for c in result.failure_cases]
-    thumbs = "".join(_img(out_dir, c.get("thumbnail"), f"patient {c['patient_id']}", "thumb") for c in result.failure_cases)
-    body["failures"] = _table(["image", "patient", "truth", "prediction", "error"], frows) + f'<div class="thumbs">{thumbs}</div>'
+        body["audit"] = (
+            "<p>Not run: pass the manifest (evaluate --manifest) to fit the covariates-only and acquisition-only baselines in the same folds.</p>"
+        )
+    frows = [
+        [c["image"], c["patient_id"], c["truth"], _fmt(c["prediction"]), _fmt(c["error"])] for c in result.failure_cases
+    ]
+    thumbs = "".join(
+        _img(out_dir, c.get("thumbnail"), f"patient {c['patient_id']}", "thumb") for c in result.failure_cases
+    )
+    body["failures"] = (
+        _table(["image", "patient", "truth", "prediction", "error"], frows) + f'<div class="thumbs">{thumbs}</div>'
+    )
 
     body["intended-use"] = f"<p>{html.escape(INTENDED_USE)}</p>"
     body["methods"] = _pairs(result.settings)
@@ -272,10 +354,12 @@ def render_html(result: Any, out_dir: Path, title: str | None = None) -> str:
     title = title or f"osteolens evaluation ({result.task})"
     bodies = _section_bodies(result, out_dir)
     nav = "".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name in SECTIONS)
-    sections = "".join(f'<section id="{sid}"><h2>{html.escape(name)}</h2>{bodies[sid]}</section>' for sid, name in SECTIONS)
+    sections = "".join(
+        f'<section id="{sid}"><h2>{html.escape(name)}</h2>{bodies[sid]}</section>' for sid, name in SECTIONS
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><nav>{nav}</nav>{sections}</body></html>\n"
     )
 
@@ -283,9 +367,15 @@ def render_html(result: Any, out_dir: Path, title: str | None = None) -> str:
 def render_model_card(result: Any, title: str | None = None) -> str:
     """``model_card.md``: the TRIPOD+AI / CLAIM items a reviewer asks for."""
     d = result.data
-    lines = [f"# Model card: {title or 'osteolens model'}", "",
-             "## Intended use", INTENDED_USE, "",
-             "## Data", f"- Images: {result.n_images}; patients: {result.n_patients}; rows dropped: {d.get('rows_dropped', 0)}"]
+    lines = [
+        f"# Model card: {title or 'osteolens model'}",
+        "",
+        "## Intended use",
+        INTENDED_USE,
+        "",
+        "## Data",
+        f"- Images: {result.n_images}; patients: {result.n_patients}; rows dropped: {d.get('rows_dropped', 0)}",
+    ]
     if "images_per_class" in d:
         lines.append(f"- Classes (images): {d['images_per_class']}; (patients): {d['patients_per_class']}")
     if "target" in d:
@@ -294,17 +384,33 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         if key in d:
             lines.append(f"- {key.replace('_', ' ')}: {d[key]}")
     if "duplicate_clusters" in d:
-        lines.append(f"- Duplicate clusters (osteolens data check): {d['duplicate_clusters']} covering "
-                     f"{d['duplicate_images_in_clusters']} images, {d.get('duplicate_clusters_with_conflicting_labels', 0)} with conflicting labels")
+        lines.append(
+            f"- Duplicate clusters (osteolens data check): {d['duplicate_clusters']} covering "
+            f"{d['duplicate_images_in_clusters']} images, {d.get('duplicate_clusters_with_conflicting_labels', 0)} with conflicting labels"
+        )
     dup = d.get("exact_duplicate_images")
-    lines.append(f"- Exact duplicate images found: {dup if dup is not None else 'not checked (no sha256 in the manifest)'}"
-                 + (f"; duplicate groups with conflicting labels: {d['duplicate_groups_with_conflicting_labels']}"
-                    if "duplicate_groups_with_conflicting_labels" in d else ""))
-    lines += ["", "## Split method", f"- {d.get('split')}", f"- Rows per fold: {d.get('folds', 'n/a')}", "",
-              "## Preprocessing and model",
-              "- See the run's config.json / model bundle (preprocessing pipeline and architecture are stored by name and parameters).", "",
-              "## Metrics (95 % intervals: bootstrap over patients; DeLong for AUC)", "",
-              "| metric | value (95 % CI) | DeLong 95 % CI |", "|---|---|---|"]
+    lines.append(
+        f"- Exact duplicate images found: {dup if dup is not None else 'not checked (no sha256 in the manifest)'}"
+        + (
+            f"; duplicate groups with conflicting labels: {d['duplicate_groups_with_conflicting_labels']}"
+            if "duplicate_groups_with_conflicting_labels" in d
+            else ""
+        )
+    )
+    lines += [
+        "",
+        "## Split method",
+        f"- {d.get('split')}",
+        f"- Rows per fold: {d.get('folds', 'n/a')}",
+        "",
+        "## Preprocessing and model",
+        "- See the run's config.json / model bundle (preprocessing pipeline and architecture are stored by name and parameters).",
+        "",
+        "## Metrics (95 % intervals: bootstrap over patients; DeLong for AUC)",
+        "",
+        "| metric | value (95 % CI) | DeLong 95 % CI |",
+        "|---|---|---|",
+    ]
     for name, value, delong in _metric_rows(result.metrics):
         lines.append(f"| {name} | {value} | {delong} |")
     if result.threshold:
@@ -312,32 +418,52 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         lines += ["", "## Operating threshold", f"- {t['method']}: {t['threshold']:.4f} ({t['selection']})"]
     if result.screening:
         s = result.screening
-        lines += ["", f"## Screening: {s['positive']} vs {s['negative']}", "", "| metric | value (95 % CI) | DeLong 95 % CI |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Screening: {s['positive']} vs {s['negative']}",
+            "",
+            "| metric | value (95 % CI) | DeLong 95 % CI |",
+            "|---|---|---|",
+        ]
         lines += [f"| {n} | {v} | {dl} |" for n, v, dl in _metric_rows(s["metrics"])]
         lines.append(f"- Threshold {s['threshold']['threshold']:.4f} ({s['threshold']['selection']})")
     lines += ["", "## Calibration"]
     if result.calibration:
         for name, c in result.calibration.items():
-            lines.append(f"- {name}: Brier {_fmt(c['brier'])}, ECE {_fmt(c['ece'])}, intercept {_fmt(c['intercept'])}, slope {_fmt(c['slope'])}")
+            lines.append(
+                f"- {name}: Brier {_fmt(c['brier'])}, ECE {_fmt(c['ece'])}, intercept {_fmt(c['intercept'])}, slope {_fmt(c['slope'])}"
+            )
     else:
         lines.append("- not applicable (regression)")
     lines += ["", "## Baselines and shortcut audit"]
     if result.audit:
         for m in result.audit["models"]:
-            lines.append(f"- {m['name']} ({', '.join(m['features'])}): {result.audit['metric']} {_interval(m['metric'])}")
+            lines.append(
+                f"- {m['name']} ({', '.join(m['features'])}): {result.audit['metric']} {_interval(m['metric'])}"
+            )
         for c in result.audit["comparisons"]:
-            lines.append(f"- image model minus {c['versus']}: {_fmt(c['difference'])} ({_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}), p = {_fmt(c['p'], 4)} [{c['method']}]")
+            lines.append(
+                f"- image model minus {c['versus']}: {_fmt(c['difference'])} ({_fmt(c['ci_low'])} to {_fmt(c['ci_high'])}), p = {_fmt(c['p'], 4)} [{c['method']}]"
+            )
         lines += [f"- WARNING: {w}" for w in result.audit["warnings"]]
     else:
         lines.append("- not run (no manifest given)")
     lines += ["", "## Subgroups"]
     for r in result.subgroups:
         flag = " (too small to conclude)" if r["too_small"] else ""
-        lines.append(f"- {r['variable']}={r['level']}, {r['n_patients']} patients{flag}: "
-                     + "; ".join(f"{k} {_interval(v)}" for k, v in r["metrics"].items()))
+        lines.append(
+            f"- {r['variable']}={r['level']}, {r['n_patients']} patients{flag}: "
+            + "; ".join(f"{k} {_interval(v)}" for k, v in r["metrics"].items())
+        )
     if not result.subgroups:
         lines.append("- no sex, age, view or site column available")
-    lines += ["", "## Failure cases (largest errors)", "", "| image | truth | prediction | thumbnail |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Failure cases (largest errors)",
+        "",
+        "| image | truth | prediction | thumbnail |",
+        "|---|---|---|---|",
+    ]
     for c in result.failure_cases:
         thumb = f"![{c['image']}]({c['thumbnail']})" if c.get("thumbnail") else ""
         lines.append(f"| {c['image']} | {c['truth']} | {_fmt(c['prediction'])} | {thumb} |")
@@ -345,7 +471,9 @@ def render_model_card(result: Any, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(result: Any, preds: Predictions, out_dir: Path, *, manifest: Any = None, title: str | None = None) -> None:
+def write_outputs(
+    result: Any, preds: Predictions, out_dir: Path, *, manifest: Any = None, title: str | None = None
+) -> None:
     """Write plots, thumbnails, ``metrics.json``, ``operating_point.json``, ``report.html``, ``model_card.md``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result.files.update(make_plots(result, preds, out_dir / "plots"))

@@ -72,8 +72,13 @@ def subgroup_table(
             n_patients = int(np.unique(sub.patient).size)
             too_small = n_patients < min_patients or (bool(per_class) and min(per_class.values()) < min_per_class)
             entry: dict[str, Any] = {
-                "variable": variable, "level": str(level), "n_images": int(mask.sum()), "n_patients": n_patients,
-                "patients_per_class": per_class, "too_small": bool(too_small), "metrics": {},
+                "variable": variable,
+                "level": str(level),
+                "n_images": int(mask.sum()),
+                "n_patients": n_patients,
+                "patients_per_class": per_class,
+                "too_small": bool(too_small),
+                "metrics": {},
             }
             point, reps = bootstrap(metric_fn(sub), len(sub), row_patient, stratum, n_bootstrap, seed)
             for key in keys:
@@ -81,7 +86,9 @@ def subgroup_table(
                     lo, hi = percentile_interval(reps[key], conf_level)
                     value = point[key]
                     entry["metrics"][key] = {
-                        "value": None if not np.isfinite(value) else value, "ci_low": lo, "ci_high": hi,
+                        "value": None if not np.isfinite(value) else value,
+                        "ci_low": lo,
+                        "ci_high": hi,
                     }
             rows.append(entry)
     return rows
