@@ -323,9 +323,10 @@ def evaluate(
         predictions: an ``oof_predictions.csv`` path or DataFrame (see
             :mod:`osteolens.evaluation.predictions` for the columns).
         out_dir: when given, write ``metrics.json``, ``plots/*.png``, ``report.html``,
-            ``model_card.md`` and ``calibrator.json`` there.
+            ``model_card.md`` and ``operating_point.json`` there.
         task: ``"binary"``, ``"multiclass"`` or ``"regression"`` (inferred when None).
-        positive: positive class of a binary task.
+        positive: positive class of a binary task; for multiclass, the class of the
+            screening view (that class vs the rest).
         n_bootstrap: bootstrap resamples (patients, stratified by class).
         seed: seed of the bootstrap.
         manifest: a ``Manifest`` or manifest path: adds covariates, the data summary, failure
