@@ -41,8 +41,8 @@ class BatchResult:
         return pd.DataFrame([row for spine in self.spines for row in spine.rows()])
 
     def cobb_table(self) -> pd.DataFrame:
-        """One row per AP spine: PT, MT, TL and their end vertebrae."""
-        return pd.DataFrame([spine.cobb_row() for spine in self.spines if spine.view == "AP"])
+        """One row per AP spine of 3 or more vertebrae: PT, MT, TL and their end vertebrae."""
+        return pd.DataFrame([s.cobb_row() for s in self.spines if s.view == "AP" and len(s.vertebrae) >= 3])
 
 
 def _safe_name(key: str) -> str:

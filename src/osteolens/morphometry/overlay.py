@@ -30,7 +30,7 @@ def _canvas(image: np.ndarray | None, spine: SpineMeasurement, outlines: Sequenc
     points = [v.corners for v in spine.vertebrae] + [o for o in outlines if len(o)]
     stacked = np.vstack(points) if points else np.zeros((1, 2))
     stacked = stacked[np.isfinite(stacked).all(axis=1)]
-    high = np.ceil(stacked.max(axis=0) + 20).astype(int) if len(stacked) else np.array([100, 100])
+    high = np.ceil(stacked.max(axis=0) + [90, 20]).astype(int) if len(stacked) else np.array([100, 100])  # room for labels
     canvas = np.zeros((max(high[1], 64), max(high[0], 64), 3), np.uint8)
     for outline in outlines:
         if len(outline):
@@ -84,8 +84,10 @@ def draw_overlay(
         for point in c:
             cv2.circle(canvas, _pt(point), 2 * thick, colour, -1)
         label = str(v.name) + (f" g{v.genant.grade}" if v.genant else "")
-        anchor = _pt(np.maximum(c[TR], c[BR]) + np.array([4 * thick, 0]))
-        cv2.putText(canvas, label, anchor, cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick)
+        (text_w, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        x_right, y_mid = c[:, 0].max() + 4 * thick, c[:, 1].mean()
+        x = x_right if x_right + text_w < canvas.shape[1] else max(c[:, 0].min() - 4 * thick - text_w, 0)
+        cv2.putText(canvas, label, _pt(np.array([x, y_mid])), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick)
         if v.problems:
             cv2.putText(canvas, "!", _pt(c[TL] - np.array([8 * thick, -4 * thick])), cv2.FONT_HERSHEY_SIMPLEX, font * 1.5, _RED, thick + 1)
         if v is worst:
