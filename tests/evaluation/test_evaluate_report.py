@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from osteolens.errors import OsteolensError
-from osteolens.evaluation import evaluate, load_predictions
+from osteolens.evaluation import Calibrator, evaluate, load_predictions
 from osteolens.evaluation.report import SECTIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -58,6 +58,9 @@ def test_binary_evaluation_writes_every_output(tmp_path, make_binary):
     point = json.loads((tmp_path / "operating_point.json").read_text())
     assert point["threshold"] == pytest.approx(result.threshold["threshold"]) and point["positive"] == "osteoporosis"
     assert point["calibrator"]["method"] == "platt"
+    cal = Calibrator.from_dict(point["calibrator"])  # same decisions on either scale
+    raw = frame["prob"].to_numpy()
+    np.testing.assert_array_equal(raw >= point["threshold"], cal(raw) >= point["threshold_calibrated"])
     parsed = _parse(tmp_path / "report.html")
     assert parsed.sections == [sid for sid, _ in SECTIONS]
     assert not parsed.external and parsed.scripts == 0
@@ -90,6 +93,16 @@ def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path, make_multic
     parsed = _parse(tmp_path / "report.html")
     assert len(parsed.images) >= 7
     assert json.loads((tmp_path / "operating_point.json").read_text())["score"] == "1 - prob_normal"
+
+
+def test_class_order_alone_does_not_make_classes_ordinal(make_multiclass):
+    frame = make_multiclass().rename(columns=lambda c: c.replace("osteo", "type_"))
+    frame["y_true"] = frame["y_true"].str.replace("osteo", "type_")
+    plain = evaluate(frame, n_bootstrap=20, class_order=["normal", "type_porosis", "type_penia"])
+    assert plain.classes == ["normal", "type_porosis", "type_penia"]
+    assert "kappa_quadratic" not in plain.metrics and plain.screening is None
+    ordinal = evaluate(frame, n_bootstrap=20, class_order=["normal", "type_penia", "type_porosis"], ordinal=True)
+    assert "kappa_quadratic" in ordinal.metrics and ordinal.screening["negative"] == "normal"
 
 
 def test_multiclass_positive_class_gives_one_vs_rest_screening(make_multiclass):

@@ -107,7 +107,9 @@ class EvaluationResult:
                 "threshold": source["threshold"]["threshold"],
                 "rule": {k: source["threshold"][k] for k in ("method", "target_sensitivity", "value")},
                 "selection": source["threshold"]["selection"],
-                "threshold_applies_to": "the raw score (before calibration); positive when score >= threshold",
+                "threshold_calibrated": source["threshold"].get("threshold_calibrated"),
+                "threshold_applies_to": "threshold: the raw score; threshold_calibrated: calibrator(score). "
+                "Positive when the score is >= the threshold on its scale.",
                 "calibrator": source["calibrator"],
             }
         )
@@ -167,10 +169,17 @@ def _binary(preds: Predictions, rule: ThresholdRule, n_bootstrap: int, seed: int
         recal = cross_fitted_calibration(preds.scores, preds.y, preds.fold, method)
         if recal is not None:
             calibration[method] = calibration_summary(preds.y, recal)
-    calibrator = fit_calibrator(preds.scores, preds.y, "platt").to_dict()
+    # The stored Platt map is increasing when the model ranks at all (a > 0), so the operating
+    # point moves to the calibrated scale unchanged: s >= t  <=>  cal(s) >= cal(t).
+    platt = fit_calibrator(preds.scores, preds.y, "platt")
+    threshold = choice.to_dict()
+    calibrator = None
+    if platt.params["a"] > 0:
+        calibrator = platt.to_dict()
+        threshold["threshold_calibrated"] = float(platt([choice.threshold])[0])
     return {
         "metrics": metrics,
-        "threshold": choice.to_dict(),
+        "threshold": threshold,
         "confusion_matrix": cm.tolist(),
         "calibration": calibration,
         "calibrator": calibrator,
@@ -313,6 +322,7 @@ def evaluate(
     truth: str = "y_true",
     score: str | None = None,
     class_order: list[str] | None = None,
+    ordinal: bool | None = None,
     within: tuple[float, ...] = (6.0, 12.0),
     audit: bool | None = None,
     title: str | None = None,
@@ -334,7 +344,8 @@ def evaluate(
         conf_level: level of every interval.
         threshold: how to choose the operating threshold (default Youden, cross-fitted).
         truth, score: column names for a user's own CSV.
-        class_order: order of ordinal classes (bone-density names order themselves).
+        class_order: order of the classes (bone-density names order themselves).
+        ordinal: whether the classes are ordinal (default: only bone-density names).
         within: the ``k`` of "share within +-k" for regression (6 and 12 months for bone age).
         audit: run the shortcut audit (default: when a manifest is given).
         title: report title.
@@ -349,7 +360,13 @@ def evaluate(
     rule = threshold or ThresholdRule()
     manifest = _as_manifest(manifest)
     preds = load_predictions(
-        predictions, task=task, positive=positive, truth=truth, score=score, class_order=class_order
+        predictions,
+        task=task,
+        positive=positive,
+        truth=truth,
+        score=score,
+        class_order=class_order,
+        ordinal=ordinal,
     )
     if manifest is not None:
         preds.frame = _merge_manifest(preds.frame, manifest)

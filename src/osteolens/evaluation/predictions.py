@@ -133,16 +133,22 @@ class Predictions:
         )
 
 
-def _order_classes(names: list[str], class_order: list[str] | None) -> tuple[list[str], bool]:
+def _order_classes(names: list[str], class_order: list[str] | None, ordinal: bool | None) -> tuple[list[str], bool]:
+    """Class order and whether it is ordinal (explicit, or the bone-density names)."""
+    lower = {n.lower(): n for n in names}
+    bone = len(names) >= 2 and set(lower) <= set(BONE_DENSITY_ORDER)
     if class_order:
         missing = set(names) - set(class_order)
         if missing:
             raise EvaluationError(None, f"classes {sorted(missing)} are not in class_order {class_order}.")
-        return [c for c in class_order if c in names], True
-    lower = {n.lower(): n for n in names}
-    if set(lower) <= set(BONE_DENSITY_ORDER) and len(names) >= 2:
-        return [lower[c] for c in BONE_DENSITY_ORDER if c in lower], True
-    return names, False
+        ordered_names = [c for c in class_order if c in names]
+    elif bone:
+        ordered_names = [lower[c] for c in BONE_DENSITY_ORDER if c in lower]
+    else:
+        ordered_names = names
+    if ordinal is None:
+        ordinal = bone and [n.lower() for n in ordered_names] == [c for c in BONE_DENSITY_ORDER if c in lower]
+    return ordered_names, bool(ordinal)
 
 
 def _binary_positive(names: list[str], positive: str | None, source: object) -> str:
@@ -164,6 +170,7 @@ def load_predictions(
     truth: str = "y_true",
     score: str | None = None,
     class_order: list[str] | None = None,
+    ordinal: bool | None = None,
 ) -> Predictions:
     """Read and validate a predictions CSV (or DataFrame).
 
@@ -177,7 +184,10 @@ def load_predictions(
         truth: name of the truth column (a user's own CSV).
         score: name of a single score column (a user's own CSV): the positive-class
             probability for binary tasks, the prediction for regression.
-        class_order: order of ordinal classes; bone-density names are ordered by themselves.
+        class_order: order of the classes (default: the ``prob_<class>`` column order;
+            bone-density names are put in their natural order).
+        ordinal: whether that order is ordinal (quadratic kappa, screening of the lowest
+            class); default: only for normal < osteopenia < osteoporosis.
     """
     name = None if isinstance(source, pd.DataFrame) else str(source)
     if isinstance(source, pd.DataFrame):
@@ -290,7 +300,7 @@ def load_predictions(
         return Predictions(frame, task, [neg, pos], y, s, patient, fold, dropped=dropped, source=name, notes=notes)
     if probs is None:
         raise EvaluationError(name, "multiclass needs prob_<class> columns.")
-    ordered_names, ordered = _order_classes(names, class_order)
+    ordered_names, ordered = _order_classes(names, class_order, ordinal)
     probs = probs[:, [names.index(c) for c in ordered_names]]
     index = {c: i for i, c in enumerate(ordered_names)}
     y = labels.map(index).to_numpy(dtype=int)

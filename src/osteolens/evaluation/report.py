@@ -222,7 +222,13 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
     if result.threshold:
         t = result.threshold
         body["threshold"] = (
-            f"<p>Rule: {html.escape(t['method'])}; stored threshold {_fmt(t['threshold'], 4)}. "
+            f"<p>Rule: {html.escape(t['method'])}; stored threshold {_fmt(t['threshold'], 4)} on the raw score"
+            + (
+                f" ({_fmt(t['threshold_calibrated'], 4)} on the Platt-calibrated probability)"
+                if t.get("threshold_calibrated") is not None
+                else ""
+            )
+            + ". "
             f"Selection: {html.escape(t['selection'])}.</p>"
             + (
                 _table(["fold", "threshold"], [[k, _fmt(v, 4)] for k, v in t["per_fold"].items()])
@@ -415,7 +421,13 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         lines.append(f"| {name} | {value} | {delong} |")
     if result.threshold:
         t = result.threshold
-        lines += ["", "## Operating threshold", f"- {t['method']}: {t['threshold']:.4f} ({t['selection']})"]
+        lines += [
+            "",
+            "## Operating threshold",
+            f"- {t['method']}: {t['threshold']:.4f} on the raw score ({t['selection']})",
+        ]
+        if t.get("threshold_calibrated") is not None:
+            lines.append(f"- the same operating point on the calibrated probability: {t['threshold_calibrated']:.4f}")
     if result.screening:
         s = result.screening
         lines += [
