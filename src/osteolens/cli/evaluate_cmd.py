@@ -21,6 +21,10 @@ def evaluate_command(
     positive: str = typer.Option(None, help="Positive class of a binary task."),
     truth: str = typer.Option("y_true", "--truth", help="Column with the truth."),
     score: str = typer.Option(None, "--score", help="Column with the score (binary) or prediction (regression)."),
+    class_order: str = typer.Option(None, help="Comma-separated class order, e.g. 'none,mild,moderate,severe'."),
+    ordinal: bool = typer.Option(
+        None, "--ordinal/--nominal", help="Whether the class order is ordinal (default: only bone-density names)."
+    ),
     threshold: str = typer.Option("youden", help="Threshold rule: youden, sensitivity or fixed."),
     target_sensitivity: float = typer.Option(0.9, help="Target for --threshold sensitivity."),
     threshold_value: float = typer.Option(0.5, help="Value for --threshold fixed."),
@@ -53,6 +57,8 @@ def evaluate_command(
         threshold=rule,
         truth=truth,
         score=score,
+        class_order=[c.strip() for c in class_order.split(",")] if class_order else None,
+        ordinal=ordinal,
         audit=audit,
         title=title,
     )
