@@ -52,6 +52,7 @@ def main() -> None:
     from osteolens.io import read_radiograph
     from osteolens.transforms import RollingBall
 
+    load_before = os.getloadavg()[0]
     folder = shared_dataset("dicom_radiographs")
     if folder is None or not (folder / "RG3_UNCR.dcm").is_file():
         sys.exit("benchmark needs shared/data/dicom_radiographs/RG3_UNCR.dcm (or $OSTEOLENS_DATA)")
@@ -76,12 +77,12 @@ def main() -> None:
             flush=True,
         )
 
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
         "## Rolling-ball background subtraction (`benchmarks/rolling_ball.py`)",
         "",
-        f"Machine: {machine_description()}; load average at the end {load} (the machine is shared, so",
-        "both paths ran under the same contention).",
+        f"Machine: {machine_description()}. Measured {stamp}; 1-minute load average {load_before:.1f}",
+        f"before and {os.getloadavg()[0]:.1f} after (other jobs shared the cores, for both paths alike).",
         "",
         f"Image: `RG3_UNCR.dcm` (real CR, {image.shape[0]} x {image.shape[1]}), radius 180 px, dark background,",
         "presmoothing. Exact = `RollingBall(exact=True)`: `skimage.restoration.rolling_ball` at full",
@@ -104,6 +105,9 @@ def main() -> None:
         "misses only apexes between grid points (it is a lower bound of the exact background); the",
         "ball's fast path shrinks the image by area averaging, which cannot follow the jumps that the",
         "ball's vertical rim puts into the background next to strong edges (see docs/transforms.md).",
+        "",
+        f"Reproduce: `.venv/bin/python benchmarks/rolling_ball.py --fast-runs {args.fast_runs} "
+        f"--exact-runs {args.exact_runs} --ball-runs {args.ball_runs}`",
     ]
     write_section("rolling_ball", "\n".join(lines))
     print("\n".join(lines))

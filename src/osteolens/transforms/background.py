@@ -33,12 +33,14 @@ kernels; it is truncated where its depth exceeds the image's grey-level range, w
 can no longer touch the image (also exact). The ball is not separable, so its exact path
 costs O(H W r^2): minutes for a 2k image and r = 180.
 
-Fast path (default): the same opening computed on an image shrunk by area averaging so
-that the ball's radius becomes about 12 pixels (the surface is rescaled so that it is the
-same shape in original pixels), then the background is enlarged back with bilinear
-interpolation and subtracted. The background is smooth on the scale of the ball, so
-little is lost; see ``docs/transforms.md`` and ``benchmarks/rolling_ball.py`` for the
-measured speed-up and difference on a real radiograph.
+Fast path (default). Paraboloid: the erosion is computed exactly but only at apexes on a
+grid of ``radius / 30`` pixels, the dilation on that grid, and the background is
+interpolated back; it is a lower bound of the exact background that misses only apexes
+between grid points. Ball (not separable): the image is shrunk by area averaging until
+the ball's radius is about 24 pixels, opened there and interpolated back; this cannot
+follow the jumps the ball's vertical rim puts into the background next to tall edges, so
+it is the less accurate of the two. ``benchmarks/rolling_ball.py`` measures both against
+the exact path on a real 2k radiograph (figures in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -255,8 +257,10 @@ class RollingBall(Transform):
         light_background: the background is bright (invert, subtract, invert back).
         paraboloid: ImageJ's sliding paraboloid instead of a ball.
         presmooth: 3 x 3 mean before estimating the background.
-        exact: full-resolution scikit-image (slow: minutes at 2k for a ball of 180).
-        scale: fast-path shrink factor in (0, 1], None for automatic (ball radius ~12 px).
+        exact: full-resolution scikit-image (slow: tens of seconds at 2k for the paraboloid,
+            many minutes for a ball of 180).
+        scale: the fast path's grid is ``round(1 / scale)`` pixels (1 = exact); None is
+            ``radius / 30`` for the paraboloid and ``radius / 24`` for the ball.
     """
 
     def __init__(
