@@ -45,7 +45,8 @@ def _parse(path) -> _Collector:
 
 def test_binary_evaluation_writes_every_output(tmp_path, make_binary):
     frame = make_binary()
-    result = evaluate(frame, tmp_path, n_bootstrap=200, seed=0)
+    info = {"preprocessing": [{"name": "clahe", "params": {"clip": 2.0}}], "model": {"name": "resnet18"}}
+    result = evaluate(frame, tmp_path, n_bootstrap=200, seed=0, model_info=info)
     assert result.task == "binary" and result.positive == "osteoporosis"
     y = (frame["y_true"] == "osteoporosis").to_numpy()
     assert result.value("auc") == pytest.approx(roc_auc_score(y, frame["prob"]))
@@ -81,6 +82,7 @@ def test_binary_evaluation_writes_every_output(tmp_path, make_binary):
     ):
         assert heading in card
     assert "not a diagnosis" in card
+    assert '- model: {"name": "resnet18"}' in card
 
 
 def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path, make_multiclass):
@@ -140,3 +142,43 @@ def test_prediction_errors_name_the_fix():
         load_predictions(pd.DataFrame({"y_true": ["a", "b", "c"], "prob_a": [1, 0, 0], "prob_b": [0, 1, 0]}))
     with pytest.raises(OsteolensError, match="not found"):
         load_predictions("/nonexistent/oof_predictions.csv")
+
+
+def test_manifest_adds_thumbnails_and_audit_from_real_files(tmp_path):
+    """Tiny PNGs whose brightness follows the label: the audit reads them and flags the shortcut."""
+    from osteolens.data.manifest import Manifest
+    from osteolens.io import write_png
+
+    rng = np.random.default_rng(7)
+    n = 60
+    y = np.arange(n) % 2
+    rows = []
+    for i in range(n):
+        pixels = np.clip(rng.normal(0.35 + 0.3 * y[i], 0.05, (24, 20)), 0, 1)
+        write_png(pixels, tmp_path / "img" / f"{i}.png", bits=8)
+        rows.append(
+            {
+                "image": f"img/{i}.png",
+                "patient_id": f"p{i}",
+                "label": ["normal", "osteoporosis"][y[i]],
+                "sex": "F" if i % 3 else "M",
+                "age": 50 + i % 30,
+            }
+        )
+    manifest = Manifest(pd.DataFrame(rows), tmp_path)
+    preds = pd.DataFrame(
+        {
+            "image": [r["image"] for r in rows],
+            "patient_id": [r["patient_id"] for r in rows],
+            "fold": np.arange(n) % 3,
+            "y_true": [r["label"] for r in rows],
+            "prob": rng.random(n),
+        }
+    )
+    result = evaluate(preds, tmp_path / "eval", manifest=manifest, n_bootstrap=100)
+    assert result.audit["flags"]["acquisition_close"]
+    assert any(w.startswith("SHORTCUT WARNING") for w in result.warnings)
+    assert {"sex", "age_band"} <= {r["variable"] for r in result.subgroups}
+    html_text = (tmp_path / "eval" / "report.html").read_text()
+    assert html_text.count('class="thumb"') == 8
+    assert "SHORTCUT WARNING" in html_text

@@ -68,6 +68,7 @@ class EvaluationResult:
     failure_cases: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    model_info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -326,6 +327,7 @@ def evaluate(
     within: tuple[float, ...] = (6.0, 12.0),
     audit: bool | None = None,
     title: str | None = None,
+    model_info: dict[str, Any] | None = None,
 ) -> EvaluationResult:
     """Evaluate out-of-fold (or test) predictions honestly, with intervals.
 
@@ -349,6 +351,8 @@ def evaluate(
         within: the ``k`` of "share within +-k" for regression (6 and 12 months for bone age).
         audit: run the shortcut audit (default: when a manifest is given).
         title: report title.
+        model_info: JSON-ready facts for the model card's "preprocessing and model" item
+            (e.g. ``{"preprocessing": [...], "model": {...}, "training": {...}}``).
 
     Example:
         >>> import pandas as pd
@@ -412,6 +416,7 @@ def evaluate(
         data=_data_summary(preds, manifest),
         failure_cases=_failure_cases(preds),
         warnings=warnings,
+        model_info=dict(model_info or {}),
     )
     small = [f"{r['variable']}={r['level']}" for r in subgroups if r["too_small"]]
     if small:

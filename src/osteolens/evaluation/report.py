@@ -150,17 +150,21 @@ def make_plots(result: Any, preds: Predictions, folder: Path) -> dict[str, str]:
 
 
 def make_thumbnails(result: Any, manifest: Any, folder: Path) -> dict[str, str]:
-    """Thumbnails of the failure cases whose images can be read (failures are noted, not fatal)."""
-    if manifest is None or not result.failure_cases:
+    """Thumbnails of the failure cases whose images can be read (failures are noted, not fatal).
+
+    Image paths are resolved against the manifest; without one only absolute paths are tried.
+    """
+    if not result.failure_cases:
         return {}
     from osteolens.io import read_radiograph
 
     out: dict[str, str] = {}
     for i, case in enumerate(result.failure_cases):
-        if case["image"] is None:
+        if case["image"] is None or (manifest is None and not Path(case["image"]).is_absolute()):
             continue
         try:
-            pixels = read_radiograph(manifest.resolve(case["image"])).pixels
+            path = manifest.resolve(case["image"]) if manifest is not None else Path(case["image"])
+            pixels = read_radiograph(path).pixels
         except Exception as exc:  # one unreadable file must not stop the report
             case["thumbnail_error"] = str(exc)
             continue
@@ -341,7 +345,7 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
     )
 
     body["intended-use"] = f"<p>{html.escape(INTENDED_USE)}</p>"
-    body["methods"] = _pairs(result.settings)
+    body["methods"] = _pairs(result.settings) + (_pairs(result.model_info) if result.model_info else "")
     return body
 
 
@@ -410,7 +414,11 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         f"- Rows per fold: {d.get('folds', 'n/a')}",
         "",
         "## Preprocessing and model",
-        "- See the run's config.json / model bundle (preprocessing pipeline and architecture are stored by name and parameters).",
+        *(
+            [f"- {k}: {json.dumps(v)}" for k, v in result.model_info.items()]
+            if result.model_info
+            else ["- not given: see the run's config.json / model bundle (preprocessing and model stored by name)."]
+        ),
         "",
         "## Metrics (95 % intervals: bootstrap over patients; DeLong for AUC)",
         "",
