@@ -135,6 +135,20 @@ def test_small_subgroups_are_flagged(make_binary):
     assert any("too small" in w for w in result.warnings)
 
 
+def test_named_class_columns_win_over_an_ambiguous_prob_column():
+    frame = pd.DataFrame(
+        {
+            "y_true": ["abnormal", "normal", "abnormal", "normal", "abnormal"],
+            "prob_abnormal": [0.9, 0.2, 0.7, 0.4, 0.35],
+            "prob_normal": [0.1, 0.8, 0.3, 0.6, 0.65],
+        }
+    )
+    frame["prob"] = frame["prob_normal"]  # P(second class), as some writers do
+    preds = load_predictions(frame)
+    assert preds.positive == "abnormal"
+    np.testing.assert_allclose(preds.scores, frame["prob_abnormal"])
+
+
 def test_prediction_errors_name_the_fix():
     with pytest.raises(OsteolensError, match="--truth"):
         load_predictions(pd.DataFrame({"label": [0, 1], "prob": [0.2, 0.7]}))

@@ -208,8 +208,8 @@ def load_predictions(
             name, f"no score column {score!r}; columns are {list(frame.columns)}.", "name it with --score COL."
         )
     prob_cols = [c for c in frame.columns if c.startswith("prob_")]
-    if score is None and "prob" in frame.columns:
-        score = "prob"
+    if score is None and "prob" in frame.columns and len(prob_cols) != 2:
+        score = "prob"  # with two prob_<class> columns those say which class is which; 'prob' is ignored
     if task is None:
         if prob_cols and score is None:
             task = "binary" if len(prob_cols) == 2 else "multiclass"
