@@ -74,7 +74,7 @@ class EvaluationResult:
         return _jsonable(asdict(self))
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
         if path is not None:
             Path(path).write_text(text + "\n")
         return text
