@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from osteolens.morphometry.vertebra import BL, BR, TL, TR
+from osteolens.morphometry.vertebra import BL, BR, CORNERS, TL, TR
 
 _OUTSIDE_MARGIN_PX = 1.0
 
@@ -76,14 +76,15 @@ def spine_axis(centres: np.ndarray, ordered: bool = False) -> np.ndarray:
     return axis
 
 
-def _convex_and_spread(quad: np.ndarray) -> tuple[bool, float]:
-    """Whether the closed polygon turns the same way at every vertex (convex, not crossed),
-    and the largest area of a triangle of its vertices (0 when all lie on one line)."""
-    edges = np.roll(quad, -1, axis=0) - quad
-    following = np.roll(edges, -1, axis=0)
-    cross = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
-    spread = 0.5 * float(np.abs(cross).max())  # triangle of three consecutive vertices
-    return bool((cross > 0).all() or (cross < 0).all()), spread
+def _convex_and_spread(outlines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``(n, 4, 2)`` closed outlines: whether each turns the same way at every vertex
+    (convex, not crossed), and the largest area of a triangle of its vertices (0 when all
+    lie on one line)."""
+    edges = np.roll(outlines, -1, axis=1) - outlines
+    following = np.roll(edges, -1, axis=1)
+    cross = edges[..., 0] * following[..., 1] - edges[..., 1] * following[..., 0]
+    convex = (cross > 0).all(axis=1) | (cross < 0).all(axis=1)
+    return convex, 0.5 * np.abs(cross).max(axis=1)  # triangles of three consecutive vertices
 
 
 def check_annotations(
@@ -114,37 +115,38 @@ def check_annotations(
     centres = np.where(complete[:, None], np.nanmean(quads, axis=1), np.nan) if n else np.empty((0, 2))
     down = spine_axis(centres, ordered=True)
     right = np.array([down[1], -down[0]])
+    # Every geometric test at once; the loop below only words the results.
+    filled = np.where(complete[:, None, None], quads, 0.0)
+    convex, spread = _convex_and_spread(filled[:, [TL, TR, BR, BL]])
+    scale = np.maximum(np.ptp(filled, axis=1).max(axis=1), 1.0)
+    degenerate = spread <= 1e-9 * scale**2
+    upside_down = ((filled[:, BL] + filled[:, BR]) - (filled[:, TL] + filled[:, TR])) @ down < 0
+    mirrored = ((filled[:, TR] + filled[:, BR]) - (filled[:, TL] + filled[:, BL])) @ right < 0
+    if image_shape is not None:
+        rows, cols = image_shape
+        low, high = -_OUTSIDE_MARGIN_PX, np.array([cols, rows]) + _OUTSIDE_MARGIN_PX
+        outside = ((filled < low) | (filled > high)).any(axis=2).sum(axis=1)
+    else:
+        outside = np.zeros(n, dtype=int)
     seen: dict[str, int] = {}
     for i in range(n):
         if labels[i] in seen:
             add(i, "duplicate_vertebra", f"level {labels[i]} already given at position {seen[labels[i]]}")
         seen.setdefault(labels[i], i)
-        quad = quads[i]
         if not complete[i]:
-            missing = [name for name, row in zip(("top_left", "top_right", "bottom_left", "bottom_right"), quad, strict=True) if not np.isfinite(row).all()]
+            missing = [c for c, row in zip(CORNERS, quads[i], strict=True) if not np.isfinite(row).all()]
             add(i, "missing_corner", f"missing {', '.join(missing)}")
             continue
-        if image_shape is not None:
-            rows, cols = image_shape
-            outside = (
-                (quad[:, 0] < -_OUTSIDE_MARGIN_PX)
-                | (quad[:, 1] < -_OUTSIDE_MARGIN_PX)
-                | (quad[:, 0] > cols + _OUTSIDE_MARGIN_PX)
-                | (quad[:, 1] > rows + _OUTSIDE_MARGIN_PX)
-            )
-            if outside.any():
-                add(i, "point_outside_image", f"{int(outside.sum())} corner(s) outside the {cols}x{rows} image")
-        outline = quad[[TL, TR, BR, BL]]
-        convex, spread = _convex_and_spread(outline)
-        scale = float(np.ptp(quad, axis=0).max())
-        if spread <= 1e-9 * max(scale, 1.0) ** 2:
+        if outside[i]:
+            add(i, "point_outside_image", f"{int(outside[i])} corner(s) outside the {cols}x{rows} image")
+        if degenerate[i]:
             add(i, "degenerate", "the four corners enclose no area")
             continue
-        if not convex:
+        if not convex[i]:
             add(i, "corners_out_of_order", "the outline TL-TR-BR-BL crosses itself or folds")
-        if float(((quad[BL] + quad[BR]) - (quad[TL] + quad[TR])) @ down) < 0:
+        if upside_down[i]:
             add(i, "top_bottom_swapped", "the superior endplate lies below the inferior one")
-        if float(((quad[TR] + quad[BR]) - (quad[TL] + quad[BL])) @ right) < 0:
+        if mirrored[i]:
             add(i, "left_right_swapped", "the right corners lie left of the left corners")
     order = centres @ down
     previous = None

@@ -107,26 +107,29 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
         raise ManifestError(
             path, f"missing column(s) {', '.join(missing)}.", "use columns image, vertebra, corner, x, y (one row per corner)."
         )
-    frame["x"] = pd.to_numeric(frame["x"], errors="coerce")
-    frame["y"] = pd.to_numeric(frame["y"], errors="coerce")
+    xy = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in ("x", "y")])
+    corner_names = frame["corner"].astype(str).str.strip().str.lower().to_numpy()
+    corner_index = pd.Series(corner_names).map({c: k for k, c in enumerate(CORNERS)}).fillna(-1).to_numpy(dtype=int)
+    vertebrae = frame["vertebra"].astype(str).to_numpy()
     images = Path(images_dir) if images_dir is not None else None
     spines = []
-    for image, rows in frame.groupby("image", sort=False):
-        names = [str(v) for v in pd.unique(rows["vertebra"])]
-        index = {n: i for i, n in enumerate(names)}
-        corners = np.full((len(names), 4, 2), np.nan)
+    for image, positions in frame.groupby("image", sort=False).indices.items():
+        rows = frame.iloc[positions]
+        codes, uniques = pd.factorize(vertebrae[positions])  # first-appearance order
+        names = [str(n) for n in uniques]
+        slot = corner_index[positions]
         problems: dict[int, list[str]] = {}
-        for vertebra, corner, x, y in rows[["vertebra", "corner", "x", "y"]].itertuples(index=False):
-            i = index[str(vertebra)]
-            key = str(corner).strip().lower()
-            if key not in CORNERS:
-                problems.setdefault(i, []).append(f"unknown_corner: {corner!r} is not one of {', '.join(CORNERS)}")
-                continue
-            j = CORNERS.index(key)
-            if np.isfinite(corners[i, j]).any():
-                problems.setdefault(i, []).append(f"duplicate_corner: {key} given twice, the first kept")
-                continue
-            corners[i, j] = (x, y)
+        for k in np.flatnonzero(slot < 0):
+            problems.setdefault(int(codes[k]), []).append(
+                f"unknown_corner: {frame['corner'].iloc[positions[k]]!r} is not one of {', '.join(CORNERS)}"
+            )
+        known = slot >= 0
+        repeated = known & pd.Series(codes * 4 + slot).duplicated().to_numpy()
+        for k in np.flatnonzero(repeated):
+            problems.setdefault(int(codes[k]), []).append(f"duplicate_corner: {CORNERS[slot[k]]} given twice, the first kept")
+        use = known & ~repeated
+        corners = np.full((len(names), 4, 2), np.nan)
+        corners[codes[use], slot[use]] = xy[positions[use]]
         view = _first_value(rows, ("view",))
         spacing = _first_value(rows, _SPACING_COLUMNS)
         height, width = _first_value(rows, ("image_height",)), _first_value(rows, ("image_width",))

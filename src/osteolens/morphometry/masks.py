@@ -55,7 +55,11 @@ class MaskOutline:
     centroid: np.ndarray
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+_PAD = 4  # background border around the cropped body, room for the blur
+
+
+def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest connected part, holes filled, cropped with a border; and the crop's ``(x, y)`` origin."""
     binary = np.asarray(mask) > 0
     if binary.ndim != 2:
         raise AnnotationError(f"a vertebra mask must be 2-D, got shape {binary.shape}.")
@@ -63,18 +67,17 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     if count < 2:
         raise AnnotationError("the vertebra mask is empty. Fix: check the mask file (no foreground pixel).")
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return ndimage.binary_fill_holes(labels == largest)
+    x0, y0, w, h = (int(v) for v in stats[largest, :4])
+    body = np.pad(labels[y0 : y0 + h, x0 : x0 + w] == largest, _PAD)
+    return ndimage.binary_fill_holes(body), np.array([x0 - _PAD, y0 - _PAD], dtype=float)
 
 
-def _outline(body: np.ndarray, sigma: float) -> np.ndarray:
+def _outline(body: np.ndarray, origin: np.ndarray, sigma: float) -> np.ndarray:
     """The 0.5 iso-contour ``(k, 2)`` of the body, after a Gaussian blur of ``sigma`` pixels (0: none)."""
-    rows, cols = np.nonzero(body)
-    r0, c0 = rows.min(), cols.min()
-    pad = 4
-    crop = np.pad(body[r0 : rows.max() + 1, c0 : cols.max() + 1], pad).astype(np.float32)
-    contours = measure.find_contours(ndimage.gaussian_filter(crop, sigma) if sigma > 0 else crop, 0.5)
+    image = body.astype(np.float32)
+    contours = measure.find_contours(ndimage.gaussian_filter(image, sigma) if sigma > 0 else image, 0.5)
     longest = max(contours, key=len)
-    return np.column_stack([longest[:, 1] + c0 - pad, longest[:, 0] + r0 - pad])
+    return longest[:, ::-1] + origin
 
 
 def _frame(contour: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
@@ -221,12 +224,12 @@ def outline_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | N
     Raises:
         AnnotationError: the mask is empty or not 2-D.
     """
-    body = _largest_component(mask)
+    body, origin = _largest_component(mask)
     # The sides are fitted on a lightly blurred outline, where the pixel staircase becomes
     # a ramp whose 0.5 level follows a straight edge closely; corners are checked on the
     # raw outline, which keeps them sharp.
-    raw = _outline(body, 0.0)
-    contour = _outline(body, SMOOTH_SIGMA_PX)
+    raw = _outline(body, origin, 0.0)
+    contour = _outline(body, origin, SMOOTH_SIGMA_PX)
     up_vec = np.array([0.0, -1.0]) if up is None else np.asarray(up, dtype=float)
     up_vec = up_vec / max(float(np.linalg.norm(up_vec)), 1e-12)
     centre, u_axis, r_axis, half_u, half_r = _frame(contour, up_vec)
@@ -246,7 +249,7 @@ def outline_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | N
     if midpoints is None:
         midpoints = np.vstack([top_mid, bottom_mid])
     rows, cols = np.nonzero(body)
-    return MaskOutline(corners, midpoints, contour, np.array([cols.mean(), rows.mean()]))
+    return MaskOutline(corners, midpoints, contour, np.array([cols.mean(), rows.mean()]) + origin)
 
 
 def corners_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | None = None) -> np.ndarray:

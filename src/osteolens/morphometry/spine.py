@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -118,11 +118,9 @@ def _with_neighbours(vertebrae: list[VertebraMeasurement], names: Sequence[str])
             result.append(v)
             continue
         kinds = ("anterior", "middle", "posterior") if v.view == "lateral" else ("middle",)
-        ratios = {}
-        for kind in kinds:
+        for kind in kinds:  # the measurements are this call's own objects: set in place
             mean = float(np.mean([vertebrae[j].height(kind) for j in near]))
-            ratios[f"{kind}_neighbour_ratio"] = v.height(kind) / mean if mean > 0 else None  # type: ignore[operator]
-        v = replace(v, **ratios)
+            setattr(v, f"{kind}_neighbour_ratio", v.height(kind) / mean if mean > 0 else None)  # type: ignore[operator]
         if v.view == "lateral":
             posterior = float(np.mean([vertebrae[j].height("posterior") for j in near]))
             if posterior > 0:
