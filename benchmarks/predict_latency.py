@@ -1,0 +1,178 @@
+"""Latency of one prediction with Grad-CAM: osteolens against a dental-seed-style pipeline.
+
+Input: a synthetic 2048 x 2500, 16-bit DICOM (``osteolens.io.write_dicom``) with trabecular
+texture. Model: ``efficientnet_b0`` (random init, one channel) at 512 x 512, one fold.
+
+* osteolens: ``Predictor(backend="onnx")`` loaded once and warmed up, then per image: read
+  the DICOM, replay the bundle's preprocessing (``percentile_normalise``, ``rolling_ball``
+  radius 180 on the fast path, ``resize`` 512), ONNX Runtime, Grad-CAM (torch), heat map and
+  overlay at 2048 x 2500, and the JSON record written with ``write_prediction``.
+  Median of ``--runs`` (>= 10) warm runs.
+* dental-seed style (the seed's runner rebuilt with osteolens' pieces, model loaded once):
+  read, rolling ball radius 180 (paraboloid, presmoothing) exactly at full resolution with
+  scikit-image (``RollingBall(exact=True)``), resize to 512, torch eager forward, plain
+  gradient saliency (a full backward pass to the input), matplotlib figures (hot colour
+  map and red overlay) saved as PNG. Run ``--baseline-runs`` times (it is slow).
+
+Run: ``.venv/bin/python benchmarks/predict_latency.py [--runs 10] [--baseline-runs 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import machine_description, write_section  # noqa: E402
+
+SHAPE = (2500, 2048)  # rows, columns
+INPUT = 512
+PREPROCESSING = [
+    {"name": "percentile_normalise", "params": {"low": 0.5, "high": 99.5}},
+    {"name": "rolling_ball", "params": {"radius": 180}},
+    {"name": "resize", "params": {"size": INPUT}},
+]
+
+
+def synthetic_dicom(path: Path) -> Path:
+    """A 16-bit DICOM the size of a panoramic / spine radiograph with bone-like texture."""
+    from osteolens.io import Radiograph, RadiographMeta, write_dicom
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(np.float32)
+    bone = np.exp(-(((rows - SHAPE[0] / 2) / 700) ** 2 + ((cols - SHAPE[1] / 2) / 500) ** 2))
+    texture = 0.15 * np.sin(rows / 6.0) * np.cos(cols / 8.0)
+    image = 0.15 + 0.35 * bone + texture * bone + 0.2 * rows / SHAPE[0] + 0.02 * rng.standard_normal(SHAPE)
+    meta = RadiographMeta(patient_id="BENCH", sex="F", age_years=68.0)
+    return write_dicom(Radiograph(np.clip(image, 0, 1).astype(np.float32), (0.1, 0.1), meta), path, bits_stored=16)
+
+
+def make_bundle(path: Path) -> Path:
+    import torch
+
+    from osteolens.inference import write_bundle
+    from osteolens.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_b0", "binary", 1).eval()
+    return write_bundle(path, models=[model], preprocessing=PREPROCESSING, input_size=(INPUT, INPUT), task="binary",
+                        labels=["normal", "osteoporosis"], target="label", threshold=0.5)
+
+
+def osteolens_runs(bundle: Path, dicom: Path, out: Path, runs: int) -> tuple[list[float], dict[str, float], dict]:
+    from osteolens.inference import Predictor
+    from osteolens.inference.report import write_prediction
+
+    predictor = Predictor(bundle, backend="onnx")
+    predictor.warm_up()
+    times, stages, record = [], [], {}
+    for i in range(runs + 1):  # the first run is a warm-up on the real image size
+        start = time.perf_counter()
+        prediction = predictor.predict(dicom, cam=True)
+        mark = time.perf_counter()
+        record = write_prediction(prediction, out, f"run{i}", str(dicom))
+        end = time.perf_counter()
+        if i:
+            times.append(end - start)
+            stages.append({**prediction.timing_ms, "write PNGs + JSON": (end - mark) * 1000})
+    median_stages = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    return times, median_stages, record
+
+
+def seed_style_run(bundle: Path, dicom: Path, out: Path) -> dict[str, float]:
+    """One request of the dental seed's runner: exact rolling ball, eager model, saliency, matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from osteolens.explain import cam_target, gradient_saliency
+    from osteolens.inference import load_bundle
+    from osteolens.io import read_radiograph
+    from osteolens.transforms import PercentileNormalise, Resize, RollingBall
+
+    stages: dict[str, float] = {}
+    model = load_bundle(bundle).models[0]
+    mark = start = time.perf_counter()
+    pixels = read_radiograph(dicom).pixels
+    stages["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    flat = RollingBall(radius=180, paraboloid=True, presmooth=True, exact=True)(PercentileNormalise()(pixels))
+    stages["rolling ball (exact, full resolution)"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    x = torch.from_numpy(Resize(size=INPUT)(flat))[None, None]
+    with torch.no_grad():
+        label = int(torch.sigmoid(model(x))[0, 0] >= 0.5)
+    saliency = gradient_saliency([model], x, [cam_target("binary", label)])[0]
+    stages["model + saliency (torch eager)"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    import cv2
+
+    big = cv2.resize(saliency, (pixels.shape[1], pixels.shape[0]))
+    for name, draw in (("saliency", lambda ax: ax.imshow(big, cmap="hot")),
+                       ("overlay", lambda ax: (ax.imshow(pixels, cmap="gray"),
+                                               ax.imshow(big, cmap="Reds", alpha=0.5)))):
+        figure, ax = plt.subplots(figsize=(pixels.shape[1] / 100, pixels.shape[0] / 100), dpi=100)
+        ax.axis("off")
+        draw(ax)
+        figure.savefig(out / f"seed_{name}.png", bbox_inches="tight", pad_inches=0)
+        plt.close(figure)
+    stages["matplotlib figures"] = time.perf_counter() - mark
+    stages["total"] = time.perf_counter() - start
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--baseline-runs", type=int, default=1)
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        dicom = synthetic_dicom(tmp_path / "radiograph.dcm")
+        bundle = make_bundle(tmp_path / "bundle")
+        times, stages, record = osteolens_runs(bundle, dicom, tmp_path / "out", max(args.runs, 10))
+        baseline = [seed_style_run(bundle, dicom, tmp_path) for _ in range(args.baseline_runs)]
+    ours = statistics.median(times)
+    seed_total = statistics.median(b["total"] for b in baseline) if baseline else float("nan")
+    load_after = os.getloadavg()[0]
+    lines = [
+        "## Prediction latency (one 2048 x 2500 DICOM -> JSON + Grad-CAM PNGs)",
+        "",
+        f"Machine: {machine_description()}. Load average {load_before:.1f} before, {load_after:.1f} after"
+        + (" (a shared machine: other jobs were running, so absolute times are inflated)." if load_before > 1.5 else "."),
+        "",
+        "efficientnet_b0 (random init) at 512 x 512, one fold; synthetic 16-bit DICOM 2048 x 2500. "
+        f"osteolens: median of {len(times)} warm runs (min {min(times):.3f} s, max {max(times):.3f} s); "
+        f"dental-seed style: {len(baseline)} run(s).",
+        "",
+        "| pipeline | seconds per image | speed-up |",
+        "|---|---:|---:|",
+        f"| dental-seed style (exact rolling ball r=180 at full resolution, torch eager, gradient saliency, matplotlib) | {seed_total:.2f} | 1x |",
+        f"| osteolens Predictor (ONNX Runtime, Grad-CAM, OpenCV PNGs) | {ours:.3f} | {seed_total / ours:.0f}x |",
+        "",
+        "osteolens stages (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()) + ".",
+        "",
+        "Dental-seed-style stages (s): " + "; ".join(", ".join(f"{k} {v:.1f}" for k, v in b.items()) for b in baseline) + ".",
+        "",
+        f"Goal: <= 0.5 s and >= 100x faster. Output record keys: {', '.join(list(record)[:4])}, ... "
+        "Run: `.venv/bin/python benchmarks/predict_latency.py`.",
+    ]
+    write_section("predict_latency", "\n".join(lines))
+    print("\n".join(lines))
+    print(json.dumps({"osteolens_s": ours, "seed_s": seed_total}))
+
+
+if __name__ == "__main__":
+    main()
