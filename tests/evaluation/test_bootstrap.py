@@ -33,7 +33,7 @@ def test_bootstrap_is_seeded():
 
 
 def test_auc_interval_covers_truth_at_about_nominal_rate():
-    """200 simulated studies (60 patients x 2 correlated images each): 95 % intervals
+    """200 simulated studies (120 patients x 2 correlated images each): 95 % intervals
     should cover the true AUC in roughly 95 % of them (0.90 to 0.99 allowed)."""
     rng = np.random.default_rng(0)
     d = 1.0
@@ -41,13 +41,13 @@ def test_auc_interval_covers_truth_at_about_nominal_rate():
     covered = 0
     n_sets = 200
     for _ in range(n_sets):
-        n_pat = 60
+        n_pat = 120
         y_pat = rng.integers(0, 2, n_pat)
         patient_effect = rng.normal(0, np.sqrt(0.5), n_pat)
         y = np.repeat(y_pat, 2).astype(float)
         s = np.repeat(patient_effect, 2) + rng.normal(0, np.sqrt(0.5), 2 * n_pat) + d * y
         row_patient, stratum = patient_strata(np.repeat(np.arange(n_pat), 2), y)
-        _, reps = bootstrap(lambda W: {"auc": M.weighted_auc(W, y, s)}, y.size, row_patient, stratum, 300, rng)  # noqa: B023
+        _, reps = bootstrap(lambda W: {"auc": M.weighted_auc(W, y, s)}, y.size, row_patient, stratum, 500, rng)  # noqa: B023
         lo, hi = percentile_interval(reps["auc"])
         covered += lo <= true_auc <= hi
     assert 0.90 <= covered / n_sets <= 0.99
