@@ -37,8 +37,11 @@ class BatchResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     def vertebra_table(self) -> pd.DataFrame:
-        """One row per vertebra."""
-        return pd.DataFrame([row for spine in self.spines for row in spine.rows()])
+        """One row per vertebra (``genant_grade`` as a nullable integer)."""
+        table = pd.DataFrame([row for spine in self.spines for row in spine.rows()])
+        if "genant_grade" in table.columns:
+            table["genant_grade"] = table["genant_grade"].astype("Int64")
+        return table
 
     def cobb_table(self) -> pd.DataFrame:
         """One row per AP spine of 3 or more vertebrae: PT, MT, TL and their end vertebrae."""

@@ -100,7 +100,7 @@ def spacing_pair(pixel_mm: float | tuple[float, float] | None) -> tuple[float, f
 
 def _angle_deg(vector: np.ndarray) -> float:
     """Angle of an image vector against the horizontal, counter-clockwise as displayed."""
-    return math.degrees(math.atan2(-vector[1], vector[0]))
+    return math.degrees(math.atan2(-vector[1], vector[0])) + 0.0  # + 0.0: no "-0.0" in tables
 
 
 def _wrap_deg(angle: float) -> float:
