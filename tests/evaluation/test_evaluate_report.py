@@ -132,6 +132,10 @@ def test_small_subgroups_are_flagged(make_binary):
     result = evaluate(frame, n_bootstrap=50)
     tiny = next(r for r in result.subgroups if r["variable"] == "site" and r["level"] == "tiny")
     assert tiny["too_small"] and tiny["n_patients"] == 4
+    big = next(r for r in result.subgroups if r["variable"] == "site" and r["level"] == "big")
+    sub = frame[frame["site"] == "big"]
+    assert big["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(sub["y_true"] == "osteoporosis", sub["prob"]))
+    assert {"auc", "ppv", "npv", "brier", "f1"} <= set(big["metrics"])
     assert any("too small" in w for w in result.warnings)
 
 

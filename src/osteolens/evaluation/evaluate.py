@@ -33,11 +33,6 @@ from osteolens.evaluation.subgroups import subgroup_table
 from osteolens.evaluation.thresholds import ThresholdRule, choose_threshold
 
 PRIMARY = {"binary": "auc", "multiclass": "auc_macro", "regression": "mae"}
-SUBGROUP_KEYS = {
-    "binary": ("auc", "sensitivity", "specificity"),
-    "multiclass": ("auc_macro", "accuracy", "kappa_quadratic"),
-    "regression": ("mae", "bias"),
-}
 
 
 @dataclass
@@ -446,9 +441,7 @@ def _subgroups(preds: Predictions, predicted: np.ndarray | None, within, n_boots
         decided = sub.frame["_decision"].to_numpy() if "_decision" in sub.frame.columns else None
         return metric_function(sub, decided, within)
 
-    rows = subgroup_table(
-        preds, fn, SUBGROUP_KEYS[preds.task], n_bootstrap=n_bootstrap, seed=seed, conf_level=conf_level
-    )
+    rows = subgroup_table(preds, fn, n_bootstrap=n_bootstrap, seed=seed, conf_level=conf_level)
     if "_decision" in preds.frame.columns:
         preds.frame = preds.frame.drop(columns="_decision")
     return rows

@@ -17,6 +17,7 @@ from osteolens.evaluation import plots
 from osteolens.evaluation.bootstrap import bootstrap_weights, patient_strata
 from osteolens.evaluation.calibration import cross_fitted_calibration, reliability_curve
 from osteolens.evaluation.predictions import Predictions
+from osteolens.evaluation.subgroups import HEADLINE
 
 BAND_RESAMPLES = 200  # bootstrap curves behind the ROC / PR bands (the metrics use n_bootstrap)
 INTENDED_USE = (
@@ -304,7 +305,7 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
                     r["n_images"],
                     r["n_patients"],
                     "yes" if r["too_small"] else "",
-                    "; ".join(f"{k} {_interval(v)}" for k, v in r["metrics"].items()),
+                    "; ".join(f"{k} {_interval(r['metrics'][k])}" for k in HEADLINE[result.task] if k in r["metrics"]),
                 ]
             )
         body["subgroups"] = _img(out_dir, f.get("subgroups"), "Subgroup forest plot") + _table(
@@ -473,7 +474,7 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         flag = " (too small to conclude)" if r["too_small"] else ""
         lines.append(
             f"- {r['variable']}={r['level']}, {r['n_patients']} patients{flag}: "
-            + "; ".join(f"{k} {_interval(v)}" for k, v in r["metrics"].items())
+            + "; ".join(f"{k} {_interval(r['metrics'][k])}" for k in HEADLINE[result.task] if k in r["metrics"])
         )
     if not result.subgroups:
         lines.append("- no sex, age, view or site column available")

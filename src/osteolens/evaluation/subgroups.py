@@ -12,6 +12,12 @@ from osteolens.evaluation.bootstrap import bootstrap, patient_strata, percentile
 from osteolens.evaluation.predictions import Predictions
 
 SUBGROUP_COLUMNS = ("sex", "age_band", "view", "site")
+# Metrics shown in the report's subgroup table (metrics.json holds every metric).
+HEADLINE = {
+    "binary": ("auc", "sensitivity", "specificity"),
+    "multiclass": ("auc_macro", "accuracy", "kappa_quadratic"),
+    "regression": ("mae", "bias"),
+}
 ADULT_BANDS = (0, 50, 60, 70, 80, np.inf)
 CHILD_BANDS = (0, 5, 10, 15, np.inf)
 
@@ -40,7 +46,6 @@ def subgroup_columns(frame: pd.DataFrame) -> dict[str, pd.Series]:
 def subgroup_table(
     preds: Predictions,
     metric_fn: Callable[[Predictions], Callable[[np.ndarray], dict[str, np.ndarray]]],
-    keys: tuple[str, ...],
     *,
     n_bootstrap: int,
     seed: int,
@@ -48,7 +53,7 @@ def subgroup_table(
     min_patients: int = 20,
     min_per_class: int = 5,
 ) -> list[dict[str, Any]]:
-    """One row per (variable, level): sizes, the ``keys`` metrics with intervals, and a flag.
+    """One row per (variable, level): sizes, every metric with its interval, and a flag.
 
     A group is flagged ``too_small`` when it has fewer than ``min_patients`` patients, or
     (classification) fewer than ``min_per_class`` patients of some class: its interval is
@@ -81,14 +86,8 @@ def subgroup_table(
                 "metrics": {},
             }
             point, reps = bootstrap(metric_fn(sub), len(sub), row_patient, stratum, n_bootstrap, seed)
-            for key in keys:
-                if key in point:
-                    lo, hi = percentile_interval(reps[key], conf_level)
-                    value = point[key]
-                    entry["metrics"][key] = {
-                        "value": None if not np.isfinite(value) else value,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                    }
+            for key, value in point.items():
+                lo, hi = percentile_interval(reps[key], conf_level)
+                entry["metrics"][key] = {"value": value if np.isfinite(value) else None, "ci_low": lo, "ci_high": hi}
             rows.append(entry)
     return rows
