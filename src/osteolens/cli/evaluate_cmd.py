@@ -89,7 +89,9 @@ def compare_command(
     paired: bool = typer.Option(
         None, "--paired/--unpaired", help="Force the test; by default paired when A and B hold the same keys."
     ),
-    positive: str = typer.Option(None, help="Positive class for multiclass tables."),
+    positive: str = typer.Option(None, help="Positive class (binary tables, or the class of a multiclass table)."),
+    truth: str = typer.Option("y_true", "--truth", help="Column with the truth in both tables."),
+    score: str = typer.Option(None, "--score", help="Column with the score in both tables."),
     alternative: str = typer.Option("two-sided", help="two-sided, greater (A > B) or less."),
     conf_level: float = typer.Option(0.95, help="Level of the interval of the difference."),
     n_bootstrap: int = typer.Option(2000, "--n-bootstrap", "-b", help="Resamples (regression only)."),
@@ -114,6 +116,8 @@ def compare_command(
         conf_level=conf_level,
         n_bootstrap=n_bootstrap,
         seed=seed,
+        truth=truth,
+        score=score,
     )
     kind = "paired" if result.paired else "unpaired"
     console.print(
