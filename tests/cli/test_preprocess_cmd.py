@@ -77,3 +77,16 @@ def test_bad_pipeline_is_an_error_exit(tmp_path):
     )
     assert result.exit_code != 0
     assert "sharpen" in str(result.exception) or "sharpen" in result.output
+
+
+def test_same_stem_different_suffix_get_distinct_outputs(tmp_path):
+    rng = np.random.default_rng(1)
+    write_png(rng.random((8, 8), dtype=np.float32), tmp_path / "a.png")
+    write_png(rng.random((8, 8), dtype=np.float32), tmp_path / "a.tif.png")
+    (tmp_path / "a.tiff").write_bytes((tmp_path / "a.tif.png").read_bytes())
+    frame = pd.DataFrame({"image": ["a.png", "a.tiff"], "patient_id": ["1", "2"]})
+    manifest = Manifest(frame, tmp_path)
+    result = preprocess_manifest(manifest, Pipeline(), tmp_path / "out", fmt="npy")
+    paths = result.manifest.image_paths()
+    assert not result.failures and len(set(paths)) == 2
+    np.testing.assert_array_equal(np.load(paths[1]), read_radiograph(tmp_path / "a.tif.png").pixels)

@@ -26,13 +26,17 @@ class PreprocessResult:
     cache_hits: int = 0
 
 
-def _output_name(value: str, sha256: str, suffix: str) -> Path:
+def _output_name(value: str, sha256: str, suffix: str, taken: set[Path]) -> Path:
     """Relative output path: the manifest's relative path with a new suffix, or stem + hash for
-    absolute / parent-relative paths (so two inputs never share an output)."""
+    absolute / parent-relative paths and for names already taken (``a.png`` and ``a.jpg``),
+    so two inputs never share an output."""
     path = Path(value)
-    if path.is_absolute() or ".." in path.parts:
-        return Path(f"{path.stem}_{sha256[:8]}{suffix}")
-    return path.with_suffix(suffix)
+    outside = path.is_absolute() or ".." in path.parts
+    name = Path(path.name if outside else path).with_suffix(suffix)
+    if outside or name in taken:
+        name = name.with_name(f"{path.stem}_{sha256[:8]}{suffix}")
+    taken.add(name)
+    return name
 
 
 def preprocess_manifest(
@@ -61,6 +65,7 @@ def preprocess_manifest(
     keep: list[int] = []
     outputs: list[str] = []
     hits = 0
+    taken: set[Path] = set()
     for index, row in enumerate(manifest.frame.to_dict("records")):
         path = manifest.resolve(row["image"])
         try:
@@ -73,7 +78,7 @@ def preprocess_manifest(
 
             pixels = cache.get_or_compute(digest, pipeline, compute) if cache is not None else compute()
             hits += not computed
-            target = images_dir / _output_name(row["image"], digest, suffix)
+            target = images_dir / _output_name(row["image"], digest, suffix, taken)
             target.parent.mkdir(parents=True, exist_ok=True)
             if fmt == "png":
                 write_png(pixels, target, bits=16)
@@ -129,7 +134,8 @@ def preprocess(
     source = Manifest.read(manifest)
     pipe = Pipeline.from_file(pipeline)
     store = None if no_cache else PreprocessCache(cache if cache is not None else out / ".cache")
-    console.print(f"pipeline {pipe.fingerprint()[:12]}: " + " -> ".join(step.name for step in pipe) or "(empty)", highlight=False)
+    steps = " -> ".join(step.name for step in pipe) or "(no steps)"
+    console.print(f"pipeline {pipe.fingerprint()[:12]}: {steps}", highlight=False)
     with Progress(
         TextColumn("preprocessing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True
     ) as bar:
