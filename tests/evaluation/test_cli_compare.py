@@ -126,3 +126,31 @@ def test_compare_regression_mae():
     b = a.assign(y_pred=y + rng.normal(0, 10, 60))
     result = compare(a, b, n_bootstrap=300)
     assert result.metric == "mae" and result.difference < 0 and result.ci_high < 0
+
+
+@pytest.mark.realdata
+def test_compare_two_columns_of_one_csv(real_dataset, monkeypatch, tmp_path):
+    """The aSAH CSV as is: --score wfns --score-b s100b gives pROC's paired CI (0.0104, 0.1742)."""
+    csv = real_dataset("delong_reference") / "aSAH.csv"
+    out = tmp_path / "cmp.json"
+    args = [
+        "compare",
+        str(csv),
+        str(csv),
+        "--on",
+        "row_name",
+        "--truth",
+        "outcome",
+        "--score",
+        "wfns",
+        "--score-b",
+        "s100b",
+        "--positive",
+        "Poor",
+        "--out",
+        str(out),
+    ]
+    assert _cli(monkeypatch, *args) == 0
+    saved = json.loads(out.read_text())
+    assert saved["ci_low"] == pytest.approx(0.0104061769564846, rel=1e-6)
+    assert saved["ci_high"] == pytest.approx(0.174214419249478, rel=1e-6)

@@ -91,7 +91,8 @@ def compare_command(
     ),
     positive: str = typer.Option(None, help="Positive class (binary tables, or the class of a multiclass table)."),
     truth: str = typer.Option("y_true", "--truth", help="Column with the truth in both tables."),
-    score: str = typer.Option(None, "--score", help="Column with the score in both tables."),
+    score: str = typer.Option(None, "--score", help="Column with the score (of A, and of B unless --score-b)."),
+    score_b: str = typer.Option(None, "--score-b", help="Column with B's score when it differs from A's."),
     alternative: str = typer.Option("two-sided", help="two-sided, greater (A > B) or less."),
     conf_level: float = typer.Option(0.95, help="Level of the interval of the difference."),
     n_bootstrap: int = typer.Option(2000, "--n-bootstrap", "-b", help="Resamples (regression only)."),
@@ -101,6 +102,8 @@ def compare_command(
     """Compare two models or two views: DeLong test of AUCs (paired or unpaired), bootstrap for MAE.
 
     Example: osteolens compare ap/oof_predictions.csv lateral/oof_predictions.csv --on patient_id
+
+    Two score columns of one CSV: osteolens compare t.csv t.csv --truth outcome --score a --score-b b
     """
     import json
 
@@ -118,6 +121,7 @@ def compare_command(
         seed=seed,
         truth=truth,
         score=score,
+        score_b=score_b,
     )
     kind = "paired" if result.paired else "unpaired"
     console.print(

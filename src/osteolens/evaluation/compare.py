@@ -89,6 +89,7 @@ def compare(
     seed: int = 0,
     truth: str = "y_true",
     score: str | None = None,
+    score_b: str | None = None,
 ) -> ComparisonResult:
     """Compare model A with model B (AUC by DeLong, MAE by patient bootstrap).
 
@@ -100,9 +101,11 @@ def compare(
         positive: positive class when the tables are multiclass (ordered bone-density
             classes default to low density vs normal).
         alternative: ``"two-sided"``, ``"greater"`` (H1: A > B) or ``"less"``.
+        truth, score: column names for your own CSVs; ``score_b`` names B's score column
+            when it differs (two score columns of one table: pass the same file twice).
     """
     pa = load_predictions(a, positive=positive, truth=truth, score=score)
-    pb = load_predictions(b, positive=positive, truth=truth, score=score)
+    pb = load_predictions(b, positive=positive, truth=truth, score=score_b or score)
     if pa.task != pb.task and "regression" in (pa.task, pb.task):
         raise EvaluationError(None, f"cannot compare a {pa.task} table with a {pb.task} table.")
     regression = pa.task == "regression"
