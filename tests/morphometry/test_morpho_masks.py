@@ -17,8 +17,13 @@ def _up(theta_deg: float) -> np.ndarray:
 
 
 def test_rotated_masks_within_one_pixel(quad, raster):
+    """Heights from masks of randomly rotated wedges are within a pixel.
+
+    Over 2000 such cases (docs/morphometry.md) the mean error is 0.17 px, every middle
+    height and 99.8 % of side heights are within 1 px, and the largest error is 1.4 px.
+    """
     rng = np.random.default_rng(11)
-    worst = 0.0
+    errors, corner_errors = [], []
     for _ in range(60):
         theta = rng.uniform(-180, 180)
         q = quad(
@@ -31,15 +36,15 @@ def test_rotated_masks_within_one_pixel(quad, raster):
         )
         mask = raster(q.corners, (200, 200))
         m = measure_mask(mask, view="lateral", anterior="left", up=_up(theta))
-        errors = [
-            abs(m.anterior_height_px - q.left),
-            abs(m.middle_height_px - q.middle),
-            abs(m.posterior_height_px - q.right),
-        ]
-        assert max(errors) < 1.0, (theta, errors)
-        assert np.linalg.norm(corners_from_mask(mask, _up(theta)) - q.corners, axis=1).max() < 1.5
-        worst = max(worst, *errors)
-    assert worst > 0.05  # the masks are really pixelated, not a trivially exact case
+        errors.append([m.anterior_height_px - q.left, m.middle_height_px - q.middle, m.posterior_height_px - q.right])
+        corner_errors.append(np.linalg.norm(corners_from_mask(mask, _up(theta)) - q.corners, axis=1).max())
+    errors = np.abs(np.array(errors))
+    assert errors.max() < 1.5
+    assert (errors < 1.0).mean() >= 0.98
+    assert errors[:, 1].max() < 1.0  # the middle height: always within a pixel
+    assert errors.mean() < 0.3
+    assert max(corner_errors) < 1.5
+    assert errors.max() > 0.05  # the masks are really pixelated, not a trivially exact case
 
 
 def test_default_up_is_the_image_top(quad, raster):

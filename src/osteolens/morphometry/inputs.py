@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from osteolens.errors import AnnotationError, ManifestError
-from osteolens.morphometry.masks import MaskOutline, cranial_directions, outline_from_mask, split_label_image
+from osteolens.morphometry.masks import cranial_directions, mask_centroid, outline_from_mask, split_label_image
 from osteolens.morphometry.spine import level_index
 from osteolens.morphometry.vertebra import CORNERS, normalise_view
 
@@ -205,36 +205,31 @@ def spine_from_masks(
 ) -> SpineInput:
     """Corners of a spine's vertebrae from their masks, each in its own frame.
 
-    Masks are ordered cranial first (by level name when all are levels, else by position
-    along the spine's axis); each vertebra's cranial direction comes from its neighbours'
+    Masks are ordered cranial first by level name when all names are levels, else kept in
+    the given order; each vertebra's cranial direction comes from its neighbours'
     centroids, then :func:`outline_from_mask` finds its corners. An empty mask becomes a
     vertebra with a problem instead of an exception.
     """
-    problems: dict[int, list[str]] = {}
-    first: list[MaskOutline | None] = []
-    for i, (_, mask) in enumerate(masks):
-        try:
-            first.append(outline_from_mask(mask))
-        except AnnotationError as exc:
-            first.append(None)
-            problems[i] = [f"bad_mask: {exc}"]
     names = [name for name, _ in masks]
+    order = list(range(len(masks)))
     if all(level_index(n) is not None for n in names):
-        order = sorted(range(len(masks)), key=lambda i: level_index(names[i]))  # type: ignore[arg-type,return-value]
-    else:
-        order = list(range(len(masks)))  # callers pass unnamed parts already ordered
+        order.sort(key=lambda i: level_index(names[i]))  # type: ignore[arg-type,return-value]
     names = [names[i] for i in order]
-    first = [first[i] for i in order]
-    problems = {order.index(i): p for i, p in problems.items()}
-    good = [i for i, o in enumerate(first) if o is not None]
-    centroids = np.array([first[i].centroid for i in good]).reshape(-1, 2)  # type: ignore[union-attr]
-    ups = cranial_directions(centroids)
+    problems: dict[int, list[str]] = {}
+    centroids = np.full((len(masks), 2), np.nan)
+    for k, i in enumerate(order):
+        try:
+            centroids[k] = mask_centroid(masks[i][1])
+        except AnnotationError as exc:
+            problems[k] = [f"bad_mask: {exc}"]
+    good = [k for k in range(len(masks)) if k not in problems]
+    ups = cranial_directions(centroids[good])
     corners = np.full((len(masks), 4, 2), np.nan)
     midpoints = np.full((len(masks), 2, 2), np.nan)
     outlines: list[np.ndarray] = [np.empty((0, 2))] * len(masks)
-    for k, i in enumerate(good):
-        outline = outline_from_mask(masks[order[i]][1], ups[k]) if len(good) > 1 else first[i]
-        corners[i], midpoints[i], outlines[i] = outline.corners, outline.midpoints, outline.contour  # type: ignore[union-attr]
+    for up, k in zip(ups, good, strict=True):
+        outline = outline_from_mask(masks[order[k]][1], up)
+        corners[k], midpoints[k], outlines[k] = outline.corners, outline.midpoints, outline.contour
     shape = masks[0][1].shape if masks else None
     return SpineInput(
         key=key,

@@ -1,21 +1,23 @@
 """Vertebral corners from a body mask, found in the vertebra's own frame (no fixed rotation).
 
-The outline is the mask's sub-pixel iso-contour at 0.5 (``skimage.measure.find_contours``),
-which for a rasterised polygon runs along the true edge rather than through the centres of
-the boundary pixels. Then:
+No library finds the four corners of a vertebral body, so this module does, from OpenCV,
+scikit-image and scipy pieces:
 
-1. ``cv2.minAreaRect`` of the outline gives the body's own axes. Of its two axes, the one
-   closer to the cranial direction ``up`` is the body's height axis (``up`` defaults to the
-   image top; in a spine it is the direction from the next vertebra to the previous one,
-   so any orientation of the spine is handled).
-2. In that frame, with coordinates normalised by the rectangle's half-sides (``s`` to the
-   right, ``t`` up), each corner is the outline point extreme along a diagonal:
-   top-left maximises ``t - s``, top-right ``t + s``, bottom-left ``-t - s`` and
-   bottom-right ``s - t``. For a convex quadrilateral this picks its vertices as long as
-   no side is steeper than the diagonal of the normalised frame (wedging up to ~45°).
-3. The middle height is measured on the mask itself: along the line through the two
-   endplate midpoints of the corners, from where it leaves the outline at the top to where
-   it leaves at the bottom, so a biconcave (depressed) endplate is seen.
+1. The largest connected part of the mask, holes filled, is outlined at the 0.5 level
+   (``skimage.measure.find_contours``): once raw, and once after a 1-pixel Gaussian blur that
+   turns the pixel staircase into a ramp whose 0.5 level follows a straight edge closely.
+2. ``cv2.minAreaRect`` of the outline gives the body's own axes; the one closer to the
+   cranial direction ``up`` is the height axis (``up`` defaults to the image top; in a spine
+   it comes from the neighbours' centroids, so any orientation of the spine is handled).
+3. In that frame, with coordinates normalised by the rectangle's half-sides (``s`` to the
+   right, ``t`` up), each corner is the outline point extreme along a diagonal: top-left
+   maximises ``t - s``, top-right ``t + s``, bottom-left ``-t - s``, bottom-right ``s - t``
+   (right for any convex body whose sides are less steep than the normalised diagonal).
+4. Each corner is refined to the crossing of straight lines fitted to its two sides near
+   it (:func:`_refine_corners`): sub-pixel for a rasterised polygon.
+5. The middle height is measured on the mask itself: along the line through the endplate
+   midpoints, from where it leaves the outline at the top to where it leaves at the bottom,
+   so a biconcave (depressed) endplate is seen.
 """
 
 from __future__ import annotations
@@ -250,6 +252,17 @@ def outline_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | N
         midpoints = np.vstack([top_mid, bottom_mid])
     rows, cols = np.nonzero(body)
     return MaskOutline(corners, midpoints, contour, np.array([cols.mean(), rows.mean()]) + origin)
+
+
+def mask_centroid(mask: np.ndarray) -> np.ndarray:
+    """Centre of mass ``(x, y)`` of the mask's largest part (holes filled).
+
+    Raises:
+        AnnotationError: the mask is empty or not 2-D.
+    """
+    body, origin = _largest_component(mask)
+    rows, cols = np.nonzero(body)
+    return np.array([cols.mean(), rows.mean()]) + origin
 
 
 def corners_from_mask(mask: np.ndarray, up: np.ndarray | tuple[float, float] | None = None) -> np.ndarray:
