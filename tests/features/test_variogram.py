@@ -18,6 +18,19 @@ def test_ramp_by_hand():
     assert result.gamma == pytest.approx([2.5, 10.0], rel=1e-12)
     assert result.pairs.tolist() == [24, 12]
     assert result.isv == pytest.approx(2.0, rel=1e-12)
+    # per axis: vertical pairs (0 deg) differ by 3h -> gamma 4.5 h^2, horizontal (90 deg) by h -> 0.5 h^2
+    vertical = result.sums[:, [0, 2]].sum(axis=1) / result.counts[:, [0, 2]].sum(axis=1) / 2
+    horizontal = result.sums[:, [1, 3]].sum(axis=1) / result.counts[:, [1, 3]].sum(axis=1) / 2
+    assert vertical == pytest.approx([4.5, 18.0]) and horizontal == pytest.approx([0.5, 2.0])
+    assert result.axis_isv()[0][0] == pytest.approx(2.0) and result.axis_isv()[90][0] == pytest.approx(2.0)
+
+
+def test_fixed_family_sees_anisotropy():
+    # Stripes that vary down the rows only: nothing changes along a row.
+    rows = np.sin(np.arange(40) / 3.0)[:, None] * np.ones((1, 40))
+    values = build_feature_family("variogram_fixed").compute((rows + 1) / 2)
+    assert values["variogram_fixed_isv_0deg"] > 1.0
+    assert np.isnan(values["variogram_fixed_isv_90deg"])  # zero horizontal variance: no slope
 
 
 @pytest.mark.parametrize("directions", ["random", "fixed"])
@@ -32,6 +45,8 @@ def test_vectorised_equals_literal_loop(directions):
     slow = semivariogram_loop(image, mask, **kwargs)
     assert fast.pairs.tolist() == slow.pairs.tolist()
     np.testing.assert_allclose(fast.gamma, slow.gamma, rtol=1e-12)
+    assert fast.counts.tolist() == slow.counts.tolist()
+    np.testing.assert_allclose(fast.sums, slow.sums, rtol=1e-12)
     assert fast.isv == pytest.approx(slow.isv, rel=1e-12)
 
 
@@ -47,7 +62,7 @@ def test_seeded_and_reproducible():
 
 def test_flat_image_has_no_slope():
     values = build_feature_family("variogram_fixed").compute(np.full((16, 16), 0.5))
-    assert np.isnan(values["variogram_fixed_isv"])
+    assert np.isnan(values["variogram_fixed_isv"]) and np.isnan(values["variogram_fixed_isv_0deg"])
 
 
 def fractional_brownian_surface(size: int, hurst: float, seed: int, oversample: int = 4) -> np.ndarray:

@@ -42,7 +42,8 @@ class ExtractionConfig:
             ``mask`` column, else none).
         equalise: global histogram equalisation of the ROI (inside the mask) before the
             families, as the seed (``skimage.exposure.equalize_hist``, 256 bins).
-        max_size: downscale the ROI (anti-aliased) so its longer side is at most this.
+        max_size: downscale the ROI (area averaging, ``cv2.INTER_AREA``) so its longer side
+            is at most this.
     """
 
     families: list[dict[str, Any]] = field(default_factory=lambda: [{"name": n, "params": {}} for n in SEED_FAMILIES])
@@ -174,7 +175,6 @@ def prepare_roi(
     1-pixel border).
     """
     from skimage.exposure import equalize_hist
-    from skimage.transform import resize
 
     from osteolens.transforms.roi import largest_rectangle_in_mask
 
@@ -196,11 +196,14 @@ def prepare_roi(
     else:
         mask = None
     if max_size is not None and max(image.shape) > max_size:
+        import cv2
+
         factor = max_size / max(image.shape)
-        shape = (max(1, round(image.shape[0] * factor)), max(1, round(image.shape[1] * factor)))
-        image = resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
+        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))  # cv2: (width, height)
+        # Area averaging: the anti-aliased downscale, ~10x faster than skimage's Gaussian + resize.
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         if mask is not None:
-            mask = resize(mask.astype(np.float64), shape, order=0, anti_aliasing=False, preserve_range=True) > 0.5
+            mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     if equalise:
         image = equalize_hist(image, nbins=256, mask=mask)
     return np.clip(image, 0.0, 1.0), mask
@@ -283,9 +286,14 @@ def extract_features(
     else:
         import multiprocessing
 
+        # "spawn" workers start clean (no inherited threads or locks); as with any spawning
+        # multiprocessing code, a calling script needs the ``if __name__ == "__main__":`` guard.
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(_extract_one, *task) for task in tasks]):
-                collect(future.result())
+            futures = {pool.submit(_extract_one, *task): task for task in tasks}
+            for future in as_completed(futures):
+                error = future.exception()
+                # A worker that died (crash in a C extension, out of memory) fails its images, not the batch.
+                collect(future.result() if error is None else (futures[future][0], None, f"worker failed: {type(error).__name__}: {error}"))
 
     order = sorted(results)
     columns: dict[str, None] = {}
