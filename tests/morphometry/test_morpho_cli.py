@@ -116,3 +116,20 @@ def test_masks_folder(tmp_path):
 def test_needs_exactly_one_input(tmp_path):
     result = runner.invoke(app, ["morphometry", "--out", str(tmp_path / "r.csv")])
     assert isinstance(result.exception, ConfigError)
+
+
+def test_pixel_spacing_from_the_dicom_header(tmp_path):
+    from osteolens.io import Radiograph, write_dicom
+
+    write_dicom(Radiograph(np.zeros((500, 260), np.float32), spacing_mm=(0.25, 0.125)), tmp_path / "spine.dcm")
+    _lateral_table(tmp_path / "lat.csv")
+    table = pd.read_csv(tmp_path / "lat.csv")
+    table["image"] = "spine.dcm"
+    table.to_csv(tmp_path / "lat.csv", index=False)
+    out = tmp_path / "res.csv"
+    result = runner.invoke(app, ["morphometry", "--landmarks", str(tmp_path / "lat.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out).set_index("vertebra").loc["L1"]
+    assert (row["pixel_mm_row"], row["pixel_mm_col"]) == (0.25, 0.125)
+    assert row["anterior_height_mm"] == pytest.approx(125 * 0.25)  # a vertical wall: rows
+    assert pd.isna(row["problems"])  # inside the 500 x 260 image: no problem

@@ -133,6 +133,7 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
         view = _first_value(rows, ("view",))
         spacing = _first_value(rows, _SPACING_COLUMNS)
         height, width = _first_value(rows, ("image_height",)), _first_value(rows, ("image_width",))
+        shape = (int(height), int(width)) if height is not None and width is not None else None  # type: ignore[call-overload]
         spines.append(
             SpineInput(
                 key=str(image),
@@ -141,7 +142,7 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
                 view=normalise_view(str(view)) if view is not None else None,
                 pixel_mm=float(spacing) if spacing is not None else None,  # type: ignore[arg-type]
                 image_path=find_image(str(image), path.parent, images),
-                image_shape=(int(height), int(width)) if height is not None and width is not None else None,  # type: ignore[call-overload]
+                image_shape=shape,
                 problems=problems,
             )
         )

@@ -114,7 +114,8 @@ def _chord(contour: np.ndarray, origin: np.ndarray, direction: np.ndarray, half_
         point = origin + end_t * direction
         # Average out the pixel staircase: a line through the outline within a small
         # window across the mid-line, cut by the mid-line (flat enough at a concavity's base).
-        near = contour[(np.abs((contour - point) @ normal) < half_window) & (np.abs((contour - point) @ direction) < half_window)]
+        offset = contour - point
+        near = contour[(np.abs(offset @ normal) < half_window) & (np.abs(offset @ direction) < half_window)]
         line = _fit_line(near) if len(near) >= 4 else None
         refined = _intersect((origin, direction), line) if line is not None else None
         ends.append(refined if refined is not None and np.linalg.norm(refined - point) < 1.5 else point)

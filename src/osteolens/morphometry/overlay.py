@@ -89,7 +89,8 @@ def draw_overlay(
         x = x_right if x_right + text_w < canvas.shape[1] else max(c[:, 0].min() - 4 * thick - text_w, 0)
         cv2.putText(canvas, label, _pt(np.array([x, y_mid])), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick)
         if v.problems:
-            cv2.putText(canvas, "!", _pt(c[TL] - np.array([8 * thick, -4 * thick])), cv2.FONT_HERSHEY_SIMPLEX, font * 1.5, _RED, thick + 1)
+            mark = _pt(c[TL] - np.array([8 * thick, -4 * thick]))
+            cv2.putText(canvas, "!", mark, cv2.FONT_HERSHEY_SIMPLEX, font * 1.5, _RED, thick + 1)
         if v is worst:
             low, high = c.min(axis=0) - 4 * thick, c.max(axis=0) + 4 * thick
             cv2.rectangle(canvas, _pt(low), _pt(high), _RED, thick + 1)

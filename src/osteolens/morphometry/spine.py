@@ -171,7 +171,9 @@ def measure_spine(
     for i, quad in enumerate(quads):
         if np.isfinite(quad).all():
             mids = None if midpoints is None else midpoints[i]
-            v = measure_vertebra(quad, spacing, view=view, anterior=anterior, name=labels[i], midpoints=mids)  # type: ignore[arg-type]
+            v = measure_vertebra(
+                quad, spacing, view=view, anterior=anterior, name=labels[i], midpoints=mids  # type: ignore[arg-type]
+            )
             v.problems = by_index[i] + v.problems
         else:
             v = unmeasured(labels[i], quad, view=view, anterior=anterior, pixel_mm=spacing, problems=by_index[i])
