@@ -133,3 +133,17 @@ def test_pixel_spacing_from_the_dicom_header(tmp_path):
     assert (row["pixel_mm_row"], row["pixel_mm_col"]) == (0.25, 0.125)
     assert row["anterior_height_mm"] == pytest.approx(125 * 0.25)  # a vertical wall: rows
     assert pd.isna(row["problems"])  # inside the 500 x 260 image: no problem
+
+
+def test_pixel_spacing_from_a_manifest(tmp_path):
+    _lateral_table(tmp_path / "lat.csv")
+    pd.DataFrame({"image": ["scans/spine.png"], "patient_id": ["p1"], "pixel_spacing_mm": [0.15]}).to_csv(
+        tmp_path / "manifest.csv", index=False
+    )
+    out = tmp_path / "res.csv"
+    result = runner.invoke(
+        app, ["morphometry", "--landmarks", str(tmp_path / "lat.csv"), "--manifest", str(tmp_path / "manifest.csv"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out).set_index("vertebra").loc["L1"]
+    assert row["pixel_mm_row"] == 0.15 and row["anterior_height_mm"] == pytest.approx(125 * 0.15)

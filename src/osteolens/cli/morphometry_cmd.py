@@ -37,6 +37,9 @@ def morphometry(
     ),
     anterior: Side = typer.Option(Side.left, "--anterior", help="Image side that is anterior on lateral views."),
     view: View = typer.Option(View.lateral, "--view", help="View of spines whose input does not name one."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="Table (CSV/Parquet) with image and pixel_spacing_mm columns.", dir_okay=False
+    ),
     images: Path | None = typer.Option(None, "--images", help="Folder of the radiographs (default: beside the table).", file_okay=False),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
@@ -52,6 +55,7 @@ def morphometry(
     from osteolens.errors import ConfigError
     from osteolens.morphometry import measure_inputs, read_landmarks, read_masks
     from osteolens.morphometry.batch import grade_counts, problem_count
+    from osteolens.morphometry.inputs import read_spacing_table
 
     if (landmarks is None) == (masks is None):
         raise ConfigError("--landmarks/--masks", "give exactly one input.", "pass --landmarks CSV or --masks DIR.")
@@ -60,7 +64,10 @@ def morphometry(
         inputs = read_landmarks(landmarks, images)
     else:
         inputs, failures = read_masks(masks, images)  # type: ignore[arg-type]
-    result = measure_inputs(inputs, pixel_mm=pixel_mm, view=view.value, anterior=anterior.value, plot_dir=plot)
+    spacing = read_spacing_table(manifest) if manifest is not None else None
+    result = measure_inputs(
+        inputs, pixel_mm=pixel_mm, view=view.value, anterior=anterior.value, plot_dir=plot, spacing_by_image=spacing
+    )
     result.failures[:0] = failures
     out.parent.mkdir(parents=True, exist_ok=True)
     result.vertebra_table().to_csv(out, index=False)

@@ -1,14 +1,15 @@
 """Measure many spines (from :mod:`osteolens.morphometry.inputs`), write the tables and overlays.
 
 Pixel spacing, first found wins: the caller's ``pixel_mm`` (``--pixel-mm``), the input's
-column (``pixel_spacing_mm``), the DICOM header of the spine's radiograph
+column (``pixel_spacing_mm``), a manifest's ``pixel_spacing_mm`` for the image
+(``--manifest``), the DICOM header of the spine's radiograph
 (``read_radiograph(path).spacing_mm``); otherwise lengths stay in pixels. A radiograph
 that cannot be read is recorded as a failure and the spine is measured without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def measure_inputs(
     view: str = "lateral",
     anterior: str = "left",
     plot_dir: str | Path | None = None,
+    spacing_by_image: Mapping[str, float] | None = None,
 ) -> BatchResult:
     """Measure each spine; draw an overlay per spine when ``plot_dir`` is given.
 
@@ -68,11 +70,15 @@ def measure_inputs(
         view: the view of spines whose input does not name one.
         anterior: the anterior image side of lateral views.
         plot_dir: folder for ``<spine>.png`` overlays, or None.
+        spacing_by_image: pixel spacing (mm) by image key or file name, from a manifest
+            (:func:`osteolens.morphometry.inputs.read_spacing_table`).
     """
     result = BatchResult()
     for spine_input in inputs:
         image = None
         spacing: float | tuple[float, float] | None = pixel_mm if pixel_mm is not None else spine_input.pixel_mm
+        if spacing is None and spacing_by_image:
+            spacing = spacing_by_image.get(spine_input.key, spacing_by_image.get(Path(spine_input.key).name))
         shape = spine_input.image_shape
         if spine_input.image_path is not None and (plot_dir is not None or spacing is None or shape is None):
             try:

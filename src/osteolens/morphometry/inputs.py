@@ -149,6 +149,30 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
     return spines
 
 
+def read_spacing_table(path: str | Path) -> dict[str, float]:
+    """Pixel spacing by image from a manifest (CSV or Parquet with ``image`` and ``pixel_spacing_mm``).
+
+    Keys are the ``image`` values as written and their file names, so a spine keyed
+    ``images/a.png`` finds a manifest row ``a.png`` and the other way round.
+
+    Raises:
+        ManifestError: unreadable, or without the two columns.
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ManifestError(path, f"cannot read the manifest ({exc}).", "give a CSV or Parquet manifest.") from exc
+    column = next((c for c in _SPACING_COLUMNS if c in frame.columns), None)
+    if "image" not in frame.columns or column is None:
+        raise ManifestError(path, "needs an 'image' and a 'pixel_spacing_mm' column.", "add the pixel spacing per image.")
+    table: dict[str, float] = {}
+    for image, spacing in frame[["image", column]].dropna().itertuples(index=False):
+        table.setdefault(str(image), float(spacing))
+        table.setdefault(Path(str(image)).name, float(spacing))
+    return table
+
+
 def read_mask(path: str | Path) -> np.ndarray:
     """Read one mask or label image as a 2-D integer array.
 
