@@ -79,7 +79,7 @@ def test_dicom_reads_back_bone_bright_equal_to_png(cohort: Manifest) -> None:
 
 
 def test_png_only_and_bad_format(tmp_path: Path) -> None:
-    manifest = generate_cohort(tmp_path / "p", specimens=1, seed=0, size=64, formats=("png",))
+    manifest = generate_cohort(tmp_path / "p", specimens=1, seed=0, size=64, formats="png")
     assert manifest.frame["image"].str.startswith("png/").all()
     assert not (tmp_path / "p" / "dicom").exists()
     with pytest.raises(ConfigError, match="jpeg"):
@@ -94,3 +94,11 @@ def test_cli_writes_cohort_and_prints_classes(tmp_path: Path) -> None:
     frame = pd.read_csv(tmp_path / "cli" / "labels.csv")
     assert len(frame) == 16
     assert "osteoporosis" in result.output and "normal" in result.output
+
+
+def test_cli_help_has_an_example() -> None:
+    from osteolens.cli.main import app
+
+    result = CliRunner().invoke(app, ["phantom", "--help"])
+    assert result.exit_code == 0
+    assert "Example: osteolens phantom" in result.output

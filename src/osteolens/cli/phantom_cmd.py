@@ -19,8 +19,8 @@ def phantom(
 ) -> None:
     """Generate synthetic AP + lateral radiographs of vertebrae L1-L4 with known BMD and geometry.
 
-    Labels (WHO class from a T-score, BMD in mg/cm3, Genant fracture grade, true heights) go
-    to labels.csv, an osteolens manifest; some DICOMs are MONOCHROME1.
+    Writes dicom/, png/, masks/ and labels.csv (an osteolens manifest with the WHO class, BMD,
+    T-score, Genant grade and true heights per image). Same seed, same bytes.
 
     Example: osteolens phantom --specimens 100 --out phantom --seed 0 --jobs 2
     """
@@ -35,7 +35,7 @@ def phantom(
     ) as bar:
         task = bar.add_task("phantom", total=specimens)
         manifest = generate_cohort(
-            out, specimens=specimens, seed=seed, size=size, formats=formats.split(","), jobs=jobs,
+            out, specimens=specimens, seed=seed, size=size, formats=formats, jobs=jobs,
             progress=lambda done: bar.update(task, completed=done),
         )
     frame = manifest.frame

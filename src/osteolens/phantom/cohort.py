@@ -168,7 +168,7 @@ def generate_cohort(
     specimens: int = 100,
     seed: int = 0,
     size: int = DEFAULT_SIZE,
-    formats: Iterable[str] = FORMATS,
+    formats: str | Iterable[str] = FORMATS,
     *,
     jobs: int = 1,
     grid: int | None = None,
@@ -187,7 +187,8 @@ def generate_cohort(
         specimens: number of specimens.
         seed: cohort seed; specimen ``i`` draws from ``SeedSequence([seed, i])``.
         size: image side in pixels.
-        formats: any of ``"dicom"`` and ``"png"``; ``image`` is the DICOM path when written.
+        formats: any of ``"dicom"`` and ``"png"`` (or a comma-separated string); ``image`` is the
+            DICOM path when written.
         jobs: worker processes.
         grid: voxels per side of each vertebral volume (default ``size // 2``).
         fov_mm: field of view per side, mm (pixel spacing ``fov_mm / size``).
@@ -200,6 +201,8 @@ def generate_cohort(
         ConfigError: an unknown format, no format, or a non-positive count / size / jobs.
     """
     out_dir = Path(out_dir)
+    if isinstance(formats, str):
+        formats = formats.split(",")
     formats = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
