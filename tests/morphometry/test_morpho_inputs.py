@@ -101,3 +101,23 @@ def test_read_mask_table(tmp_path):
 def test_read_masks_bad_path(tmp_path):
     with pytest.raises(ManifestError, match="no such"):
         read_masks(tmp_path / "nothing")
+
+
+def test_six_point_landmarks_give_the_middle_height(tmp_path):
+    from osteolens.morphometry import measure_inputs
+
+    box = [(10, 10), (50, 10), (10, 40), (50, 40)]  # 30 px tall at the walls
+    rows = _rows("a.png", "L1", box) + [
+        {"image": "a.png", "vertebra": "L1", "corner": "top_middle", "x": 30, "y": 16},
+        {"image": "a.png", "vertebra": "L1", "corner": "bottom_middle", "x": 30, "y": 34},
+    ]
+    rows += _rows("a.png", "L2", np.array(box) + [0, 40])
+    rows.append({"image": "a.png", "vertebra": "L2", "corner": "top_middle", "x": 30, "y": 52})  # alone
+    pd.DataFrame(rows).to_csv(tmp_path / "six.csv", index=False)
+    (spine,) = read_landmarks(tmp_path / "six.csv")
+    assert spine.midpoints.shape == (2, 2, 2)
+    assert any(p.startswith("incomplete_middle") for p in spine.problems[1])
+    table = measure_inputs([spine], pixel_mm=0.5).vertebra_table().set_index("vertebra")
+    assert table.loc["L1", "middle_height_mm"] == pytest.approx(9.0)  # 18 px: biconcave
+    assert (table.loc["L1", "genant_grade"], table.loc["L1", "fracture_type"]) == (2, "biconcave")  # exactly 40 %
+    assert table.loc["L2", "middle_height_mm"] == pytest.approx(15.0)  # falls back to the endplate midpoints

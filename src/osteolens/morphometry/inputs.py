@@ -4,6 +4,8 @@ Landmark table (CSV), one row per corner, the layout of the AASCE set in ``share
 
 * required: ``image``, ``vertebra``, ``corner`` (``top_left``, ``top_right``,
   ``bottom_left``, ``bottom_right``), ``x``, ``y`` (pixels, x right, y down);
+* six-point morphometry: ``corner`` may also be ``top_middle`` and ``bottom_middle``, the
+  points of the middle height on the superior and inferior endplates (both, or neither);
 * optional, per image: ``view``, ``pixel_spacing_mm`` (or ``pixel_mm``),
   ``image_height`` / ``image_width`` (pixels).
 
@@ -42,6 +44,8 @@ from osteolens.morphometry.vertebra import CORNERS, normalise_view
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".npy")
 _LEVEL_SUFFIX = re.compile(r"^(?P<prefix>.*?)[_\-. ]?(?P<level>[CTLS]\d{1,2})$", re.I)
 _SPACING_COLUMNS = ("pixel_spacing_mm", "pixel_mm")
+POINTS = (*CORNERS, "top_middle", "bottom_middle")
+"""Point names of a landmark table: the four corners, optionally the two endplate midpoints."""
 
 
 @dataclass
@@ -56,7 +60,8 @@ class SpineInput:
         pixel_mm: spacing from the input (column), or None.
         image_path: the radiograph, when found.
         image_shape: ``(rows, columns)`` when known.
-        midpoints: ``(n, 2, 2)`` middle-height points from masks, else None.
+        midpoints: ``(n, 2, 2)`` middle-height points (masks, six-point tables; NaN where
+            not given), else None.
         outlines: mask outlines (for drawing), else empty.
         problems: problems found while reading, by vertebra index.
     """
@@ -109,7 +114,7 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
         )
     xy = np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in ("x", "y")])
     corner_names = frame["corner"].astype(str).str.strip().str.lower().to_numpy()
-    corner_index = pd.Series(corner_names).map({c: k for k, c in enumerate(CORNERS)}).fillna(-1).to_numpy(dtype=int)
+    corner_index = pd.Series(corner_names).map({c: k for k, c in enumerate(POINTS)}).fillna(-1).to_numpy(dtype=int)
     vertebrae = frame["vertebra"].astype(str).to_numpy()
     images = Path(images_dir) if images_dir is not None else None
     spines = []
@@ -121,15 +126,19 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
         problems: dict[int, list[str]] = {}
         for k in np.flatnonzero(slot < 0):
             problems.setdefault(int(codes[k]), []).append(
-                f"unknown_corner: {frame['corner'].iloc[positions[k]]!r} is not one of {', '.join(CORNERS)}"
+                f"unknown_corner: {frame['corner'].iloc[positions[k]]!r} is not one of {', '.join(POINTS)}"
             )
         known = slot >= 0
-        repeated = known & pd.Series(codes * 4 + slot).duplicated().to_numpy()
+        repeated = known & pd.Series(codes * len(POINTS) + slot).duplicated().to_numpy()
         for k in np.flatnonzero(repeated):
-            problems.setdefault(int(codes[k]), []).append(f"duplicate_corner: {CORNERS[slot[k]]} given twice, the first kept")
+            problems.setdefault(int(codes[k]), []).append(f"duplicate_corner: {POINTS[slot[k]]} given twice, the first kept")
         use = known & ~repeated
-        corners = np.full((len(names), 4, 2), np.nan)
-        corners[codes[use], slot[use]] = xy[positions[use]]
+        points = np.full((len(names), len(POINTS), 2), np.nan)
+        points[codes[use], slot[use]] = xy[positions[use]]
+        corners, middles = points[:, :4], points[:, 4:]
+        given = np.isfinite(middles).all(axis=2)
+        for i in np.flatnonzero(given.any(axis=1) & ~given.all(axis=1)):
+            problems.setdefault(int(i), []).append("incomplete_middle: give both top_middle and bottom_middle; ignored")
         view = _first_value(rows, ("view",))
         spacing = _first_value(rows, _SPACING_COLUMNS)
         height, width = _first_value(rows, ("image_height",)), _first_value(rows, ("image_width",))
@@ -143,6 +152,7 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
                 pixel_mm=float(spacing) if spacing is not None else None,  # type: ignore[arg-type]
                 image_path=find_image(str(image), path.parent, images),
                 image_shape=shape,
+                midpoints=middles if given.all(axis=1).any() else None,
                 problems=problems,
             )
         )

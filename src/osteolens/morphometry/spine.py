@@ -152,7 +152,8 @@ def measure_spine(
         anterior: the anterior image side on a lateral view.
         image_shape: ``(rows, columns)``: finds corners outside the image and gives the
             image height of the AASCE Cobb rule.
-        midpoints: optional ``(n, 2, 2)`` middle-height points (from masks).
+        midpoints: optional ``(n, 2, 2)`` middle-height points (masks, six-point
+            annotations); a vertebra whose points are NaN uses its endplate midpoints.
         key: the spine's identifier, carried into the result.
         extra_problems: problems found while reading the input, by vertebra index.
 
@@ -170,7 +171,7 @@ def measure_spine(
     vertebrae = []
     for i, quad in enumerate(quads):
         if np.isfinite(quad).all():
-            mids = None if midpoints is None else midpoints[i]
+            mids = midpoints[i] if midpoints is not None and np.isfinite(midpoints[i]).all() else None
             v = measure_vertebra(
                 quad, spacing, view=view, anterior=anterior, name=labels[i], midpoints=mids  # type: ignore[arg-type]
             )
