@@ -39,6 +39,8 @@ def test_aasce_landmarks_with_overlays(aasce, tmp_path):
 
     cobb = pd.read_csv(tmp_path / "out" / "cobb.csv")
     assert sorted(cobb["spine"]) == sorted(chosen["image"])
+    assert cobb.loc[cobb["spine"] == flagged, "note"].str.contains("annotation problem").all()
+    assert cobb.loc[cobb["spine"] != flagged, "note"].isna().all()
     for row in chosen[chosen["qc_flags"].isna()].itertuples():
         points = landmarks[landmarks["image"] == row.image].sort_values("point_index")[["x", "y"]].to_numpy()
         expected = cobb_angles(points, image_height=row.out_height).as_array()

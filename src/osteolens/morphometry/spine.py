@@ -61,7 +61,7 @@ class SpineMeasurement:
         vertebrae: one measurement per vertebra, in the given order.
         problems: the annotation problems (also listed on each vertebra).
         cobb: the AASCE Cobb angles (AP views with complete corners), else None.
-        cobb_note: why ``cobb`` is None, when it is.
+        cobb_note: why ``cobb`` is None, or a warning when the annotation has problems.
     """
 
     key: str | None
@@ -93,7 +93,7 @@ class SpineMeasurement:
         for angle in ("pt", "mt", "tl"):
             upper, lower = getattr(self.cobb, f"{angle}_vertebrae")
             row[f"{angle}_upper"], row[f"{angle}_lower"] = names[upper], names[lower]
-        row["note"] = None
+        row["note"] = self.cobb_note
         return row
 
 
@@ -192,4 +192,7 @@ def measure_spine(
             spine.cobb = cobb_angles(quads * scale, image_height=height)
         except AnnotationError as exc:
             spine.cobb_note = str(exc)
+        else:
+            if problems:
+                spine.cobb_note = f"{len(problems)} annotation problem(s): check them before trusting these angles"
     return spine
