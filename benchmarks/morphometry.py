@@ -15,6 +15,7 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -101,7 +102,8 @@ def main() -> None:
     rate = lambda n, t: f"{n / t:,.0f}"  # noqa: E731
     markdown = f"""## Vertebral morphometry
 
-Machine: {machine_description()}. Median of {REPEATS} runs (one warm-up).
+Machine: {machine_description()}; load average {os.getloadavg()[0]:.1f} when measured (shared
+machine: figures are a lower bound). Median of {REPEATS} runs (one warm-up).
 
 | input | vertebrae | median time (s) | vertebrae / s | side-height error, mean / max (px) |
 |---|---:|---:|---:|---:|
