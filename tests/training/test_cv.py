@@ -168,3 +168,30 @@ def test_load_config_resolves_paths_and_applies_overrides(tmp_path):
     path.write_text(yaml.safe_dump({"manifest": "m.csv", "task": "segmentation"}))
     with pytest.raises(ConfigError, match="task"):
         load_config(path)
+
+
+def test_cli_fold_jobs_then_merge(cohort, tmp_path):
+    from typer.testing import CliRunner
+
+    from osteolens.cli.main import app
+
+    config = {
+        "manifest": str(cohort), "target": "label", "task": "binary", "model": SMALL_CNN, "input_size": [32, 32],
+        "augmentation": "none", "folds": 2, "epochs": 1, "batch_size": 8, "report": False, "name": "jobs",
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    for k in (0, 1):
+        result = runner.invoke(app, ["train", str(path), "--fold", str(k), "--quiet", "--out", str(tmp_path / "runs")])
+        assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "jobs"
+    assert not (run_dir / "oof_predictions.csv").exists()  # fold jobs do not merge
+    result = runner.invoke(app, ["cv", "merge", str(run_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert sorted(metrics["per_fold"]) == ["0", "1"]
+    assert len(pd.read_csv(run_dir / "oof_predictions.csv")) == len(pd.read_csv(cohort))
+    assert (run_dir / "bundle" / "bundle.json").is_file()
+    again = runner.invoke(app, ["train", str(path), "--fold", "0", "--quiet", "--out", str(tmp_path / "runs")])
+    assert again.exit_code != 0 and "--resume" in str(again.exception)

@@ -377,7 +377,7 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
             evaluation = evaluate(
                 run_dir / "oof_predictions.csv", run_dir / "report", task="regression" if task == "regression" else
                 ("binary" if task == "binary" else "multiclass"), positive=labels[1] if task == "binary" else None,
-                class_order=labels or None, n_bootstrap=config.n_bootstrap, seed=config.seed,
+                class_order=labels if task == "ordinal" else None, n_bootstrap=config.n_bootstrap, seed=config.seed,
                 title=f"osteolens run {run_dir.name}",
             )
         report_dir = run_dir / "report"
