@@ -132,11 +132,12 @@ def semivariogram(
     zero differences and used unseeded randomness; here they are excluded and the generator
     is ``numpy.random.default_rng(seed)`` (pixels first, then one draw of angles per lag).
     """
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import binary_erosion, map_coordinates
 
     rng = np.random.default_rng(seed)
     image = np.asarray(image, dtype=np.float64)
-    weight = np.asarray(mask, dtype=np.float64)
+    mask = np.asarray(mask, dtype=bool)
+    weight = mask.astype(np.float64)
     r0, c0 = _sample(mask, fraction, rng)
     z0 = image[r0, c0]
     lags_arr = np.asarray(lags, dtype=np.float64)
@@ -145,16 +146,23 @@ def semivariogram(
     counts = np.zeros((len(lags_arr), n_directions), dtype=np.int64)
     last_row, last_col = image.shape[0] - 1, image.shape[1] - 1
     direction = np.broadcast_to(np.arange(n_directions)[:, None], (n_directions, len(r0)))
+    # Pixels whose 3 x 3 neighbourhood is all ROI: a neighbour whose nearest pixel is one of
+    # them has its four interpolation pixels in the ROI, so only the others need the
+    # (slower) interpolated mask test.
+    safe = binary_erosion(mask, structure=np.ones((3, 3), bool), border_value=0)
+    coords = np.empty((2, n_directions, len(r0)))
     for index, h in enumerate(lags_arr):
         angles[index] = _angles(n_directions, directions, rng)
         dr, dc = _offsets(h, angles[index])
-        rr = r0[None, :] + dr[:, None]
-        cc = c0[None, :] + dc[:, None]
-        inside = (rr >= 0) & (rr <= last_row) & (cc >= 0) & (cc <= last_col)
-        coords = np.stack([rr[inside], cc[inside]])
-        in_roi = map_coordinates(weight, coords, order=1, mode="nearest", prefilter=False) >= 1.0 - _TOL
-        z = map_coordinates(image, coords[:, in_roi], order=1, mode="nearest", prefilter=False)
-        diff = np.broadcast_to(z0, rr.shape)[inside][in_roi] - z
+        np.add(r0[None, :], dr[:, None], out=coords[0])
+        np.add(c0[None, :], dc[:, None], out=coords[1])
+        inside = (coords[0] >= 0) & (coords[0] <= last_row) & (coords[1] >= 0) & (coords[1] <= last_col)
+        points = coords[:, inside]
+        in_roi = safe[np.rint(points[0]).astype(np.intp), np.rint(points[1]).astype(np.intp)]
+        check = np.flatnonzero(~in_roi)
+        in_roi[check] = map_coordinates(weight, points[:, check], order=1, mode="nearest", prefilter=False) >= 1.0 - _TOL
+        z = map_coordinates(image, points[:, in_roi], order=1, mode="nearest", prefilter=False)
+        diff = np.broadcast_to(z0, inside.shape)[inside][in_roi] - z
         which = direction[inside][in_roi]
         sums[index] = np.bincount(which, weights=diff**2, minlength=n_directions)
         counts[index] = np.bincount(which, minlength=n_directions)

@@ -203,7 +203,7 @@ def classification_metrics(y_true: Sequence[str], prob: np.ndarray, classes: lis
     macro means of per-class sensitivity, specificity and F1. A metric undefined on these
     rows (AUC with one class present) is None.
     """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
     y = np.asarray([str(v) for v in y_true])
     y_pred = np.asarray(classes)[np.argmax(prob, axis=1)]
@@ -236,7 +236,9 @@ def classification_metrics(y_true: Sequence[str], prob: np.ndarray, classes: lis
         "n": int(len(y)),
         "auc": auc,
         "accuracy": float(accuracy_score(y, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, y_pred)) if present else None,
+        # Mean recall over the classes present (scikit-learn's definition, without its warning
+        # when a fold's predictions include a class absent from its truth).
+        "balanced_accuracy": _num(np.nanmean(sens)) if present else None,
         **out,
         "confusion_matrix": {"labels": classes, "matrix": cm.tolist()},
     }
