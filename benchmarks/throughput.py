@@ -36,17 +36,21 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="thread counts (torch and ONNX Runtime alike; default: all cores, then 1)")
     args = parser.parse_args()
 
     import torch
 
     from osteolens.inference import Predictor, write_bundle
+    from osteolens.inference.runtime import default_threads
     from osteolens.io import write_png
     from osteolens.models import create_model
 
+    settings = args.threads or sorted({default_threads(), 1}, reverse=True)
     load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
-    results: dict[str, float] = {}
+    results: dict[tuple[str, int, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         files = [write_png(rng.random((1024, 1024), dtype=np.float32), tmp_path / f"img{i}.png") for i in range(args.images)]
@@ -55,49 +59,55 @@ def main() -> None:
                               preprocessing=PREPROCESSING, input_size=(INPUT, INPUT), task="binary",
                               labels=["normal", "osteoporosis"], threshold=0.5)
         batches = [files[i : i + args.batch] for i in range(0, len(files), args.batch)]
-        for backend in ("torch", "onnx"):
-            predictor = Predictor(bundle, backend=backend)
-            tensors = [np.stack([predictor.prepare(predictor.read(f))[0] for f in batch]) for batch in batches]
-
-            def model_only() -> None:
-                for x in tensors:
-                    predictor.backend(x)
-
-            def end_to_end() -> None:
-                for batch in batches:
-                    predictor.predict_batch(batch)
-
-            results[f"{backend} model-only"] = args.images / median_seconds(model_only, args.repeats)
-            results[f"{backend} end-to-end"] = args.images / median_seconds(end_to_end, args.repeats)
+        for threads in settings:
+            torch.set_num_threads(threads)
+            for backend in ("torch", "onnx"):
+                measure(results, Predictor(bundle, backend=backend, threads=threads), batches, args, threads)
     load_after = os.getloadavg()[0]
-    speedup = results["onnx model-only"] / results["torch model-only"]
-    share = results["onnx end-to-end"] / results["onnx model-only"]
     lines = [
         "## Batch inference throughput (ONNX Runtime vs torch eager)",
         "",
-        f"Machine: {machine_description()}; torch threads {torch.get_num_threads()}. Load average {load_before:.1f} "
-        f"before, {load_after:.1f} after"
+        f"Machine: {machine_description()}. Load average {load_before:.1f} before, {load_after:.1f} after"
         + (" (shared machine: other jobs were running)." if load_before > 1.5 else "."),
         "",
         f"efficientnet_b0 (random init) at {INPUT} x {INPUT}, {args.images} synthetic 1024 x 1024 16-bit PNGs, "
-        f"batches of {args.batch}; median of {args.repeats} passes after a warm-up.",
+        f"batches of {args.batch}; median of {args.repeats} passes after a warm-up; torch and ONNX Runtime "
+        "given the same number of threads.",
         "",
-        "| backend | model-only (images/s) | end-to-end from files (images/s) | end-to-end / model-only |",
-        "|---|---:|---:|---:|",
+        "| backend | threads | model-only (images/s) | end-to-end from files (images/s) | end-to-end / model-only |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for backend in ("torch", "onnx"):
-        m, e = results[f"{backend} model-only"], results[f"{backend} end-to-end"]
-        lines.append(f"| {backend} | {m:.1f} | {e:.1f} | {100 * e / m:.0f} % |")
-    lines += [
-        "",
-        f"ONNX Runtime / torch eager (model-only): {speedup:.2f}x (goal >= 2x). "
-        f"ONNX end-to-end / model-only: {100 * share:.0f} % (goal >= 75 %).",
-        "",
-        "Run: `.venv/bin/python benchmarks/throughput.py`.",
-    ]
+    for threads in settings:
+        for backend in ("torch", "onnx"):
+            m, e = results[(backend, threads, "model")], results[(backend, threads, "end")]
+            lines.append(f"| {backend} | {threads} | {m:.1f} | {e:.1f} | {100 * e / m:.0f} % |")
+    lines.append("")
+    for threads in settings:
+        speedup = results[("onnx", threads, "model")] / results[("torch", threads, "model")]
+        share = results[("onnx", threads, "end")] / results[("onnx", threads, "model")]
+        lines.append(f"- {threads} thread(s): ONNX Runtime / torch eager (model-only) {speedup:.2f}x (goal >= 2x); "
+                     f"ONNX end-to-end / model-only {100 * share:.0f} % (goal >= 75 %).")
+    lines += ["", "Run: `.venv/bin/python benchmarks/throughput.py`."]
     write_section("throughput", "\n".join(lines))
     print("\n".join(lines))
 
+
+def measure(results: dict, predictor, batches: list, args, threads: int) -> None:
+    """Images per second of one predictor, model-only (preprocessed tensors) and end-to-end (files)."""
+    tensors = [np.stack([predictor.prepare(predictor.read(f))[0] for f in batch]) for batch in batches]
+    n_images = sum(len(batch) for batch in batches)
+
+    def model_only() -> None:
+        for x in tensors:
+            predictor.backend(x)
+
+    def end_to_end() -> None:
+        for batch in batches:
+            predictor.predict_batch(batch)
+
+    backend = predictor.backend_name
+    results[(backend, threads, "model")] = n_images / median_seconds(model_only, args.repeats)
+    results[(backend, threads, "end")] = n_images / median_seconds(end_to_end, args.repeats)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ def serve(
     token_file: Path = typer.Option(None, help="File holding the bearer token required on /v1/* (recommended off loopback)."),
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload in MiB (413 above)."),
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
-    threads: int = typer.Option(None, help="Inference threads (default: all cores)."),
+    threads: int = typer.Option(None, help="Threads of ONNX Runtime and torch per prediction (default: cores / --max-concurrent)."),
     max_concurrent: int = typer.Option(2, help="Predictions running at once; further requests queue."),
 ) -> None:
     """Serve a bundle over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, /docs, and a web page at /.
@@ -25,10 +25,12 @@ def serve(
     """
     import logging
 
+    import torch
     import uvicorn
 
     from osteolens.errors import ConfigError
     from osteolens.inference import Predictor
+    from osteolens.inference.runtime import default_threads
     from osteolens.serve import create_app
 
     token = None
@@ -41,6 +43,9 @@ def serve(
             raise ConfigError(token_file, "the token file is empty.", "write a long random token into it.")
     elif host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host} without --token-file: anyone who can reach it may use it.")
+    # Predictions run side by side: share the cores between them (the command owns its process).
+    threads = threads or max(1, default_threads() // max(1, max_concurrent))
+    torch.set_num_threads(threads)
     predictor = Predictor(model, backend=backend, threads=threads)
     predictor.warm_up()
     app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent)

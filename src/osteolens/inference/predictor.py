@@ -304,9 +304,13 @@ class Predictor:
 
         Raises on the first unreadable image; use :meth:`predict` per file to go on after failures.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         start = time.perf_counter()
         covariates = list(covariates) if covariates is not None else [None] * len(sources)
-        prepared = [self.prepare(self.read(s), c) for s, c in zip(sources, covariates)]
+        # Decoding and preprocessing release the GIL for most of their time: read the batch in parallel.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(sources), default_threads()))) as pool:
+            prepared = list(pool.map(lambda item: self.prepare(self.read(item[0]), item[1]), zip(sources, covariates)))
         images = np.stack([p[0] for p in prepared])
         tabular = np.concatenate([p[1] for p in prepared]) if self.covariates else None
         results = self.postprocess(self.backend(images, tabular))
