@@ -115,3 +115,13 @@ def test_roi_needing_masks_without_mask_column_is_a_config_error(dataset):
     frame = pd.read_csv(dataset / "manifest.csv").drop(columns=["mask"])
     with pytest.raises(ConfigError, match="needs a 'mask' column"):
         extract_features(Manifest(frame, dataset), ExtractionConfig(families=["fourier"], roi="rectangle"))
+
+
+def test_box_roi_crops_the_box(dataset):
+    frame = pd.read_csv(dataset / "manifest.csv").drop(columns=["mask"]).iloc[:2]
+    frame = frame.assign(box_x=[5, 10], box_y=[8, 3], box_width=[20, 30], box_height=[25, 40])
+    result = extract_features(Manifest(frame, dataset), ExtractionConfig(families=["fourier"], roi="auto", equalise=False))
+    assert result.roi == "box" and not result.failures
+    pixels = read_radiograph(dataset / "img1.png").pixels
+    expected = build_feature_family("fourier").compute(pixels[3:43, 10:40])
+    assert result.table.loc[1, "fourier_rms"] == pytest.approx(expected["fourier_rms"], rel=1e-12)

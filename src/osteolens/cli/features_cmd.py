@@ -17,7 +17,7 @@ def extract(
     out: Path = typer.Option(Path("features.parquet"), "--out", "-o", help="Feature table: .parquet (default), .csv or .xlsx."),
     families: str = typer.Option("radiomics,wavelet,fourier,variogram", help="Comma-separated family names (see 'features list')."),
     config: Path = typer.Option(None, help="YAML/JSON with 'families: [{name, params}]' (and roi, equalise, max_size); overrides --families."),
-    roi: str = typer.Option("auto", help="mask | rectangle (largest rectangle inside the mask, the seed's) | none | auto."),
+    roi: str = typer.Option("auto", help="mask | rectangle (largest rectangle inside the mask, the seed's) | box (box_x, box_y, box_width, box_height columns) | none | auto."),
     equalise: bool = typer.Option(True, "--equalise/--no-equalise", help="Histogram-equalise each ROI first (the seed did)."),
     max_size: int = typer.Option(None, help="Downscale each ROI so its longer side is at most this many pixels."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),

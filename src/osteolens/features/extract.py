@@ -25,7 +25,8 @@ from osteolens.data.manifest import Manifest
 from osteolens.errors import ConfigError, TransformError
 from osteolens.features.base import FeatureFamily, build_feature_family
 
-ROI_MODES = ("auto", "mask", "rectangle", "none")
+ROI_MODES = ("auto", "mask", "rectangle", "box", "none")
+BOX_COLUMNS = ("box_x", "box_y", "box_width", "box_height")
 SEED_FAMILIES = ("radiomics", "wavelet", "fourier", "variogram")
 _VERSION_PACKAGES = ("osteolens", "numpy", "scipy", "pandas", "scikit-image", "PyWavelets", "pyradiomics-bhklab", "SimpleITK")
 
@@ -38,8 +39,9 @@ class ExtractionConfig:
         families: ``{"name", "params"}`` of each family, in column order.
         roi: ``"mask"`` (the mask's bounding box, features inside the mask), ``"rectangle"``
             (the largest axis-aligned rectangle inside the mask, the biplanar seed's ROI),
-            ``"none"`` (the whole image) or ``"auto"`` (rectangle when the manifest has a
-            ``mask`` column, else none).
+            ``"box"`` (the manifest's ``box_x, box_y, box_width, box_height`` columns, pixels,
+            COCO order), ``"none"`` (the whole image) or ``"auto"`` (rectangle when the
+            manifest has a ``mask`` column, else box when it has box columns, else none).
         equalise: global histogram equalisation of the ROI (inside the mask) before the
             families, as the seed (``skimage.exposure.equalize_hist``, 256 bins).
         max_size: downscale the ROI (area averaging, ``cv2.INTER_AREA``) so its longer side
@@ -167,7 +169,12 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def prepare_roi(
-    pixels: np.ndarray, mask: np.ndarray | None, roi: str, equalise: bool = True, max_size: int | None = None
+    pixels: np.ndarray,
+    mask: np.ndarray | None,
+    roi: str,
+    equalise: bool = True,
+    max_size: int | None = None,
+    box: tuple[float, float, float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Crop, downscale and equalise one image; return ``(roi image in [0, 1], roi mask or None)``.
 
@@ -188,6 +195,15 @@ def prepare_roi(
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         image, mask = image[box], mask[box]
+    elif roi == "box":
+        if box is None or not all(np.isfinite(box)):
+            raise TransformError(f"--roi box needs {', '.join(BOX_COLUMNS)} for every image. Fix: fill them or use --roi none.")
+        x, y, w, h = box
+        top, left = max(0, int(round(y))), max(0, int(round(x)))
+        bottom, right = min(image.shape[0], int(round(y + h))), min(image.shape[1], int(round(x + w)))
+        if bottom - top < 4 or right - left < 4:
+            raise TransformError(f"the box {box} leaves only {bottom - top} x {right - left} px inside the {image.shape} image. Fix: check the box columns (pixels, x y width height).")
+        image, mask = image[top:bottom, left:right], None
     elif roi == "rectangle":
         top, left, bottom, right = largest_rectangle_in_mask(mask)
         if bottom - top < 4 or right - left < 4:
@@ -225,14 +241,16 @@ def _families_from_json(text: str) -> tuple[FeatureFamily, ...]:
     return tuple(build_feature_family(spec) for spec in json.loads(text))
 
 
-def _extract_one(index: int, image_path: str, mask_path: str | None, roi: str, equalise: bool, max_size: int | None, families_json: str) -> tuple[int, dict[str, float] | None, str | None]:
+def _extract_one(
+    index: int, image_path: str, mask_path: str | None, box: tuple[float, ...] | None, roi: str, equalise: bool, max_size: int | None, families_json: str
+) -> tuple[int, dict[str, float] | None, str | None]:
     """Worker: one image end to end; any error becomes its reason string (the batch goes on)."""
     from osteolens.io import read_radiograph
 
     try:
         pixels = read_radiograph(image_path).pixels
         mask = read_mask(mask_path) if mask_path else None
-        image, roi_mask = prepare_roi(pixels, mask, roi, equalise, max_size)
+        image, roi_mask = prepare_roi(pixels, mask, roi, equalise, max_size, box)
         return index, compute_families(image, roi_mask, _families_from_json(families_json)), None
     except Exception as exc:  # batch contract: record and continue
         return index, None, f"{type(exc).__name__}: {exc}"
@@ -258,15 +276,21 @@ def extract_features(
     config = config or ExtractionConfig()
     frame = manifest.frame
     has_masks = "mask" in frame.columns
-    roi = ("rectangle" if has_masks else "none") if config.roi == "auto" else config.roi
+    has_boxes = all(c in frame.columns for c in BOX_COLUMNS)
+    roi = config.roi
+    if roi == "auto":
+        roi = "rectangle" if has_masks else "box" if has_boxes else "none"
     if roi in ("mask", "rectangle") and not has_masks:
         raise ConfigError(manifest.source, f"--roi {roi} needs a 'mask' column in the manifest.", "add mask paths, or use --roi none.")
+    if roi == "box" and not has_boxes:
+        raise ConfigError(manifest.source, f"--roi box needs the columns {', '.join(BOX_COLUMNS)}.", "add them (pixels), or use --roi none.")
     families_json = json.dumps(config.families, sort_keys=True)
     tasks = []
     for index, row in enumerate(frame.itertuples(index=False)):
         mask_value = getattr(row, "mask", None) if has_masks and roi != "none" else None
         mask_path = str(manifest.resolve(mask_value)) if isinstance(mask_value, str) and mask_value.strip() else None
-        tasks.append((index, str(manifest.resolve(row.image)), mask_path, roi, config.equalise, config.max_size, families_json))
+        box = tuple(float(getattr(row, c)) for c in BOX_COLUMNS) if roi == "box" else None
+        tasks.append((index, str(manifest.resolve(row.image)), mask_path, box, roi, config.equalise, config.max_size, families_json))
 
     results: dict[int, dict[str, float]] = {}
     failures: dict[int, str] = {}
