@@ -7,9 +7,11 @@ one file read, the preprocessing, one ``session.run`` and, when asked, one Grad-
 
 Post-processing (``osteolens.models.tasks``):
 
-* each fold's raw outputs become probabilities (binary: sigmoid; multiclass: softmax;
-  ordinal: CORAL cumulative -> class probabilities) or target values (regression:
-  ``mean + std * z``); the ensemble is the **mean over folds** of those;
+* the ensemble is the **mean of the folds' raw outputs** (logits, cumulative logits or
+  standardised values), as the fracture seed did and as ``osteolens train`` predicts its
+  external test set, so a bundle reproduces the run's reported predictions; the mean then
+  becomes probabilities (binary: sigmoid; multiclass: softmax; ordinal: CORAL cumulative ->
+  class probabilities) or target values (regression: ``mean + std * z``);
 * binary: the calibration map fitted on out-of-fold predictions (``Calibrator`` from
   ``osteolens.evaluation``) is applied to the positive-class probability, and the label is
   the positive class when ``p >= threshold`` (the bundle's, default 0.5);
@@ -188,13 +190,14 @@ class Predictor:
         from osteolens.models.tasks import probabilities, regression_values
 
         task, labels = self.bundle.task, self.bundle.labels
-        raw = torch.from_numpy(np.asarray(outputs, dtype=np.float32))
+        # The ensemble averages the folds' raw outputs (as the training run's external-test predictions do).
+        raw = torch.from_numpy(np.asarray(outputs, dtype=np.float32)).mean(0)
         results = []
         if task == "regression":
-            values = torch.stack([regression_values(fold, self.bundle.target_scaling) for fold in raw]).mean(0)
+            values = regression_values(raw, self.bundle.target_scaling)
             return [{"label": None, "probability": None, "probabilities": None, "value": float(v), "threshold": None,
                      "class_index": None} for v in values.tolist()]
-        probs = torch.stack([probabilities(task, fold) for fold in raw]).mean(0).numpy().astype(np.float64)
+        probs = probabilities(task, raw).numpy().astype(np.float64)
         if task == "binary":
             positive = self.calibrator(probs) if self.calibrator is not None else probs
             threshold = self.bundle.threshold if self.bundle.threshold is not None else 0.5
