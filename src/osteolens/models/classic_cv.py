@@ -369,7 +369,7 @@ def _run_classic_cv(
             if task == "binary" and y_test.nunique() < 2:
                 scoring = None
             perm = permutation_importance(
-                fitted, X_test, y_test, scoring=scoring, n_repeats=config.permutation_repeats, random_state=config.seed, n_jobs=1
+                fitted, X_test, y_test, scoring=scoring, n_repeats=config.permutation_repeats, random_state=config.seed, n_jobs=config.jobs
             )
             permutation.append(dict(zip(inputs, perm.importances_mean, strict=True)))
 
@@ -403,7 +403,7 @@ def _run_classic_cv(
         "model": config.model,
         "estimator": type(_estimator(config.model, task, config.seed, dict(config.params))).__name__,
         "settings": {k: v for k, v in asdict(config).items() if k not in ("numeric", "categorical", "covariates")},
-        "search_space": {k: (v if isinstance(v, list) else repr(v)) for k, v in search_space(config.model, task, config.search).items()} if config.search != "none" else None,
+        "search_space": {k: _describe_space(v) for k, v in search_space(config.model, task, config.search).items()} if config.search != "none" else None,
         "folds": {"source": fold_source, "n_folds": int(len(set(fold[fold >= 0]))), "rows_out_of_cv": int((fold < 0).sum())},
         "inner_split": type(_inner_splitter(task, 2, 0)).__name__ if config.search != "none" else None,
         "rows": int((fold >= 0).sum()),
@@ -448,6 +448,14 @@ def _metrics(frame: pd.DataFrame, task: str, classes: list[str]) -> dict[str, An
     return classification_metrics(frame["y_true"], frame[[f"prob_{c}" for c in classes]].to_numpy(), classes)
 
 
+def _describe_space(value: Any) -> Any:
+    """A grid list as is; a scipy distribution as ``name(args)``, e.g. ``loguniform(0.01, 1000.0)``."""
+    if isinstance(value, list):
+        return value
+    dist = getattr(value, "dist", None)
+    return f"{getattr(dist, 'name', type(value).__name__)}{tuple(getattr(value, 'args', ()))}"
+
+
 def _mean_sd(values: list[Any]) -> dict[str, float | None]:
     arr = np.asarray([v for v in values if v is not None], dtype=float)
     if arr.size == 0:
@@ -478,7 +486,8 @@ def _version(package: str) -> str:
 
 
 def plot_importance(importance: pd.DataFrame, out: Path, top_n: int = 30) -> Path | None:
-    """Horizontal bar plot of the ``top_n`` features (permutation importance when available)."""
+    """Bar plots of the ``top_n`` features: permutation importance on the held-out folds and,
+    for forests, mean decrease in impurity, side by side, each with its SD over folds."""
     if importance.empty:
         return None
     import matplotlib
@@ -486,17 +495,24 @@ def plot_importance(importance: pd.DataFrame, out: Path, top_n: int = 30) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    key = "permutation" if "permutation_mean" in importance.columns else "impurity"
-    top = importance.dropna(subset=[f"{key}_mean"]).head(top_n).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(8, 0.28 * len(top) + 1.2))
-    err = top[f"{key}_sd"].fillna(0).to_numpy()
-    ax.barh(top["feature"], top[f"{key}_mean"], xerr=err, color="#3b6ea8", ecolor="#999999")
-    label = "mean drop in score when permuted (held-out folds)" if key == "permutation" else "mean decrease in impurity"
-    ax.set_xlabel(label)
-    ax.set_title(f"Top {len(top)} features")
-    ax.tick_params(axis="y", labelsize=7)
+    panels = [
+        (key, label)
+        for key, label in (
+            ("permutation", "drop in score when permuted\n(held-out folds)"),
+            ("impurity", "mean decrease in impurity\n(training folds)"),
+        )
+        if f"{key}_mean" in importance.columns
+    ]
+    height = 0.28 * min(top_n, len(importance)) + 1.4
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), height), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        top = importance.dropna(subset=[f"{key}_mean"]).sort_values(f"{key}_mean", ascending=False).head(top_n).iloc[::-1]
+        ax.barh(top["feature"], top[f"{key}_mean"], xerr=top[f"{key}_sd"].fillna(0).to_numpy(), color="#3b6ea8", ecolor="#999999")
+        ax.set_xlabel(label)
+        ax.set_title(f"top {len(top)} by {key}")
+        ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
