@@ -12,7 +12,7 @@ Baselines in the same folds: the majority class / the training mean, and a covar
 model (logistic / linear regression on age and sex fitted on the training folds).
 Random initialisation unless ``--weights`` gives a local efficientnet_b0 checkpoint.
 
-    .venv/bin/python benchmarks/real_cv.py --quick     # 2-core CPU: 128 px, 4 epochs
+    .venv/bin/python benchmarks/real_cv.py --quick     # 2-core CPU: 96 px, 2 epochs
     .venv/bin/python benchmarks/real_cv.py --weights effnet_b0.safetensors --size 256 --epochs 30
 """
 
@@ -165,7 +165,7 @@ def _cell(entry: dict, key: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="128 px, 4 epochs (2-core CPU)")
+    parser.add_argument("--quick", action="store_true", help="96 px, 2 epochs (a 2-core CPU shared with other jobs)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--weights", default=None, help="local efficientnet_b0 weights (safetensors / timm checkpoint)")
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.size, args.epochs = 128, 4
+        args.size, args.epochs = 96, 2
     if shared_dataset("knee_osteoporosis") is None or shared_dataset("bone_age_rsna") is None:
         sys.exit("real data not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
     args.work.mkdir(parents=True, exist_ok=True)
