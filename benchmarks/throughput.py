@@ -10,7 +10,7 @@ Images: ``--images`` synthetic 1024 x 1024 16-bit PNG radiographs on disk.
 Images per second are the median of ``--repeats`` passes over all images after one
 warm-up pass. Goals from the issue: ONNX >= 2x torch eager; end-to-end >= 75 % of model-only.
 
-Run: ``.venv/bin/python benchmarks/throughput.py [--images 32] [--batch 8] [--repeats 3]``
+Run: ``.venv/bin/python benchmarks/throughput.py [--images 16] [--batch 8] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PREPROCESSING = [{"name": "percentile_normalise", "params": {}}, {"name": "resiz
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=None,

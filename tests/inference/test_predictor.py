@@ -166,6 +166,8 @@ def test_unsupported_bundles_are_refused(make_bundle):
                   backend="torch")
     with pytest.raises(ModelError, match="unknown backend"):
         Predictor(make_bundle(name="b2"), backend="tensorrt")
+    with pytest.raises(ModelError, match="unknown CAM method 'scorecam'"):
+        Predictor(make_bundle(name="b3"), cam_method="scorecam")
 
 
 def test_cam_heatmap_is_on_the_original_grid(make_bundle, radiograph_png):

@@ -52,12 +52,22 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4, colormap: s
     return cv2.addWeighted(grey, 1.0 - alpha, colorize(heat, colormap), alpha, 0.0)
 
 
-def encode_png(rgb: np.ndarray, compression: int = 1) -> bytes:
-    """PNG bytes of an ``uint8`` RGB (or grey) image; ``compression`` 0-9 (1: fast, a bit larger)."""
+def encode_png(rgb: np.ndarray, compression: int = 1, huffman_only: bool = False) -> bytes:
+    """PNG bytes of an ``uint8`` RGB (or grey) image.
+
+    Args:
+        rgb: the image.
+        compression: zlib level 0-9 (1: fast, a little larger).
+        huffman_only: skip zlib's string matching (``Z_HUFFMAN_ONLY``): much faster and about
+            as small for noisy content such as a radiograph overlay; worse for smooth heat maps.
+    """
     import cv2
 
     array = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buffer = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
+    if huffman_only:
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+    ok, buffer = cv2.imencode(".png", array, params)
     if not ok:
         raise RadiographWriteError("<memory>", "OpenCV could not encode the PNG.")
     return buffer.tobytes()

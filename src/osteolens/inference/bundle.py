@@ -416,13 +416,4 @@ def add_onnx(path: str | Path, onnx_model: bytes) -> Path:
     return path
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The parsed ``bundle.json`` of a folder or zip, without verifying or loading weights."""
-    path = Path(path)
-    if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            return _parse_manifest(archive.read(MANIFEST_NAME), path)
-    return _parse_manifest((path / MANIFEST_NAME).read_bytes(), path / MANIFEST_NAME)
-
-
-__all__ = ["FORMAT_VERSION", "Bundle", "BundleError", "add_onnx", "load_bundle", "read_manifest", "write_bundle"]
+__all__ = ["FORMAT_VERSION", "Bundle", "add_onnx", "load_bundle", "write_bundle"]

@@ -122,8 +122,12 @@ class Predictor:
     def __init__(
         self, bundle: Bundle | str | Path, backend: str = "onnx", threads: int | None = None, cam_method: str = "gradcam"
     ) -> None:
+        from osteolens.explain.cam import CAM_METHODS
+
         if backend not in BACKENDS:
             raise ModelError(f"unknown backend '{backend}'. Fix: use one of {', '.join(BACKENDS)}.")
+        if cam_method not in CAM_METHODS:
+            raise ModelError(f"unknown CAM method '{cam_method}'. Fix: use one of {', '.join(CAM_METHODS)}.")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.cam_method = cam_method
         self.models = [model.requires_grad_(False).eval() for model in self.bundle.models]
