@@ -123,3 +123,16 @@ def test_overlay_blends_jet_over_grey(tmp_path):
     path = save_png(tmp_path / "o" / "overlay.png", out)
     assert cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB).tolist() == out.tolist()
     assert colorize(heat, "hot").shape == (4, 5, 3)
+
+
+def test_palette_heatmap_png_decodes_to_the_rgb_colour_map():
+    import io
+
+    from PIL import Image
+
+    from osteolens.explain import heatmap_png
+
+    heat = np.linspace(0, 1, 300 * 7, dtype=np.float32).reshape(7, 300)
+    for colormap in ("jet", "hot"):
+        decoded = np.asarray(Image.open(io.BytesIO(heatmap_png(heat, colormap))).convert("RGB"))
+        assert np.array_equal(decoded, colorize(heat, colormap))

@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from osteolens.explain.cam import CAM_METHODS, OrdinalTarget, RegressionTarget, cam_target, grad_cam
-from osteolens.explain.render import colorize, encode_png, overlay, save_png
+from osteolens.explain.render import colorize, encode_png, heatmap_png, overlay, save_png
 from osteolens.explain.saliency import gradient_saliency
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "encode_png",
     "grad_cam",
     "gradient_saliency",
+    "heatmap_png",
     "overlay",
     "save_png",
 ]

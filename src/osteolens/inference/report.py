@@ -24,8 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from osteolens.inference.predictor import Prediction
 
 RECORD_KEYS = (
@@ -51,20 +49,22 @@ def ok_record(prediction: Prediction, image: str | None, paths: dict[str, str | 
     return record
 
 
-def render_images(prediction: Prediction, max_side: int | None = None) -> dict[str, Callable[[], np.ndarray]]:
-    """Renderers (called later, in parallel) of the heat map, the overlay and the gradient saliency.
+def render_pngs(prediction: Prediction, max_side: int | None = None) -> dict[str, bytes]:
+    """PNG bytes of the heat map (jet), the overlay and, if computed, the gradient saliency (hot).
 
-    ``max_side`` shrinks them (area averaging) so the longer side is at most that many
-    pixels; None keeps the original resolution.
+    Rendered and encoded in parallel threads (OpenCV, Pillow and zlib release the GIL). The
+    heat maps are palette PNGs (see ``heatmap_png``); the overlay carries the radiograph's
+    texture, for which zlib's string matching buys almost nothing, so it is encoded
+    Huffman-only: much faster at nearly the same size. ``max_side`` shrinks the images
+    (area averaging) so the longer side is at most that many pixels; None keeps the
+    original resolution.
     """
-    from osteolens.explain import colorize, overlay
+    from osteolens.explain import encode_png, heatmap_png, overlay
 
-    image = prediction.image
-    maps: dict[str, Callable[[], np.ndarray]] = {}
-    if prediction.heatmap is None and prediction.saliency is None:
-        return maps
+    image, heat, sal = prediction.image, prediction.heatmap, prediction.saliency
+    if heat is None and sal is None:
+        return {}
     assert image is not None
-    heat, sal = prediction.heatmap, prediction.saliency
     if max_side is not None and max(image.shape) > max_side:
         import cv2
 
@@ -73,30 +73,15 @@ def render_images(prediction: Prediction, max_side: int | None = None) -> dict[s
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         heat = None if heat is None else cv2.resize(heat, size, interpolation=cv2.INTER_AREA)
         sal = None if sal is None else cv2.resize(sal, size, interpolation=cv2.INTER_AREA)
+    jobs: dict[str, Callable[[], bytes]] = {}
     if heat is not None:
-        maps["heatmap"] = lambda: colorize(heat, "jet")
-        maps["overlay"] = lambda: overlay(image, heat, alpha=0.4, colormap="jet")
+        jobs["overlay"] = lambda: encode_png(overlay(image, heat, alpha=0.4, colormap="jet"), huffman_only=True)
+        jobs["heatmap"] = lambda: heatmap_png(heat, "jet")
     if sal is not None:
-        maps["gradient_saliency"] = lambda: colorize(sal, "hot")
-    return maps
-
-
-def encode_images(maps: dict[str, Callable[[], np.ndarray]]) -> dict[str, bytes]:
-    """PNG bytes of each map, rendered and encoded in parallel threads (OpenCV releases the GIL).
-
-    The overlay carries the radiograph's texture, for which zlib's string matching buys
-    almost nothing: it is encoded Huffman-only, much faster at nearly the same size.
-    """
-    from osteolens.explain import encode_png
-
-    def render_and_encode(item: tuple[str, Callable[[], np.ndarray]]) -> bytes:
-        name, render = item
-        return encode_png(render(), compression=1, huffman_only=name == "overlay")
-
-    if not maps:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(len(maps), 2)) as pool:
-        return dict(zip(maps, pool.map(render_and_encode, maps.items())))
+        jobs["gradient_saliency"] = lambda: heatmap_png(sal, "hot")
+    with ThreadPoolExecutor(max_workers=min(len(jobs), 2)) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def write_prediction(prediction: Prediction, out_dir: Path, stem: str, image: str | None) -> dict[str, Any]:
@@ -108,7 +93,7 @@ def write_prediction(prediction: Prediction, out_dir: Path, stem: str, image: st
     paths: dict[str, str | None] = {}
     keys = {"heatmap": "saliency_img_path", "overlay": "overlay_img_path",
             "gradient_saliency": "gradient_saliency_img_path"}
-    for name, data in encode_images(render_images(prediction)).items():
+    for name, data in render_pngs(prediction).items():
         path = out_dir / f"{stem}_{name}.png"
         path.write_bytes(data)
         paths[keys[name]] = str(path)

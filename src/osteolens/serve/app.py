@@ -163,7 +163,7 @@ def create_app(
         max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
     ) -> dict[str, Any]:
         """Predict one radiograph and explain it."""
-        from osteolens.inference.report import encode_images, ok_record, render_images
+        from osteolens.inference.report import ok_record, render_pngs
 
         request_id = request.state.request_id
         data = file.file.read()
@@ -189,7 +189,7 @@ def create_app(
                     prediction = predictor.predict(handle.name, covariates=given, cam=cam, cam_method=cam_method)
                 except OsteolensError as exc:
                     raise HTTPException(status_code=422, detail=_client_message(exc, handle.name)) from exc
-                images = encode_images(render_images(prediction, max_side=max_side))
+                images = render_pngs(prediction, max_side=max_side)
         record = ok_record(prediction, image=None)
         record["request_id"] = request_id
         record["heatmap_png"] = _data_url(images["heatmap"]) if "heatmap" in images else None
