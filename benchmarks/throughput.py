@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# As `osteolens predict` / `serve` do: OpenMP threads sleep instead of busy-waiting.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from _report import machine_description, median_seconds, write_section  # noqa: E402
 

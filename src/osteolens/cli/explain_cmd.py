@@ -27,6 +27,9 @@ def explain(
 
     Example: osteolens explain runs/boneage --best-worst 5 --method gradcam++
     """
+    from osteolens.cli.predict_cmd import inference_process
+
+    inference_process(None)
     import pandas as pd
 
     from osteolens.errors import ConfigError

@@ -25,12 +25,20 @@ def serve(
     """
     import logging
 
+    from osteolens.cli.predict_cmd import inference_process
+
+    inference_process(None)  # before torch is imported
     import torch
     import uvicorn
 
+    from osteolens.inference.runtime import default_threads
+
+    # Predictions run side by side: share the cores between them.
+    threads = threads or max(1, default_threads() // max(1, max_concurrent))
+    torch.set_num_threads(threads)
+
     from osteolens.errors import ConfigError
     from osteolens.inference import Predictor
-    from osteolens.inference.runtime import default_threads
     from osteolens.serve import create_app
 
     token = None
@@ -43,9 +51,6 @@ def serve(
             raise ConfigError(token_file, "the token file is empty.", "write a long random token into it.")
     elif host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host} without --token-file: anyone who can reach it may use it.")
-    # Predictions run side by side: share the cores between them (the command owns its process).
-    threads = threads or max(1, default_threads() // max(1, max_concurrent))
-    torch.set_num_threads(threads)
     predictor = Predictor(model, backend=backend, threads=threads)
     predictor.warm_up()
     app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent)
