@@ -58,3 +58,20 @@ def test_export_onnx_adds_a_checked_graph_to_the_bundle(make_bundle, tmp_path):
     loaded = load_bundle(bundle)
     assert loaded.onnx_model == (tmp_path / "m.onnx").read_bytes()
     assert "model.onnx" in loaded.manifest["files"]
+
+
+def test_batched_predict_without_cam_matches_single_predictions(make_bundle, radiograph_png, tmp_path):
+    from osteolens.inference import Predictor
+
+    bundle = make_bundle()
+    (tmp_path / "bad.dcm").write_bytes(b"\x00" * 10)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(radiograph_png), str(tmp_path / "bad.dcm"), str(radiograph_png),
+                                      "--model", str(bundle), "--out", str(out), "--batch-size", "2"])
+    assert result.exit_code == 1, result.output
+    expected = Predictor(bundle).predict(radiograph_png).probability
+    for name in ("knee.json", "knee_2.json"):
+        record = json.loads((out / name).read_text())
+        assert record["result"] == "ok" and record["saliency_img_path"] is None
+        assert record["probability"] == pytest.approx(expected, abs=1e-6)
+    assert json.loads((out / "bad.json").read_text())["result"] == "fail"

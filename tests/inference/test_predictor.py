@@ -183,3 +183,20 @@ def test_cam_heatmap_is_on_the_original_grid(make_bundle, radiograph_png):
 def test_warm_up_runs_the_whole_path(make_bundle):
     predictor = Predictor(make_bundle(tabular=("sex", "age")), backend="onnx")
     predictor.warm_up()
+
+
+def test_predict_many_goes_on_after_failures_and_keeps_order(make_bundle, radiograph_png, tmp_path):
+    from osteolens.errors import RadiographReadError
+
+    predictor = Predictor(make_bundle(), backend="onnx")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    sources = [radiograph_png, broken, radiograph_png, tmp_path / "missing.dcm", radiograph_png]
+    results = list(predictor.predict_many(sources, batch_size=2))
+    assert [i for i, _ in results] == [0, 1, 2, 3, 4]
+    assert isinstance(results[1][1], RadiographReadError) and isinstance(results[3][1], RadiographReadError)
+    single = predictor.predict(radiograph_png).probability
+    for i in (0, 2, 4):
+        assert results[i][1].probability == pytest.approx(single, abs=1e-6)
+    with pytest.raises(RadiographReadError):
+        predictor.predict_batch(sources)

@@ -52,6 +52,14 @@ def inference_process(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _attempt(predictor, path: Path, covariates: dict, cam: bool, saliency: bool):
+    """``predictor.predict`` or the exception it raised (the batch loop reports it)."""
+    try:
+        return predictor.predict(path, covariates=covariates, cam=cam, saliency=saliency)
+    except Exception as exc:  # noqa: BLE001  (reported per file by the caller)
+        return exc
+
+
 def _stems(files: list[Path]) -> list[str]:
     """Output names: the file stem, made unique with a counter when two inputs share it."""
     seen: dict[str, int] = {}
@@ -73,6 +81,7 @@ def predict(
     covariate: list[str] = typer.Option(None, "--covariate", "-c", help="NAME=VALUE for a model covariate (sex, age); overrides DICOM tags."),
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
     threads: int = typer.Option(None, help="Threads of ONNX Runtime and torch (default: all cores; 1 is faster on a busy machine)."),
+    batch_size: int = typer.Option(8, help="Images per model call without --cam / --saliency."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Serve the JSON-lines protocol on stdin/stdout instead."),
     allowed_root: list[Path] = typer.Option(None, "--allowed-root", help="With --jsonl: a folder requests may read from and write to (repeatable)."),
 ) -> None:
@@ -113,10 +122,17 @@ def predict(
     predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
     failures: list[tuple[str, str]] = []
     ok = 0
-    for path, stem in zip(files, _stems(files)):
+    stems = _stems(files)
+    if cam or saliency:  # one image at a time: each needs its own Grad-CAM pass
+        results = ((i, _attempt(predictor, path, given, cam, saliency)) for i, path in enumerate(files))
+    else:  # batched, reading the next batch while the model runs
+        results = predictor.predict_many(files, [given] * len(files), batch_size=batch_size)
+    for i, result in results:
+        path, stem = files[i], stems[i]
         try:
-            prediction = predictor.predict(path, covariates=given, cam=cam, saliency=saliency)
-            record = write_prediction(prediction, out, stem, str(path))
+            if isinstance(result, Exception):
+                raise result
+            record = write_prediction(result, out, stem, str(path))
             ok += 1
             shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
             console.print(f"{path}: {record['diagnosis']} ({shown})", markup=False, highlight=False)

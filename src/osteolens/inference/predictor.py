@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from osteolens.errors import BundleError, ModelError
+from osteolens.errors import BundleError, ModelError, OsteolensError
 from osteolens.inference.bundle import Bundle, load_bundle
 from osteolens.inference.covariates import encode_covariates
 from osteolens.inference.preprocess import AxisMap, Preprocessor
@@ -164,7 +164,6 @@ class Predictor:
             raise BundleError(f"{self.bundle.path}: calibration is stored for a {self.bundle.task} model; "
                               "osteolens calibrates binary probabilities only. Fix: re-export without calibration.")
         from osteolens.evaluation.calibration import Calibrator
-        from osteolens.errors import OsteolensError
 
         try:
             return Calibrator.from_dict(data)
@@ -304,27 +303,72 @@ class Predictor:
         if cam:
             self.explain(image, tabular, AxisMap(), image.shape[1:], result["class_index"], cam=True)
 
+    def predict_many(
+        self,
+        sources: Sequence[str | Path | Radiograph],
+        covariates: Sequence[Mapping[str, Any] | None] | None = None,
+        batch_size: int = 8,
+    ) -> Iterator[tuple[int, Prediction | OsteolensError]]:
+        """Predict many images in batches (no explanations), for throughput.
+
+        While the model runs one batch, worker threads already read and preprocess the next
+        (decoding and numpy / OpenCV work release the GIL). A file that cannot be read or
+        lacks a covariate does not stop the others.
+
+        Yields:
+            ``(index in sources, Prediction)`` or ``(index, the OsteolensError)``, in input order.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        covariates = list(covariates) if covariates is not None else [None] * len(sources)
+
+        def prepare(i: int) -> tuple[np.ndarray, np.ndarray | None] | OsteolensError:
+            try:
+                image, tabular, _ = self.prepare(self.read(sources[i]), covariates[i])
+                return image, tabular
+            except OsteolensError as exc:
+                return exc
+
+        chunks = [range(i, min(i + batch_size, len(sources))) for i in range(0, len(sources), max(1, batch_size))]
+        with ThreadPoolExecutor(max_workers=default_threads()) as pool:
+
+            def submit(c: int) -> list[Future]:
+                return [pool.submit(prepare, i) for i in chunks[c]] if c < len(chunks) else []
+
+            pending = submit(0)
+            for c, chunk in enumerate(chunks):
+                start = time.perf_counter()
+                ready = [future.result() for future in pending]
+                pending = submit(c + 1)  # read the next batch while this one runs
+                good = [r for r in ready if not isinstance(r, OsteolensError)]
+                results = iter([])
+                if good:
+                    images = np.stack([r[0] for r in good])
+                    tabular = np.concatenate([r[1] for r in good]) if self.covariates else None
+                    results = iter(self.postprocess(self.backend(images, tabular)))
+                per_image = (time.perf_counter() - start) * 1000 / len(chunk)
+                for i, item in zip(chunk, ready):
+                    if isinstance(item, OsteolensError):
+                        yield i, item
+                        continue
+                    r = next(results)
+                    yield i, Prediction(task=self.bundle.task, label=r["label"], probability=r["probability"],
+                                        probabilities=r["probabilities"], value=r["value"], threshold=r["threshold"],
+                                        target=self.bundle.target, model=self.model_info,
+                                        timing_ms={"total": per_image})
+
     def predict_batch(
         self, sources: Sequence[str | Path | Radiograph], covariates: Sequence[Mapping[str, Any] | None] | None = None
     ) -> list[Prediction]:
-        """Predict several images with one model call (no explanations); for throughput.
+        """Predict several images with one model call (no explanations).
 
-        Raises on the first unreadable image; use :meth:`predict` per file to go on after failures.
+        Raises:
+            OsteolensError: the first image that cannot be predicted (use :meth:`predict_many`
+                to go on after failures).
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        start = time.perf_counter()
-        covariates = list(covariates) if covariates is not None else [None] * len(sources)
-        # Decoding and preprocessing release the GIL for most of their time: read the batch in parallel.
-        with ThreadPoolExecutor(max_workers=max(1, min(len(sources), default_threads()))) as pool:
-            prepared = list(pool.map(lambda item: self.prepare(self.read(item[0]), item[1]), zip(sources, covariates)))
-        images = np.stack([p[0] for p in prepared])
-        tabular = np.concatenate([p[1] for p in prepared]) if self.covariates else None
-        results = self.postprocess(self.backend(images, tabular))
-        per_image = (time.perf_counter() - start) * 1000 / max(len(sources), 1)
-        return [
-            Prediction(task=self.bundle.task, label=r["label"], probability=r["probability"],
-                       probabilities=r["probabilities"], value=r["value"], threshold=r["threshold"],
-                       target=self.bundle.target, model=self.model_info, timing_ms={"total": per_image})
-            for r in results
-        ]
+        predictions = []
+        for _, result in self.predict_many(sources, covariates, batch_size=max(1, len(sources))):
+            if not isinstance(result, Prediction):
+                raise result
+            predictions.append(result)
+        return predictions
