@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", default="efficientnet_b0")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--demo", action="store_true", help="also time 'osteolens demo' (minutes)")
     args = parser.parse_args()
     root = shared_dataset("knee_osteoporosis")
@@ -64,7 +64,7 @@ def main() -> None:
         sys.exit("real data not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
     frame = pd.read_csv(root / "labels.csv").head(args.images)
     frame["images"] = [[str(root / p)] for p in frame["image"]]
-    labels = frame["label"].map({"normal": 0, "osteopenia": 1, "osteoporosis": 2}).to_numpy(np.int64)
+    labels = np.array(frame["label"].map({"normal": 0, "osteopenia": 1, "osteoporosis": 2}), dtype=np.int64)
     tab = np.zeros((len(frame), 0), np.float32)
 
     cache_dir = Path(tempfile.mkdtemp(prefix="osteolens_bench_cache_"))
@@ -80,26 +80,32 @@ def main() -> None:
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     ready = TensorDataset(torch.stack([torch.from_numpy(store.load(p))[None] for p in paths]), torch.from_numpy(tab),
                           torch.from_numpy(labels))
-    results = {}
-    loaders = {"ready tensors (in memory, no augmentation)": lambda: DataLoader(ready, batch_size=args.batch_size, shuffle=True)}
-    for workers in (0, 2):
+    loaders = {"ready tensors (in memory, no augmentation)": DataLoader(ready, batch_size=args.batch_size, shuffle=True)}
+    for workers in (0, 1):
         dataset = RadiographDataset(frame, store, tab, labels, build_augmentation("default"))
-        loaders[f"real pipeline: cached preprocessing + augmentation, {workers} workers"] = (
-            lambda d=dataset, w=workers: DataLoader(d, batch_size=args.batch_size, shuffle=True, num_workers=w,
-                                                    persistent_workers=w > 0))
-    for name, make in loaders.items():
-        loader = make()
-        seconds = median_seconds(lambda: train_epoch(net, optimizer, loader), repeats=args.repeats)
-        results[name] = len(paths) / seconds
+        loaders[f"real pipeline: cached preprocessing + augmentation, {workers} loader workers"] = DataLoader(
+            dataset, batch_size=args.batch_size, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
+    for loader in loaders.values():  # warm-up epoch (worker start, allocator)
+        train_epoch(net, optimizer, loader)
+    # Interleaved rounds so that load from other jobs on a shared machine hits every data path alike.
+    times: dict[str, list[float]] = {name: [] for name in loaders}
+    for _ in range(args.repeats):
+        for name, loader in loaders.items():
+            started = time.perf_counter()
+            train_epoch(net, optimizer, loader)
+            times[name].append(time.perf_counter() - started)
+    results = {name: len(paths) / float(np.median(values)) for name, values in times.items()}
     shutil.rmtree(cache_dir, ignore_errors=True)
 
     base = results["ready tensors (in memory, no augmentation)"]
+    best_name, best_value = max(((k, v) for k, v in results.items() if "real" in k), key=lambda kv: kv[1])
+    best_overhead = 1 - best_value / base
     lines = [
         "## Training throughput (`benchmarks/train_throughput.py`)",
         "",
         f"Machine: {machine_description()}; torch threads {torch.get_num_threads()}.",
         f"{args.model}, {args.size} px, batch {args.batch_size}, {len(paths)} knee radiographs, AdamW; "
-        f"median of {args.repeats} epochs after a warm-up epoch.",
+        f"median of {args.repeats} interleaved epochs per data path after a warm-up epoch each.",
         "",
         "| data path | images/s | overhead vs ready tensors |",
         "|---|---|---|",
@@ -110,9 +116,10 @@ def main() -> None:
         "",
         f"Preprocessing cache: cold fill (decode + percentile normalise + crop + pad + resize) {cold_ms:.0f} ms per image, "
         f"once per image and pipeline; warm read {warm_ms:.2f} ms per image.",
-        "Goal: overhead <= 10 %. "
-        + ("Met: " if min(1 - v / base for k, v in results.items() if "real" in k) <= 0.10 else "Not met: ")
-        + "the model step dominates; the cached pipeline adds a warm read and the augmentation per image.",
+        f"Goal: overhead <= 10 %. Best real pipeline: {best_name} at {best_overhead * 100:+.1f} % "
+        + ("(met)." if best_overhead <= 0.10 else "(not met)."),
+        "On a 2-core machine loader workers compete with the two compute threads, so 0 workers (loading in the "
+        "training process) is the default; workers pay off with more cores or a GPU.",
     ]
     if args.demo:
         out = Path(tempfile.mkdtemp(prefix="osteolens_demo_"))
