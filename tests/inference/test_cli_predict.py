@@ -75,3 +75,16 @@ def test_batched_predict_without_cam_matches_single_predictions(make_bundle, rad
         assert record["result"] == "ok" and record["saliency_img_path"] is None
         assert record["probability"] == pytest.approx(expected, abs=1e-6)
     assert json.loads((out / "bad.json").read_text())["result"] == "fail"
+
+
+def test_predict_jsonl_command_answers_on_stdout(make_bundle, radiograph_png, tmp_path):
+    root = radiograph_png.parent
+    lines = "\n".join([json.dumps({"img_path": str(radiograph_png), "destination_path": str(root / "out")}),
+                       "garbage", json.dumps({"img_path": "/etc/passwd", "destination_path": str(root)})]) + "\n"
+    result = CliRunner().invoke(app, ["predict", "--jsonl", "--model", str(make_bundle()), "--allowed-root", str(root)],
+                                input=lines)
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [a["result"] for a in answers] == ["ok", "fail", "fail"]
+    assert cv2.imread(answers[0]["overlay_img_path"]).shape == (90, 70, 3)
+    assert "outside the allowed roots" in answers[2]["error"]
