@@ -136,3 +136,12 @@ def test_palette_heatmap_png_decodes_to_the_rgb_colour_map():
     for colormap in ("jet", "hot"):
         decoded = np.asarray(Image.open(io.BytesIO(heatmap_png(heat, colormap))).convert("RGB"))
         assert np.array_equal(decoded, colorize(heat, colormap))
+
+
+def test_timm_backbone_target_layer_is_found():
+    torch.manual_seed(0)
+    model = create_model("resnet10t", "multiclass", 3).eval().requires_grad_(False)
+    assert model.cam_layer is model.backbone.layer4
+    x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    maps = grad_cam([model], x, [cam_target("multiclass", 1)], method="gradcam++")
+    assert maps.shape == (1, 64, 64) and maps.max() == pytest.approx(1.0)
