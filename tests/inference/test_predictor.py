@@ -200,3 +200,15 @@ def test_predict_many_goes_on_after_failures_and_keeps_order(make_bundle, radiog
         assert results[i][1].probability == pytest.approx(single, abs=1e-6)
     with pytest.raises(RadiographReadError):
         predictor.predict_batch(sources)
+
+
+def test_explaining_a_chosen_class(make_bundle, radiograph_png):
+    predictor = Predictor(make_bundle("multiclass"), backend="torch")
+    predicted = predictor.predict(radiograph_png, cam=True)
+    assert predicted.cam_class == predicted.label
+    other = next(label for label in predictor.bundle.labels if label != predicted.label)
+    chosen = predictor.predict(radiograph_png, cam=True, cam_class=other)
+    assert chosen.cam_class == other and chosen.label == predicted.label
+    assert not np.allclose(chosen.heatmap, predicted.heatmap)
+    with pytest.raises(ModelError, match="cam class 'fracture' is not one of"):
+        predictor.predict(radiograph_png, cam=True, cam_class="fracture")

@@ -52,10 +52,10 @@ def inference_process(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _attempt(predictor, path: Path, covariates: dict, cam: bool, saliency: bool):
+def _attempt(predictor, path: Path, covariates: dict, cam: bool, saliency: bool, cam_class: str | None):
     """``predictor.predict`` or the exception it raised (the batch loop reports it)."""
     try:
-        return predictor.predict(path, covariates=covariates, cam=cam, saliency=saliency)
+        return predictor.predict(path, covariates=covariates, cam=cam, saliency=saliency, cam_class=cam_class)
     except Exception as exc:  # noqa: BLE001  (reported per file by the caller)
         return exc
 
@@ -77,6 +77,7 @@ def predict(
     out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for one JSON (and PNGs) per image."),
     cam: bool = typer.Option(False, "--cam", help="Write the Grad-CAM heat map and overlay PNGs."),
     cam_method: str = typer.Option("gradcam", help="gradcam or gradcam++."),
+    cam_class: str = typer.Option(None, help="Explain this class instead of the predicted one."),
     saliency: bool = typer.Option(False, "--saliency", help="Also write plain gradient saliency (the dental seed's map)."),
     covariate: list[str] = typer.Option(None, "--covariate", "-c", help="NAME=VALUE for a model covariate (sex, age); overrides DICOM tags."),
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
@@ -124,7 +125,7 @@ def predict(
     ok = 0
     stems = _stems(files)
     if cam or saliency:  # one image at a time: each needs its own Grad-CAM pass
-        results = ((i, _attempt(predictor, path, given, cam, saliency)) for i, path in enumerate(files))
+        results = ((i, _attempt(predictor, path, given, cam, saliency, cam_class)) for i, path in enumerate(files))
     else:  # batched, reading the next batch while the model runs
         results = predictor.predict_many(files, [given] * len(files), batch_size=batch_size)
     for i, result in results:

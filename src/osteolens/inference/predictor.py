@@ -62,6 +62,7 @@ class Prediction:
         heatmap: Grad-CAM map on the original image grid in [0, 1], when asked.
         saliency: plain gradient saliency on the original image grid, when asked.
         cam_method: ``gradcam`` / ``gradcam++`` when a heat map was computed.
+        cam_class: the class the explanation is for (the predicted one unless another was chosen).
     """
 
     task: str
@@ -77,6 +78,7 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False)
     saliency: np.ndarray | None = field(default=None, repr=False)
     cam_method: str | None = None
+    cam_class: str | None = None
 
     @property
     def diagnosis(self) -> str:
@@ -99,6 +101,7 @@ class Prediction:
             "target": self.target,
             "model": self.model,
             "cam_method": self.cam_method,
+            "cam_class": self.cam_class,
             "timing_ms": {k: round(v, 2) for k, v in self.timing_ms.items()},
         }
 
@@ -225,6 +228,7 @@ class Predictor:
         cam: bool = False,
         saliency: bool = False,
         cam_method: str | None = None,
+        cam_class: str | None = None,
     ) -> Prediction:
         """Predict one radiograph.
 
@@ -235,10 +239,12 @@ class Predictor:
             cam: compute the Grad-CAM heat map (on the original image grid).
             saliency: compute plain gradient saliency too, for comparison.
             cam_method: ``gradcam`` or ``gradcam++`` (default: the predictor's).
+            cam_class: explain this class instead of the predicted one (classification).
 
         Raises:
             OsteolensError: unreadable file (RadiographReadError), missing covariate (ModelError) ...
         """
+        explained = self._explained_class(cam_class)
         timing: dict[str, float] = {}
         start = time.perf_counter()
         radiograph = self.read(source)
@@ -251,9 +257,10 @@ class Predictor:
         timing["model"] = (time.perf_counter() - mark) * 1000
         heatmap = sal = None
         method = cam_method or self.cam_method
+        class_index = result["class_index"] if explained is None else explained
         if cam or saliency:
             mark = time.perf_counter()
-            heatmap, sal = self.explain(image, tabular, geometry, radiograph.shape, result["class_index"],
+            heatmap, sal = self.explain(image, tabular, geometry, radiograph.shape, class_index,
                                         cam=cam, saliency=saliency, method=method)
             timing["explain"] = (time.perf_counter() - mark) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000
@@ -262,7 +269,18 @@ class Predictor:
             probabilities=result["probabilities"], value=result["value"], threshold=result["threshold"],
             target=self.bundle.target, model=self.model_info, timing_ms=timing, image=radiograph.pixels,
             heatmap=heatmap, saliency=sal, cam_method=method if cam else None,
+            cam_class=self.bundle.labels[class_index] if (cam or saliency) and class_index is not None else None,
         )
+
+    def _explained_class(self, name: str | None) -> int | None:
+        """Index of a class chosen for the explanation (None: the predicted class)."""
+        if name is None or name == "":
+            return None
+        labels = self.bundle.labels
+        if name not in labels:
+            raise ModelError(f"cam class '{name}' is not one of this model's classes {labels}. "
+                             "Fix: name one of them, or leave it out to explain the predicted class.")
+        return labels.index(name)
 
     def explain(
         self,

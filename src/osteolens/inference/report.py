@@ -12,9 +12,9 @@ Every record has the same keys, whatever happened. The dental seed's four fields
 
 then ``error`` (why it failed, else null), ``image``, ``label``, ``probability``,
 ``probabilities``, ``value``, ``threshold``, ``task``, ``target``, ``model``, ``cam_method``,
-``gradient_saliency_img_path`` and ``timing_ms``. Unlike the seed's "Grad-CAM", the
-``saliency_img_path`` map here is true Grad-CAM; plain gradient saliency is written to
-``gradient_saliency_img_path`` only when asked for.
+``cam_class`` (the class explained), ``gradient_saliency_img_path`` and ``timing_ms``.
+Unlike the seed's "Grad-CAM", the ``saliency_img_path`` map here is true Grad-CAM; plain
+gradient saliency is written to ``gradient_saliency_img_path`` only when asked for.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from osteolens.inference.predictor import Prediction
 
 RECORD_KEYS = (
     "result", "diagnosis", "saliency_img_path", "overlay_img_path", "error", "image", "label", "probability",
-    "probabilities", "value", "threshold", "task", "target", "model", "cam_method", "gradient_saliency_img_path",
+    "probabilities", "value", "threshold", "task", "target", "model", "cam_method", "cam_class",
+    "gradient_saliency_img_path",
     "timing_ms",
 )
 

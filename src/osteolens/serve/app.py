@@ -4,7 +4,8 @@ Routes:
 
 * ``POST /v1/predict``: multipart upload ``file`` (DICOM, PNG, JPEG, TIFF, BMP), optional
   covariate fields (``sex``, ``age``, or ``covariates`` as a JSON object), ``cam``
-  (default true), ``cam_method``, ``max_side`` (shrink the returned PNGs); answers the
+  (default true), ``cam_method``, ``cam_class`` (explain another class than the predicted
+  one), ``max_side`` (shrink the returned PNGs); answers the
   prediction record (see ``osteolens.inference.report``) with the heat map and overlay as
   PNG data URLs (``heatmap_png``, ``overlay_png``) and the request id.
 * ``GET /v1/model``: the model card. ``GET /healthz``: liveness. ``/docs``: OpenAPI.
@@ -160,6 +161,7 @@ def create_app(
         covariates: str | None = Form(None, description='Other covariates as a JSON object, e.g. {"bmi": 24}.'),
         cam: bool = Form(True, description="Compute the Grad-CAM heat map and overlay."),
         cam_method: str = Form(predictor.cam_method, description="gradcam or gradcam++."),
+        cam_class: str | None = Form(None, description="Explain this class instead of the predicted one."),
         max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
     ) -> dict[str, Any]:
         """Predict one radiograph and explain it."""
@@ -186,7 +188,8 @@ def create_app(
             handle.flush()
             with slots:
                 try:
-                    prediction = predictor.predict(handle.name, covariates=given, cam=cam, cam_method=cam_method)
+                    prediction = predictor.predict(handle.name, covariates=given, cam=cam, cam_method=cam_method,
+                                                   cam_class=cam_class)
                 except OsteolensError as exc:
                     raise HTTPException(status_code=422, detail=_client_message(exc, handle.name)) from exc
                 images = render_pngs(prediction, max_side=max_side)
