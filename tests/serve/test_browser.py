@@ -71,6 +71,7 @@ def test_upload_shows_label_probability_and_heat_maps(live_server, phantom_like,
             assert "decision threshold 50.0 %" in page.text_content("#threshold-text")
             assert page.eval_on_selector("#overlay-img", "img => img.naturalWidth") == 520
             assert "Done in" in page.text_content("#status")
+            assert f"Heat map for “{label}”" in page.text_content("#heatmap-caption")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
         finally:

@@ -65,6 +65,15 @@ function renderCard(data) {
   addRow(list, "Created", data.created);
   addRow(list, "Backend", data.backend);
   addRow(list, "Digest", data.digest);
+  const select = $("cam-class");
+  select.replaceChildren(select.options[0]);
+  for (const name of data.labels || []) {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    select.append(option);
+  }
+  $("cam-class-field").hidden = (data.labels || []).length === 0;
   const covariates = data.covariates || [];
   $("covariates").hidden = covariates.length === 0;
   $("sex-field").hidden = !covariates.includes("sex");
@@ -124,7 +133,8 @@ function renderResult(result, fileName) {
   }
   if (result.overlay_png) $("overlay-img").src = result.overlay_png;
   if (result.heatmap_png) $("heatmap-img").src = result.heatmap_png;
-  $("heatmap-caption").textContent = "Heat map (" + (result.cam_method === "gradcam++" ? "Grad-CAM++" : "Grad-CAM") + ", jet)";
+  $("heatmap-caption").textContent = "Heat map for “" + result.cam_class + "” (" +
+    (result.cam_method === "gradcam++" ? "Grad-CAM++" : "Grad-CAM") + ", jet)";
   $("images").hidden = !result.heatmap_png;
 }
 
@@ -137,6 +147,7 @@ async function upload(file) {
   form.append("cam", "true");
   form.append("max_side", "1200");
   form.append("cam_method", $("gradcampp").checked ? "gradcam++" : "gradcam");
+  if ($("cam-class").value) form.append("cam_class", $("cam-class").value);
   if (!$("sex-field").hidden && $("sex").value) form.append("sex", $("sex").value);
   if (!$("age-field").hidden && $("age").value) form.append("age", $("age").value);
   let response;
