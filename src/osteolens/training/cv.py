@@ -146,7 +146,8 @@ def _val_metric(task: str, y: np.ndarray, scaling: dict[str, float] | None):
         if task == "binary":
             return "auc", float(M.weighted_auc(ones, y.astype(float), probs)[0])
         aucs = [M.weighted_auc(ones, (y == c).astype(float), probs[:, c])[0] for c in range(probs.shape[1])]
-        return "auc", float(np.nanmean(aucs))
+        valid = [a for a in aucs if np.isfinite(a)]  # a class absent from a tiny validation split has no AUC
+        return "auc", float(np.mean(valid)) if valid else float("nan")
 
     return metric
 
