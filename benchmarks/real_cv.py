@@ -37,6 +37,8 @@ from osteolens.evaluation import metrics as M  # noqa: E402
 from osteolens.training import TrainConfig, run_training  # noqa: E402
 
 WHO = ["normal", "osteopenia", "osteoporosis"]
+EPOCHS_RUN: list[int] = []  # filled by cnn(): epochs each fold ran before early stopping
+BEST_EPOCH: list[int] = []
 
 
 def knee_manifest(work: Path) -> Path:
@@ -139,7 +141,7 @@ def cnn(manifest: Path, work: Path, name: str, task: str, target: str, tabular: 
         "preprocessing": [{"name": "percentile_normalise", "params": {"low": 0.5, "high": 99.5}},
                           {"name": "crop_to_content"}, {"name": "pad_to_square"}],
         "input_size": [args.size, args.size], "augmentation": "default", "epochs": args.epochs,
-        "batch_size": 16, "lr": 1e-3, "backbone_lr_mult": 1.0 if not args.weights else 0.1, "patience": max(3, args.epochs // 3),
+        "batch_size": 16, "lr": 1e-3, "backbone_lr_mult": 1.0 if not args.weights else 0.1, "patience": max(3, args.epochs // 2),
         "warmup_epochs": 1, "report": False, "seed": 0, "cache": str(work / "cache"),
     })
     run_dir = config.run_dir
@@ -152,6 +154,8 @@ def cnn(manifest: Path, work: Path, name: str, task: str, target: str, tabular: 
     seconds = time.perf_counter() - started
     oof = pd.read_csv(run_dir / "oof_predictions.csv")
     folds = oof["fold"].to_numpy()
+    EPOCHS_RUN.extend(fold["epochs_run"] for fold in result.metrics["folds"].values())
+    BEST_EPOCH.extend(fold["best_epoch"] for fold in result.metrics["folds"].values())
     if task == "regression":
         return _reg_metrics(oof["y_true"].to_numpy(float), oof["y_pred"].to_numpy(float), folds), seconds
     y = oof["y_true"].map({c: i for i, c in enumerate(WHO)}).to_numpy(int)
@@ -201,6 +205,8 @@ def main() -> None:
         f"Settings: efficientnet_b0, {init}, {args.size} px, {args.epochs} epochs, augmentation `default`, "
         "AdamW 1e-3 warm-up + cosine, early stopping on an inner validation split of the training patients"
         + (" (`--quick`: far too short to train a CNN from scratch; run without it on a GPU)." if args.quick else "."),
+        f"Early stopping (patience {max(3, args.epochs // 2)}) ended the folds after {min(EPOCHS_RUN)}-{max(EPOCHS_RUN)} epochs; "
+        f"best inner-validation epoch {min(BEST_EPOCH)}-{max(BEST_EPOCH)}.",
         "Cells: pooled out-of-fold value (mean ± sd over the 5 folds).",
         "",
         f"### Knee ({n_knee} images after dropping {n_conflict} files filed in two classes; WHO class)",
