@@ -12,7 +12,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPE
 from osteolens.errors import RadiographReadError
 from osteolens.io import read_radiograph
 
-from conftest import grey_dataset  # noqa: E402  (tests/io/conftest.py helper)
+from .conftest import grey_dataset
 
 # A 12-bit test card: a gradient with a bright square near the top-left corner.
 _VALUES = (np.add.outer(np.arange(64), np.arange(80)) * 28).astype(np.uint16)

@@ -369,7 +369,9 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
         net.load_state_dict(load_file(str(run_dir / f"fold{k}" / "model.safetensors")))
         models.append(net.eval())
 
-    report_dir, threshold, calibration = None, None, None
+    # threshold: on the raw score (test predictions here); bundle_threshold: on the scale the
+    # Predictor compares with, i.e. after the calibrator when one is stored.
+    report_dir, threshold, calibration, bundle_threshold = None, None, None, None
     evaluation = None
     if config.report:
         from osteolens.evaluation import evaluate
@@ -378,15 +380,21 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
             evaluation = evaluate(
                 run_dir / "oof_predictions.csv", run_dir / "report", task="regression" if task == "regression" else
                 ("binary" if task == "binary" else "multiclass"), positive=labels[1] if task == "binary" else None,
-                class_order=labels if task == "ordinal" else None, n_bootstrap=config.n_bootstrap, seed=config.seed,
+                class_order=labels if task == "ordinal" else None, ordinal=task == "ordinal",
+                n_bootstrap=config.n_bootstrap, seed=config.seed,
                 title=f"osteolens run {run_dir.name}",
             )
         report_dir = run_dir / "report"
         if task == "binary":
-            threshold = float(evaluation.threshold["threshold"]) if evaluation.threshold else None
-            calibration = evaluation.calibrator
+            if evaluation.threshold:
+                threshold = float(evaluation.threshold["threshold"])
+                calibrated = evaluation.threshold.get("threshold_calibrated")
+                calibration = evaluation.calibrator if calibrated is not None else None
+                bundle_threshold = float(calibrated) if calibrated is not None else threshold
     if task == "binary" and threshold is None:
         threshold = float(np.median([r["threshold"] for r in results.values()]))
+    if bundle_threshold is None:
+        bundle_threshold = threshold
 
     test_rows = run.samples.frame[run.samples.frame["fold"] < 0].reset_index(drop=True)
     if len(test_rows):
@@ -413,7 +421,7 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
     bundle = write_bundle(
         bundle_dir, models=models, preprocessing=info["preprocessing"], input_size=info["input_size"], task=task,
         labels=labels, target=config.target, target_scaling=info["target_scaling"],
-        tabular_scaling=info["tabular_scaling"] or None, threshold=threshold, calibration=calibration,
+        tabular_scaling=info["tabular_scaling"] or None, threshold=bundle_threshold, calibration=calibration,
         training_summary=summary, metrics={"pooled": metrics["pooled"], "fold_mean": metrics["fold_mean"],
                                            "fold_std": metrics["fold_std"]},
     )
