@@ -30,6 +30,7 @@ from osteolens.io.codecs import missing_decoder
 from osteolens.io.colour import luma
 from osteolens.io.dicom_tags import parse_age, parse_laterality, parse_sex, spacing_from, text
 from osteolens.io.radiograph import Radiograph, RadiographMeta
+from osteolens.io.raster_read import check_size
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -99,13 +100,7 @@ def _check_header(ds: Dataset, path: Path, max_pixels: int) -> None:
         raise RadiographReadError(
             path, f"the DICOM pixel data is empty (Rows={rows}, Columns={cols}).", _REEXPORT
         )
-    if rows * cols > max_pixels:
-        raise RadiographReadError(
-            path,
-            f"the header claims {rows} x {cols} = {rows * cols:,} pixels, more than the limit of "
-            f"{max_pixels:,} (possible decompression bomb).",
-            "if the image is genuine, pass a larger max_pixels to read_radiograph.",
-        )
+    check_size(path, rows, cols, max_pixels)
     samples = _int(ds.get("SamplesPerPixel")) or 1
     if samples not in (1, 3):
         raise RadiographReadError(
