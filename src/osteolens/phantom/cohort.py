@@ -50,6 +50,10 @@ class PhantomImage:
     row: dict[str, Any]
 
 
+# DICOM PatientOrientation (directions of increasing column, then increasing row): AP shown
+# as usual, the patient's left on the image's right; lateral with anterior on the left.
+PATIENT_ORIENTATION = {"AP": ("L", "F"), "LAT": ("P", "F")}
+
 def specimen_rng(seed: int, index: int) -> np.random.Generator:
     """The generator of specimen ``index`` in cohort ``seed``: independent of the other specimens and of ``jobs``."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
@@ -158,6 +162,7 @@ def _write_specimen(task: tuple[Path, int, int, int, int | None, float, tuple[st
                 photometric=image.photometric,
                 modality="DX",
                 uid_seed=f"osteolens-phantom-{seed}-{image.name}",
+                patient_orientation=PATIENT_ORIENTATION[row["view"]],
             )
         rows.append({"image": dicom_rel or png_rel, "image_png": png_rel, "mask": mask_rel, **row})
     return rows
