@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from osteolens.errors import ConfigError
+from osteolens.registry import Registry
 
-_REGISTRY: dict[str, type[FeatureFamily]] = {}
+_REGISTRY: Registry[type[FeatureFamily]] = Registry("feature family", lambda message: ConfigError(None, message))
 
 
 class FeatureFamily(ABC):
@@ -58,28 +59,25 @@ def register_feature_family(name: str) -> Callable[[type[FeatureFamily]], type[F
     """Class decorator: register a :class:`FeatureFamily` subclass under ``name``."""
 
     def decorate(cls: type[FeatureFamily]) -> type[FeatureFamily]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(None, f"feature family '{name}' is registered twice.", "pick another name.")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.add(name, cls)
 
     return decorate
 
 
 def feature_family_names() -> list[str]:
     """Names of every registered family, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def feature_family_class(name: str) -> type[FeatureFamily]:
     """The class registered under ``name``; :class:`ConfigError` naming the choices otherwise."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
+    cls = _REGISTRY.get(name)
+    if cls is None:
         raise ConfigError(
             "families", f"unknown feature family '{name}'.", f"choose from {', '.join(feature_family_names())}."
-        ) from None
+        )
+    return cls
 
 
 def build_feature_family(spec: str | Mapping[str, Any] | FeatureFamily) -> FeatureFamily:

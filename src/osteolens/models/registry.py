@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from osteolens.errors import ModelError
+from osteolens.registry import Registry
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Backbone:
 
 
 BackboneBuilder = Callable[..., Backbone]
-_REGISTRY: dict[str, BackboneBuilder] = {}
+_REGISTRY: Registry[BackboneBuilder] = Registry("model", ModelError)
 
 
 def register_model(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
@@ -44,10 +45,7 @@ def register_model(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
     """
 
     def decorate(builder: BackboneBuilder) -> BackboneBuilder:
-        if name in _REGISTRY and _REGISTRY[name] is not builder:
-            raise ModelError(f"model name '{name}' is already registered; choose another name.")
-        _REGISTRY[name] = builder
-        return builder
+        return _REGISTRY.add(name, builder)
 
     return decorate
 
@@ -59,4 +57,4 @@ def get_builder(name: str) -> BackboneBuilder | None:
 
 def registered_models() -> list[str]:
     """Names of osteolens' own backbones, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()

@@ -16,8 +16,9 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from osteolens.errors import TransformError
+from osteolens.registry import Registry
 
-_REGISTRY: dict[str, type[Transform]] = {}
+_REGISTRY: Registry[type[Transform]] = Registry("transform", TransformError)
 
 T = TypeVar("T", bound="type[Transform]")
 
@@ -91,18 +92,15 @@ def register_transform(name: str) -> Callable[[T], T]:
     """
 
     def decorator(cls: T) -> T:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise TransformError(f"transform name {name!r} is already registered by {_REGISTRY[name].__name__}.")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.add(name, cls)
 
     return decorator
 
 
 def available_transforms() -> list[str]:
     """Sorted names of every registered transform."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_transform(config: dict[str, Any]) -> Transform:
@@ -127,9 +125,9 @@ def build_transform(config: dict[str, Any]) -> Transform:
             f"transform {config['name']!r}: unexpected key(s) {sorted(unknown_keys)}. Fix: put parameters under 'params'."
         )
     name = config["name"]
-    if name not in _REGISTRY:
+    cls = _REGISTRY.get(name)
+    if cls is None:
         raise TransformError(f"unknown transform {name!r}. Fix: use one of {available_transforms()}.")
-    cls = _REGISTRY[name]
     params = config.get("params") or {}
     if not isinstance(params, dict):
         raise TransformError(f"transform {name!r}: 'params' must be a mapping, got {params!r}.")
