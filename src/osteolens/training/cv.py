@@ -237,12 +237,7 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
 
     seed_everything(config.seed + k, verbose=False)
     net = build_model(config, len(labels))
-    settings = FitSettings(
-        task=config.task, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        backbone_lr_mult=config.backbone_lr_mult, weight_decay=config.weight_decay, scheduler=config.scheduler,
-        warmup_epochs=config.warmup_epochs, patience=config.patience, grad_clip=config.grad_clip,
-        seed=config.seed + 1000 * k, num_workers=config.num_workers, channels_last=config.channels_last,
-    )
+    settings = FitSettings.from_config(config, seed=config.seed + 1000 * k)
     steps = config.epochs * -(-len(train_set) // config.batch_size)
     with progress.fold(k, config.epochs, steps) as callback:
         best, history = fit(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,29 @@ Callback = Callable[[dict[str, Any]], None]
 
 @dataclass
 class FitSettings:
-    """Optimisation settings of one fold (a subset of :class:`~osteolens.training.config.TrainConfig`)."""
+    """Optimisation settings of one fold: the fields of the same names in
+    :class:`~osteolens.training.config.TrainConfig` (where the defaults live), with the
+    fold's own seed."""
 
     task: str
     epochs: int
     batch_size: int
     lr: float
-    backbone_lr_mult: float = 1.0
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
-    warmup_epochs: int = 1
-    patience: int = 5
-    grad_clip: float = 1.0
-    seed: int = 0
-    num_workers: int = 0
-    channels_last: bool = True
+    backbone_lr_mult: float
+    weight_decay: float
+    scheduler: str
+    warmup_epochs: int
+    patience: int
+    grad_clip: float
+    seed: int
+    num_workers: int
+    channels_last: bool
+
+    @classmethod
+    def from_config(cls, config: Any, seed: int) -> FitSettings:
+        """Copy the settings from a ``TrainConfig``, with ``seed`` for this fold."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if f.name != "seed"}
+        return cls(**values, seed=seed)
 
 
 def make_fabric(accelerator: str = "auto", precision: str = "32-true", devices: int | str = 1):
