@@ -67,3 +67,28 @@ def test_isotonic_matches_sklearn_and_round_trips_json(overconfident):
     ref = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
     grid = np.linspace(-0.1, 1.1, 301)
     np.testing.assert_allclose(cal(grid), ref.predict(grid), atol=1e-12)
+
+
+def test_temperature_scaling_recovers_the_overconfidence_and_keeps_the_ranking():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 1.5, (5000, 3))
+    truth = special.softmax(logits, axis=1)
+    y = (rng.random(5000)[:, None] > np.cumsum(truth, axis=1)).sum(axis=1)  # y ~ Categorical(truth)
+    overconfident = special.softmax(2.5 * logits, axis=1)  # the right temperature is 2.5
+    cal = Calibrator.from_dict(json.loads(json.dumps(fit_calibrator(overconfident, y, "temperature").to_dict())))
+    assert cal.params["temperature"] == pytest.approx(2.5, rel=0.08)
+    fixed = cal(overconfident)
+    assert np.abs(fixed - truth).max() < 0.05
+    assert (fixed.argmax(axis=1) == overconfident.argmax(axis=1)).all()
+    # The fitted T is where the log-loss is lowest: a nudge either way does worse.
+    def log_loss(t):
+        return -np.log(special.softmax(np.log(overconfident) / t, axis=1)[np.arange(5000), y]).mean()
+    best = cal.params["temperature"]
+    assert log_loss(best) < min(log_loss(best * 0.95), log_loss(best * 1.05))
+
+
+def test_temperature_scaling_needs_a_probability_matrix():
+    from osteolens.errors import EvaluationError
+
+    with pytest.raises(EvaluationError, match=r"needs an \(N, K\) matrix"):
+        fit_calibrator([0.2, 0.7], [0, 1], "temperature")

@@ -95,6 +95,9 @@ def test_multiclass_orders_bone_classes_and_adds_screening(tmp_path, make_multic
     parsed = _parse(tmp_path / "report.html")
     assert len(parsed.images) >= 7
     assert json.loads((tmp_path / "operating_point.json").read_text())["score"] == "1 - prob_normal"
+    # Temperature scaling is judged out of fold for every class and shipped for inference.
+    assert {"normal (temperature)", "osteoporosis (temperature)"} <= set(result.calibration)
+    assert result.calibrator["method"] == "temperature" and result.calibrator["params"]["temperature"] > 0
 
 
 def test_class_order_alone_does_not_make_classes_ordinal(make_multiclass):

@@ -103,6 +103,18 @@ def test_multiclass_and_ordinal_postprocessing(make_bundle):
     assert result["label"] == "osteopenia" and result["probability"] == pytest.approx(0.5, abs=1e-6)
 
 
+def test_temperature_calibration_softens_multiclass_probabilities(make_bundle):
+    bundle = make_bundle("multiclass", name="t", folds=1, calibration={"method": "temperature",
+                                                                      "params": {"temperature": 2.0}})
+    predictor = Predictor(bundle, backend="torch")
+    z = np.log(np.array([0.2, 0.5, 0.3]))
+    result = predictor.postprocess(z[None, None].astype(np.float32))[0]
+    # Hand computation: softmax(log p / 2) = sqrt(p) / sum(sqrt(p)).
+    expected = np.sqrt([0.2, 0.5, 0.3]) / np.sqrt([0.2, 0.5, 0.3]).sum()
+    assert list(result["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    assert result["label"] == "osteopenia" and result["probability"] == pytest.approx(expected[1], abs=1e-6)
+
+
 def test_regression_undoes_target_scaling_and_averages_folds(make_bundle):
     predictor = Predictor(make_bundle("regression"), backend="torch")
     result = predictor.postprocess(np.array([[[1.0]], [[-0.5]]], np.float32))[0]
@@ -161,8 +173,11 @@ def test_tabular_model_reads_sex_and_age_from_dicom(make_bundle, tmp_path, radio
 
 
 def test_unsupported_bundles_are_refused(make_bundle):
-    with pytest.raises(BundleError, match="calibrates binary probabilities only"):
+    with pytest.raises(BundleError, match="a platt calibration is stored for a multiclass model, which takes temperature"):
         Predictor(make_bundle("multiclass", calibration={"method": "platt", "params": {"a": 1, "b": 0}}),
+                  backend="torch")
+    with pytest.raises(BundleError, match="a temperature calibration is stored for a binary model"):
+        Predictor(make_bundle(name="b1", calibration={"method": "temperature", "params": {"temperature": 1.5}}),
                   backend="torch")
     with pytest.raises(ModelError, match="unknown backend"):
         Predictor(make_bundle(name="b2"), backend="tensorrt")

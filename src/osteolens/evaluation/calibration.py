@@ -1,5 +1,5 @@
 """Calibration: Brier score, expected calibration error, calibration intercept and slope,
-reliability curves, and Platt / isotonic recalibration stored as JSON.
+reliability curves, and Platt / isotonic / temperature recalibration stored as JSON.
 
 * Brier score: mean squared difference between probability and outcome.
 * ECE: ``sum_b (n_b / N) |mean(y_b) - mean(p_b)|`` over equal-width probability bins.
@@ -8,6 +8,12 @@ reliability curves, and Platt / isotonic recalibration stored as JSON.
   ``logit P(y=1) = a + logit(p)`` with the slope fixed at 1 (ideal 0; positive means the
   model under-estimates risk). The offset model is fitted with scipy because
   scikit-learn's logistic regression has no offset term.
+* Temperature scaling (Guo et al., ICML 2017) for several classes: ``p' = softmax(log(p) / T)``
+  with the one ``T > 0`` that minimises the log-loss on out-of-fold predictions. ``log p``
+  differs from the network's logits only by a per-image constant, which softmax ignores,
+  so this is exactly temperature scaling of the logits; it keeps the ranking of the
+  classes (the predicted class never changes) and only sharpens (``T < 1``) or softens
+  (``T > 1``) over- or under-confident probabilities.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class Calibrator:
     ``platt``: ``p = expit(a * logit(s) + b)`` (logit of scores clipped to [1e-6, 1 - 1e-6]).
     ``isotonic``: piecewise-linear interpolation through the fitted isotonic steps,
     clipped at the ends (exactly sklearn's ``IsotonicRegression(out_of_bounds="clip")``).
+    ``temperature``: ``softmax(log(p) / T)`` of an ``(N, K)`` probability matrix.
     """
 
     method: str
@@ -103,6 +110,8 @@ class Calibrator:
         s = np.asarray(scores, dtype=float)
         if self.method == "platt":
             return special.expit(self.params["a"] * _logit(s) + self.params["b"])
+        if self.method == "temperature":
+            return _tempered(s, self.params["temperature"])
         return np.interp(s, self.params["x"], self.params["y"])
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,15 +119,39 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
-        if data.get("method") not in ("platt", "isotonic"):
+        if data.get("method") not in CALIBRATION_METHODS:
             raise EvaluationError(
-                None, f"calibrator method {data.get('method')!r} is unknown. Fix: 'platt' or 'isotonic'."
+                None, f"calibrator method {data.get('method')!r} is unknown. Fix: one of {', '.join(CALIBRATION_METHODS)}."
             )
         return cls(data["method"], dict(data["params"]))
 
 
+CALIBRATION_METHODS = ("platt", "isotonic", "temperature")
+
+
+def _tempered(p: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log(p) / T)`` row by row."""
+    log_p = np.log(np.clip(p, _EPS, 1.0)) / float(temperature)
+    return special.softmax(log_p, axis=-1)
+
+
+def _fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
+    """The ``T`` minimising the mean log-loss of ``softmax(log(p) / T)`` (searched on log T)."""
+    log_p = np.log(np.clip(p, _EPS, 1.0))
+    rows = np.arange(len(y))
+
+    def loss(log_t: float) -> float:
+        scaled = log_p / np.exp(log_t)
+        return float(np.mean(special.logsumexp(scaled, axis=1) - scaled[rows, y]))
+
+    result = optimize.minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+                                      options={"xatol": 1e-6})
+    return float(np.exp(result.x))
+
+
 def fit_calibrator(scores: Any, y: Any, method: str = "platt") -> Calibrator:
-    """Fit Platt or isotonic recalibration on out-of-fold scores.
+    """Fit Platt or isotonic recalibration on out-of-fold positive-class scores, or temperature
+    scaling on an ``(N, K)`` matrix of out-of-fold class probabilities.
 
     Example:
         >>> cal = fit_calibrator([0.1, 0.4, 0.6, 0.9], [0, 0, 1, 1], "isotonic")
@@ -137,7 +170,12 @@ def fit_calibrator(scores: Any, y: Any, method: str = "platt") -> Calibrator:
 
         model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(s, y)
         return Calibrator("isotonic", {"x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist()})
-    raise EvaluationError(None, f"calibration method {method!r} is unknown. Fix: use 'platt' or 'isotonic'.")
+    if method == "temperature":
+        if s.ndim != 2 or s.shape[1] < 2:
+            raise EvaluationError(None, f"temperature scaling needs an (N, K) matrix of class probabilities, got shape "
+                                  f"{s.shape}. Fix: pass one probability column per class.")
+        return Calibrator("temperature", {"temperature": _fit_temperature(s, y)})
+    raise EvaluationError(None, f"calibration method {method!r} is unknown. Fix: use one of {', '.join(CALIBRATION_METHODS)}.")
 
 
 def cross_fitted_calibration(

@@ -193,7 +193,15 @@ def _multiclass(
         metrics[f"auc_{name}"]["delong_ci"] = [lo, hi]
     cm = M.weighted_confusion(np.ones((1, len(preds))), preds.y, preds.scores.argmax(axis=1), len(preds.classes))[0]
     calibration = {name: calibration_summary(preds.y == c, preds.scores[:, c]) for c, name in enumerate(preds.classes)}
-    out: dict[str, Any] = {"metrics": metrics, "confusion_matrix": cm.tolist(), "calibration": calibration}
+    # Temperature scaling: judged out of fold (each fold's T fitted on the others), shipped
+    # fitted on all the out-of-fold predictions.
+    recal = cross_fitted_calibration(preds.scores, preds.y, preds.fold, "temperature")
+    if recal is not None:
+        calibration.update({f"{name} (temperature)": calibration_summary(preds.y == c, recal[:, c])
+                            for c, name in enumerate(preds.classes)})
+    calibrator = fit_calibrator(preds.scores, preds.y, "temperature").to_dict()
+    out: dict[str, Any] = {"metrics": metrics, "confusion_matrix": cm.tolist(), "calibration": calibration,
+                           "calibrator": calibrator}
     if preds.has_screening:
         screen = preds.screening()
         section = _binary(screen, rule, n_bootstrap, seed, conf_level)

@@ -81,15 +81,18 @@ def encode_png(rgb: np.ndarray, compression: int = 1, huffman_only: bool = False
     Args:
         rgb: the image.
         compression: zlib level 0-9 (1: fast, a little larger).
-        huffman_only: skip zlib's string matching (``Z_HUFFMAN_ONLY``): much faster and about
-            as small for noisy content such as a radiograph overlay; worse for smooth heat maps.
+        huffman_only: skip zlib's string matching (``Z_HUFFMAN_ONLY``) and filter every row
+            by its difference from the row above (PNG filter "up") instead of trying all five
+            filters per row: about twice as fast and nearly as small for noisy content such
+            as a radiograph overlay; worse for smooth heat maps.
     """
     import cv2
 
     array = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
     params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]
     if huffman_only:
-        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+                   cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
     ok, buffer = cv2.imencode(".png", array, params)
     if not ok:
         raise RadiographWriteError("<memory>", "OpenCV could not encode the PNG.")

@@ -15,7 +15,9 @@ Post-processing (``osteolens.models.tasks``):
 * binary: the calibration map fitted on out-of-fold predictions (``Calibrator`` from
   ``osteolens.evaluation``) is applied to the positive-class probability, and the label is
   the positive class when ``p >= threshold`` (the bundle's, default 0.5);
-* multiclass / ordinal: the label is the most probable class.
+* multiclass / ordinal: the stored temperature scaling (fitted on out-of-fold predictions)
+  is applied to the class probabilities, and the label is the most probable class
+  (temperature scaling never changes which class that is).
 
 Thread safety: ONNX Runtime sessions and eager inference are safe to share; Grad-CAM
 hooks the model, so explanations are serialised by a lock.
@@ -163,16 +165,19 @@ class Predictor:
         data = self.bundle.calibration
         if data is None:
             return None
-        if self.bundle.task != "binary":
-            raise BundleError(f"{self.bundle.path}: calibration is stored for a {self.bundle.task} model; "
-                              "osteolens calibrates binary probabilities only. Fix: re-export without calibration.")
         from osteolens.evaluation.calibration import Calibrator
 
         try:
-            return Calibrator.from_dict(data)
+            calibrator = Calibrator.from_dict(data)
         except (OsteolensError, KeyError, TypeError) as exc:
             raise BundleError(f"{self.bundle.path}: the stored calibration is unusable ({exc}). "
                               "Fix: re-export the bundle.") from exc
+        expected = {"binary": ("platt", "isotonic"), "multiclass": ("temperature",), "ordinal": ("temperature",)}
+        if calibrator.method not in expected.get(self.bundle.task, ()):
+            raise BundleError(f"{self.bundle.path}: a {calibrator.method} calibration is stored for a {self.bundle.task} "
+                              f"model, which takes {' or '.join(expected.get(self.bundle.task, ('none',)))}. "
+                              "Fix: re-export the bundle with a matching calibration, or without one.")
+        return calibrator
 
     # ------------------------------------------------------------------ steps
     def read(self, source: str | Path | Radiograph) -> Radiograph:
@@ -213,6 +218,8 @@ class Predictor:
                                 "probabilities": {labels[0]: float(1 - p), labels[1]: float(p)},
                                 "value": None, "threshold": float(threshold), "class_index": index})
             return results
+        if self.calibrator is not None:
+            probs = self.calibrator(probs)
         for row in probs:
             index = int(np.argmax(row))
             results.append({"label": labels[index], "probability": float(row[index]),

@@ -386,6 +386,8 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
                 calibrated = evaluation.threshold.get("threshold_calibrated")
                 calibration = evaluation.calibrator if calibrated is not None else None
                 bundle_threshold = float(calibrated) if calibrated is not None else threshold
+        elif task != "regression":
+            calibration = evaluation.calibrator  # temperature scaling of the class probabilities
     if task == "binary" and threshold is None:
         threshold = float(np.median([r["threshold"] for r in results.values()]))
     if bundle_threshold is None:

@@ -22,25 +22,24 @@ the image, which makes it insensitive to single-pixel noise; the subtraction use
 unsmoothed image). ImageJ itself shrinks images by up to 8x for large balls and
 flattens the ball by the same factor; osteolens does not copy that quirk.
 
-Exact path (``exact=True``): ``skimage.restoration.rolling_ball`` at full resolution.
-That function returns only the ball's apex height (the erosion ``I erode k``), so the
-opening is two calls: the erosion, then the dilation as ``-rolling_ball(-E)`` (``k`` is
-symmetric). The ball uses scikit-image's ``ball_kernel``; the paraboloid is passed as an
-explicit kernel. Because ``x^2 + y^2`` splits into ``x^2`` and ``y^2``, a grey-scale
-erosion (or dilation) by the paraboloid equals one by the 1-D parabola along the rows
-followed by one along the columns, exactly, so the paraboloid is applied as two 1-D
-kernels; it is truncated where its depth exceeds the image's grey-level range, where it
-can no longer touch the image (also exact). The ball is not separable, so its exact path
-costs O(H W r^2): minutes for a 2k image and r = 180.
+Paraboloid. Because ``x^2 + y^2`` splits into ``x^2`` and ``y^2``, a grey-scale erosion
+(or dilation) by the paraboloid equals one by the 1-D parabola along the columns followed
+by one along the rows, exactly; each 1-D pass is a linear-time lower-envelope sweep
+(:mod:`osteolens.transforms.parabolic`), so the exact opening (``exact=True``) costs
+O(H W) whatever the radius. The fast path (default) computes the erosion exactly but
+only at apexes on a grid of ``radius / 30`` pixels, the dilation on that grid, and
+interpolates the background back; it is a lower bound of the exact background that
+misses only apexes between grid points, and reads a sixth of the first pass's output.
 
-Fast path (default). Paraboloid: the erosion is computed exactly but only at apexes on a
-grid of ``radius / 30`` pixels, the dilation on that grid, and the background is
-interpolated back; it is a lower bound of the exact background that misses only apexes
-between grid points. Ball (not separable): the image is shrunk by area averaging until
-the ball's radius is about 24 pixels, opened there and interpolated back; this cannot
-follow the jumps the ball's vertical rim puts into the background next to tall edges, so
-it is the less accurate of the two. ``benchmarks/rolling_ball.py`` measures both against
-the exact path on a real 2k radiograph (figures in ``docs/benchmarks.md``).
+Ball. Not separable. Exact path: ``skimage.restoration.rolling_ball`` at full resolution
+(it returns only the ball's apex height, the erosion, so the opening is two calls: the
+erosion, then the dilation as ``-rolling_ball(-E)``); O(H W r^2), minutes for a 2k image
+and r = 180. Fast path: the image is shrunk by area averaging until the ball's radius is
+about 24 pixels, opened there and interpolated back; this cannot follow the jumps the
+ball's vertical rim puts into the background next to tall edges, so it is the less
+accurate of the two. ``benchmarks/rolling_ball.py`` measures both fast paths against the
+exact ones on a real 2k radiograph, and scikit-image's exact paraboloid against ours
+(figures in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ import numpy as np
 
 from osteolens.errors import TransformError
 from osteolens.transforms.base import Transform, check_range, register_transform
+from osteolens.transforms.parabolic import erode_lines
 
 GREY_LEVELS = 255.0
 """Heights are measured on the 8-bit scale: pixels in [0, 1] are multiplied by this."""
@@ -62,12 +62,6 @@ FAST_BALL_RADIUS = 24.0
 """Ball fast path: the image is shrunk until the ball's radius is about 24 pixels."""
 
 
-def _paraboloid_profile(radius: float, reach: int, step: float) -> np.ndarray:
-    """Heights of the 1-D parabola ``-(x * step)^2 / (2 r)`` for x in [-reach, reach]."""
-    x = np.arange(-reach, reach + 1, dtype=np.float64) * step
-    return -(x**2) / (2.0 * radius)
-
-
 def _ball_surface(radius: float, step_y: float, step_x: float) -> np.ndarray:
     """Heights of the ball's upper surface on a grid with the given pixel steps (inf outside)."""
     reach_y, reach_x = int(math.floor(radius / step_y)), int(math.floor(radius / step_x))
@@ -75,12 +69,6 @@ def _ball_surface(radius: float, step_y: float, step_x: float) -> np.ndarray:
     x = np.arange(-reach_x, reach_x + 1, dtype=np.float64)[None, :] * step_x
     squared = radius**2 - y**2 - x**2
     return np.where(squared >= 0, np.sqrt(np.clip(squared, 0, None)), np.inf)
-
-
-def _paraboloid_reach(radius: float, span: float) -> int:
-    """Pixels beyond which the parabola is deeper than the grey-level ``span``: it can never be
-    the minimum there, so truncating the kernel at this reach is exact."""
-    return int(math.ceil(math.sqrt(2.0 * radius * max(span, 0.0))))
 
 
 def _erode(grey: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
@@ -97,52 +85,47 @@ def _dilate(grey: np.ndarray, kernels: list[np.ndarray]) -> np.ndarray:
     return -_erode(-grey, kernels)
 
 
-def _exact_kernels(radius: float, paraboloid: bool, span: float) -> list[np.ndarray]:
-    """The surface at full resolution: one 2-D ball, or the paraboloid as two 1-D parabolas."""
-    if not paraboloid:
-        return [_ball_surface(radius, 1.0, 1.0)]
-    profile = _paraboloid_profile(radius, _paraboloid_reach(radius, span), 1.0)
-    return [profile[None, :], profile[:, None]]
-
-
 def _grid(length: int, step: int) -> tuple[int, int]:
     """``(first, count)`` of sample positions ``first + k * step``, centred inside ``[0, length)``."""
     count = -(-length // step)
     return ((length - 1) - (count - 1) * step) // 2, count
 
 
-def _sampled_parabolic_erosion(
-    grey: np.ndarray, radius: float, reach: int, step: int, spacing: float = 1.0, tile: int = 128
-) -> np.ndarray:
-    """Exact 1-D erosion along axis 0 by the parabola ``(d * spacing)^2 / (2 r)``, only at every
-    ``step``-th row: ``E[k, x] = min_d grey[first + k step + d, x] + (d spacing)^2 / (2 r)``
-    (``spacing`` is the distance between rows in full-resolution pixels).
+def _transpose(values: np.ndarray) -> np.ndarray:
+    import cv2
 
-    Brute force over the offsets ``d = 0, +-1, +-2, ...`` (each a strided view of the image,
-    so the cost is at most ``(2 reach + 1) H W / step``), column tile by column tile. A
-    tile stops early, still exactly, once no remaining offset can lower any value: every
-    later candidate is at least the column's minimum plus ``(d + 1)^2 / (2 r)``.
+    return cv2.transpose(np.ascontiguousarray(values, dtype=np.float32))
+
+
+def _paraboloid_erosion(grey: np.ndarray, radius: float, step: int = 1, spacing: float = 1.0) -> np.ndarray:
+    """Erosion by the paraboloid ``(dx^2 + dy^2) spacing^2 / (2 r)``, only at apexes on a grid
+    of ``step`` pixels (:func:`_grid` in each direction).
+
+    ``x^2 + y^2`` splits into ``x^2`` and ``y^2``, so the erosion by the paraboloid is exactly
+    the erosion by the 1-D parabola along the columns followed by the one along the rows,
+    each an exact linear-time sweep (:func:`osteolens.transforms.parabolic.erode_lines`).
     """
-    rows, cols = grey.shape
-    first, count = _grid(rows, step)
-    padded = np.full((rows + 2 * reach + step, cols), np.inf, dtype=np.float32)
-    padded[reach : reach + rows] = grey
-    out = np.empty((count, cols), dtype=np.float32)
-    for left in range(0, cols, tile):
-        part = padded[:, left : left + tile]
-        floor = part.min(axis=0)
-        best = part[first + reach : first + reach + count * step : step].copy()
-        shifted = np.empty_like(best)
-        for distance in range(1, reach + 1):
-            depth = np.float32((distance * spacing) ** 2 / (2.0 * radius))
-            for offset in (-distance, distance):
-                start = first + offset + reach
-                np.add(part[start : start + count * step : step], depth, out=shifted)
-                np.minimum(best, shifted, out=best)
-            if distance % 8 == 0 and float((best - floor).max()) <= ((distance + 1) * spacing) ** 2 / (2.0 * radius):
-                break
-        out[:, left : left + tile] = best
-    return out
+    first_y, count_y = _grid(grey.shape[0], step)
+    first_x, count_x = _grid(grey.shape[1], step)
+    by_columns = erode_lines(_transpose(grey), radius, first_y, step, count_y, spacing)  # (x, y_k)
+    return erode_lines(_transpose(by_columns), radius, first_x, step, count_x, spacing)  # (y_k, x_k)
+
+
+def _paraboloid_opening(grey: np.ndarray, radius: float, step: int) -> np.ndarray:
+    """The paraboloid opening with its apexes on a grid of ``step`` pixels (every pixel: exact).
+
+    The erosion ``E`` is exact at the grid points. Each grid point ``q`` carries a
+    paraboloid ``E(q) - |p - q|^2 / (2 r)`` lying under the image, so their upper envelope
+    (the dilation ``-erode(-E)`` on the grid, offsets in full-resolution pixels, then
+    bilinear interpolation) is a lower bound of the exact opening: it only misses apexes
+    that fall between grid points, a small underestimate next to steep dark gaps.
+    """
+    eroded = _paraboloid_erosion(grey, radius, step)
+    coarse = -_paraboloid_erosion(-eroded, radius, 1, float(step))
+    if step == 1:
+        return coarse
+    (first_y, _), (first_x, _) = _grid(grey.shape[0], step), _grid(grey.shape[1], step)
+    return _remap(coarse, (np.arange(grey.shape[0]) - first_y) / step, (np.arange(grey.shape[1]) - first_x) / step)
 
 
 def _remap(coarse: np.ndarray, map_y: np.ndarray, map_x: np.ndarray) -> np.ndarray:
@@ -151,32 +134,6 @@ def _remap(coarse: np.ndarray, map_y: np.ndarray, map_x: np.ndarray) -> np.ndarr
 
     grid_x, grid_y = np.meshgrid(map_x.astype(np.float32), map_y.astype(np.float32))
     return cv2.remap(coarse.astype(np.float32), grid_x, grid_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def _fast_paraboloid_background(grey: np.ndarray, radius: float, span: float, step: int) -> np.ndarray:
-    """Paraboloid opening with its apexes on a grid of ``step`` pixels.
-
-    The erosion ``E`` is computed *exactly*, but only at the grid points (two sampled 1-D
-    passes, :func:`_sampled_parabolic_erosion`). Each grid point ``q`` carries a paraboloid
-    ``E(q) - |p - q|^2 / (2 r)`` lying under the image, so their upper envelope (the
-    dilation, on the grid with offsets in full-resolution pixels, then bilinear
-    interpolation) is a lower bound of the exact opening: it only misses apexes that fall
-    between grid points, a small underestimate next to steep dark gaps.
-
-    Written with NumPy rather than ``skimage.restoration.rolling_ball`` because that
-    function can only evaluate every pixel, and is several times slower than strided NumPy
-    for 1-D kernels.
-    """
-    height, width = grey.shape
-    reach = _paraboloid_reach(radius, span)
-    by_rows = _sampled_parabolic_erosion(grey, radius, reach, step)
-    eroded = _sampled_parabolic_erosion(np.ascontiguousarray(by_rows.T), radius, reach, step)  # (x, y)
-    # Dilation on the grid: D(f) = -erode(-f), separable like the erosion.
-    grid_reach = int(math.ceil(reach / step))
-    negated = _sampled_parabolic_erosion(-eroded, radius, grid_reach, 1, float(step))
-    coarse = -_sampled_parabolic_erosion(np.ascontiguousarray(negated.T), radius, grid_reach, 1, float(step))
-    (first_y, _), (first_x, _) = _grid(height, step), _grid(width, step)
-    return _remap(coarse, (np.arange(height) - first_y) / step, (np.arange(width) - first_x) / step)
 
 
 def _fast_ball_background(grey: np.ndarray, radius: float, step: int) -> np.ndarray:
@@ -222,7 +179,7 @@ def rolling_ball_background(
         radius: ball radius in pixels (the curvature radius of the paraboloid).
         paraboloid: roll a paraboloid instead of a ball.
         presmooth: estimate the background on a 3 x 3 mean of the image.
-        exact: full-resolution scikit-image computation instead of the fast path.
+        exact: the exact opening at every pixel instead of the fast path.
         scale: the fast path's resolution in (0, 1]: it works on a grid of
             ``round(1 / scale)`` pixels (1 is the exact path); None picks :func:`auto_step`.
             Ignored when ``exact``.
@@ -235,13 +192,12 @@ def rolling_ball_background(
     grey = np.asarray(pixels, dtype=np.float32) * np.float32(GREY_LEVELS)
     if presmooth:
         grey = cv2.blur(grey, (3, 3), borderType=cv2.BORDER_REFLECT)
-    span = float(grey.max() - grey.min())
-    step = auto_step(radius, paraboloid) if scale is None else max(1, int(round(1.0 / scale)))
-    if exact or step == 1:
-        kernels = _exact_kernels(radius, paraboloid, span)
+    step = 1 if exact else auto_step(radius, paraboloid) if scale is None else max(1, int(round(1.0 / scale)))
+    if paraboloid:
+        background = _paraboloid_opening(grey, radius, step)
+    elif step == 1:
+        kernels = [_ball_surface(radius, 1.0, 1.0)]
         background = _dilate(_erode(grey, kernels), kernels)
-    elif paraboloid:
-        background = _fast_paraboloid_background(grey, radius, span, step)
     else:
         background = _fast_ball_background(grey, radius, step)
     return (background / np.float32(GREY_LEVELS)).astype(np.float32)
@@ -257,8 +213,8 @@ class RollingBall(Transform):
         light_background: the background is bright (invert, subtract, invert back).
         paraboloid: ImageJ's sliding paraboloid instead of a ball.
         presmooth: 3 x 3 mean before estimating the background.
-        exact: full-resolution scikit-image (slow: tens of seconds at 2k for the paraboloid,
-            many minutes for a ball of 180).
+        exact: the exact opening at every pixel (the paraboloid in a fraction of a second at
+            2k; the ball through scikit-image: many minutes for a radius of 180).
         scale: the fast path's grid is ``round(1 / scale)`` pixels (1 = exact); None is
             ``radius / 30`` for the paraboloid and ``radius / 24`` for the ball.
     """
