@@ -145,3 +145,33 @@ def test_timm_backbone_target_layer_is_found():
     x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     maps = grad_cam([model], x, [cam_target("multiclass", 1)], method="gradcam++")
     assert maps.shape == (1, 64, 64) and maps.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_two_view_grad_cam_gives_each_view_its_definition(shared):
+    """Views share one explained score; each view's map comes from that view's activations
+    (the shared backbone's batch row, or the view's own backbone)."""
+    model = _net(views=2, shared_backbone=shared)
+    x = torch.rand(1, 2, 1, 48, 40, generator=torch.Generator().manual_seed(3))
+    layers = [model.cam_layer] if shared else [b.get_submodule(model.stages[-1]) for b in model.backbones]
+    store = []
+    handles = [layer.register_forward_hook(lambda m, i, o: store.append(o)) for layer in layers]
+    out = model(x)
+    for handle in handles:
+        handle.remove()
+    grads = torch.autograd.grad(out[0, 0], store)
+    if shared:  # the backbone's batch holds the views: [V, K, h, w]
+        activations, grads = list(store[0]), list(grads[0])
+    else:
+        activations, grads = [a[0] for a in store], [g[0] for g in grads]
+    expected = []
+    for activation, grad in zip(activations, grads):
+        cam = torch.relu((grad.mean(dim=(1, 2), keepdim=True) * activation).sum(dim=0)).detach().numpy()
+        cam = _minmax(np.maximum(cv2.resize(_minmax(cam).astype(np.float32), (40, 48)), 0))
+        expected.append(cam / cam.max() if cam.max() > 0 else cam)
+    got = grad_cam([model], x, [BinaryClassifierOutputTarget(1)])
+    assert got.shape == (1, 2, 48, 40)
+    np.testing.assert_allclose(got[0], np.stack(expected), atol=1e-4)
+    assert got[0].max() == pytest.approx(1.0) and not np.allclose(got[0, 0], got[0, 1])
+    saliency = gradient_saliency([model], x, [BinaryClassifierOutputTarget(1)])
+    assert saliency.shape == (1, 2, 48, 40) and saliency.max() == pytest.approx(1.0)

@@ -39,9 +39,9 @@ def test_each_image_is_explained_by_the_model_that_did_not_train_on_it(run_dir):
     panels, failures = explain_rows(predictor, row, resolve)
     assert not failures and len(panels) == 1
     radiograph = predictor.read(resolve(row["image"].iloc[0]))
-    image, tabular, geometry = predictor.prepare(radiograph)
-    own, _ = predictor.explain(image, tabular, geometry, radiograph.shape, 0, models=[predictor.models[1]])
-    other, _ = predictor.explain(image, tabular, geometry, radiograph.shape, 0, models=[predictor.models[0]])
+    image, tabular, geometries = predictor.prepare([radiograph])
+    (own,), _ = predictor.explain(image, tabular, geometries, [radiograph.shape], 0, models=[predictor.models[1]])
+    (other,), _ = predictor.explain(image, tabular, geometries, [radiograph.shape], 0, models=[predictor.models[0]])
     assert np.allclose(panels[0].heatmap, own) and not np.allclose(own, other)
     assert panels[0].title == "true normal | pred normal (p=0.20)"
 

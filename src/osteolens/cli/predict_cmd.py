@@ -23,14 +23,15 @@ def _inputs(paths: list[Path]) -> list[Path]:
     return files
 
 
-def _covariates(items: list[str]) -> dict[str, str]:
+def _pairs(items: list[str], option: str, example: str) -> dict[str, str]:
+    """``NAME=VALUE`` options as a dict."""
     from osteolens.errors import ConfigError
 
     values = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ConfigError("--covariate", f"{item!r} is not NAME=VALUE.", "write e.g. --covariate age=71.")
+            raise ConfigError(option, f"{item!r} is not NAME=VALUE.", f"write e.g. {option} {example}.")
         values[name.strip()] = value.strip()
     return values
 
@@ -52,12 +53,26 @@ def inference_process(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _attempt(predictor, path: Path, covariates: dict, cam: bool, saliency: bool, cam_class: str | None):
+def _attempt(predictor, sample, covariates: dict, cam: bool, saliency: bool, cam_class: str | None):
     """``predictor.predict`` or the exception it raised (the batch loop reports it)."""
     try:
-        return predictor.predict(path, covariates=covariates, cam=cam, saliency=saliency, cam_class=cam_class)
+        return predictor.predict(sample, covariates=covariates, cam=cam, saliency=saliency, cam_class=cam_class)
     except Exception as exc:  # noqa: BLE001  (reported per file by the caller)
         return exc
+
+
+def _study(views: list[str], images: list[Path], given: dict[str, str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """The one study of a multi-view model, from ``--view NAME=FILE`` options: ([first view's
+    file] for naming the output, [{view: file}])."""
+    from osteolens.errors import ConfigError
+
+    example = " ".join(f"--view {name}=FILE" for name in views) or "the image paths as arguments"
+    if not views:
+        raise ConfigError("--view", "this model takes one image per prediction, not views.", f"pass {example}.")
+    if images or not given:
+        raise ConfigError("IMAGES", f"this model takes a study of {len(views)} views {views}, given with --view.",
+                          f"pass {example}.")
+    return [Path(next(iter(given.values())))], [given]
 
 
 def _stems(files: list[Path]) -> list[str]:
@@ -80,6 +95,7 @@ def predict(
     cam_class: str = typer.Option(None, help="Explain this class instead of the predicted one."),
     saliency: bool = typer.Option(False, "--saliency", help="Also write plain gradient saliency (the dental seed's map)."),
     covariate: list[str] = typer.Option(None, "--covariate", "-c", help="NAME=VALUE for a model covariate (sex, age); overrides DICOM tags."),
+    view: list[str] = typer.Option(None, "--view", help="NAME=FILE: one view of the study for a multi-view model (repeat per view, e.g. --view AP=ap.dcm --view LAT=lat.dcm)."),
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
     threads: int = typer.Option(None, help="Threads of ONNX Runtime and torch (default: all cores; 1 is faster on a busy machine)."),
     batch_size: int = typer.Option(8, help="Images per model call without --cam / --saliency."),
@@ -94,6 +110,8 @@ def predict(
     Example: osteolens predict scans/ --model runs/knee/bundle --out preds/ --cam
 
     Example (runner): osteolens predict --jsonl --model bundle.zip --allowed-root /data <requests.jsonl
+
+    Example (two views): osteolens predict --model spine2v/bundle --view AP=ap.dcm --view LAT=lat.dcm --cam
     """
     import json
     import sys
@@ -116,32 +134,37 @@ def predict(
         answered, failed = run_jsonl(predictor, allowed_root, sys.stdin, sys.stdout, cam=True)
         console.print(f"{answered} request(s), {failed} failed")
         return
-    files = _inputs(images or [])
+    given = _pairs(covariate or [], "--covariate", "age=71")
+    predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
+    if predictor.views or view:
+        files, samples = _study(predictor.views, images or [], _pairs(view or [], "--view", "AP=ap.dcm"))
+        names = [" ".join(f"{k}={v}" for k, v in sample.items()) for sample in samples]
+    else:
+        files = samples = _inputs(images or [])
+        names = [str(path) for path in files]
     if not files:
         raise ConfigError("IMAGES", "no image given or found.", "pass image files or folders holding them.")
-    given = _covariates(covariate or [])
-    predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
     failures: list[tuple[str, str]] = []
     ok = 0
     stems = _stems(files)
-    if cam or saliency:  # one image at a time: each needs its own Grad-CAM pass
-        results = ((i, _attempt(predictor, path, given, cam, saliency, cam_class)) for i, path in enumerate(files))
+    if cam or saliency or predictor.views:  # one sample at a time: each needs its own Grad-CAM pass
+        results = ((i, _attempt(predictor, sample, given, cam, saliency, cam_class)) for i, sample in enumerate(samples))
     else:  # batched, reading the next batch while the model runs
-        results = predictor.predict_many(files, [given] * len(files), batch_size=batch_size)
+        results = predictor.predict_many(samples, [given] * len(samples), batch_size=batch_size)
     for i, result in results:
-        path, stem = files[i], stems[i]
+        name, stem = names[i], stems[i]
         try:
             if isinstance(result, Exception):
                 raise result
-            record = write_prediction(result, out, stem, str(path))
+            record = write_prediction(result, out, stem, name)
             ok += 1
             shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
-            console.print(f"{path}: {record['diagnosis']} ({shown})", markup=False, highlight=False)
+            console.print(f"{name}: {record['diagnosis']} ({shown})", markup=False, highlight=False)
         except Exception as exc:  # a batch never dies on one file; bugs are reported with their type
             reason = str(exc) if isinstance(exc, OsteolensError) else f"internal error ({type(exc).__name__}: {exc})"
-            failures.append((str(path), reason))
+            failures.append((name, reason))
             out.mkdir(parents=True, exist_ok=True)
-            (out / f"{stem}.json").write_text(json.dumps(fail_record(str(path), reason), indent=2) + "\n")
+            (out / f"{stem}.json").write_text(json.dumps(fail_record(name, reason), indent=2) + "\n")
     console.print(f"{ok} of {len(files)} image(s) predicted; JSON in {out}")
     if report_failures(failures, out / "failures.csv" if failures else None):
         raise typer.Exit(1)
@@ -161,7 +184,8 @@ def export_onnx(
 
     loaded = load_bundle(bundle)
     in_chans = int(loaded.architecture.get("in_chans", 1))
-    model, difference = export_checked(loaded.models, loaded.input_size, in_chans, len(loaded.tabular), tolerance)
+    model, difference = export_checked(loaded.models, loaded.input_size, in_chans, len(loaded.tabular), tolerance,
+                                       views=max(1, len(loaded.views)))
     add_onnx(bundle, model)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

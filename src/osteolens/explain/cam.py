@@ -72,15 +72,20 @@ def cam_target(task: str, class_index: int | None) -> Any:
     raise ModelError(f"unknown task '{task}'.")
 
 
-class _WithCovariates(torch.nn.Module):
-    """Present ``model(images, tabular)`` as ``f(images)``, the form pytorch-grad-cam calls."""
+class _CamInput(torch.nn.Module):
+    """Present ``model(images, tabular)`` as ``f(images)`` on a 4-D input, the form
+    pytorch-grad-cam calls (it reads a 5-D input as a volume): several views travel as
+    ``[N, V * C, H, W]`` and are unfolded to ``[N, V, C, H, W]`` here."""
 
-    def __init__(self, model: torch.nn.Module, tabular: torch.Tensor | None) -> None:
+    def __init__(self, model: torch.nn.Module, tabular: torch.Tensor | None, views: int) -> None:
         super().__init__()
         self.model = model
         self.tabular = tabular
+        self.views = views
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.views > 1:
+            images = images.unflatten(1, (self.views, -1))
         return self.model(images, self.tabular) if self.tabular is not None else self.model(images)
 
 
@@ -99,9 +104,17 @@ def _graph_from(layer: torch.nn.Module) -> Iterator[None]:
         handle.remove()
 
 
-def _check_views(model: torch.nn.Module) -> None:
-    if getattr(model, "views", 1) != 1:
-        raise ModelError("Grad-CAM of multi-view models is not supported: explain each view's single-view model.")
+def _view_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The layer to hook for each view: the shared backbone's ``cam_layer`` once, or the same
+    stage of every view's own backbone."""
+    layer = getattr(model, "cam_layer", None)
+    if layer is None:
+        raise ModelError("the model has no 'cam_layer'. Fix: build it with osteolens.models.create_model.")
+    backbones = getattr(model, "backbones", [])
+    if getattr(model, "views", 1) == 1 or len(backbones) <= 1:
+        return [layer]
+    stage = model.stages[-1] if model.stages else None
+    return [net.get_submodule(stage) if stage else net for net in backbones]
 
 
 def grad_cam(
@@ -115,34 +128,39 @@ def grad_cam(
 
     Args:
         models: ``OsteoNet`` s (each with ``cam_layer``); their maps are averaged.
-        images: network input ``[N, C, H, W]``.
+        images: network input ``[N, C, H, W]``, or ``[N, V, C, H, W]`` for a multi-view model.
         targets: one pytorch-grad-cam target per image (see :func:`cam_target`).
         tabular: covariates ``[N, T]`` when the model takes them.
         method: ``gradcam`` or ``gradcam++``.
 
     Returns:
-        ``float32 [N, H, W]`` in [0, 1] at the network input size (each map scaled so its
-        maximum is 1; all zeros when no location raises the score).
+        ``float32 [N, H, W]`` (``[N, V, H, W]`` for several views) in [0, 1] at the network
+        input size, each map scaled so its maximum is 1 (all zeros when no location raises
+        the score). Several views: one map per view for the same explained score, from the
+        shared backbone's activations of that view or from that view's own backbone.
     """
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 
     if method not in CAM_METHODS:
         raise ModelError(f"unknown CAM method '{method}'. Fix: use one of {', '.join(CAM_METHODS)}.")
     cls = GradCAM if method == "gradcam" else GradCAMPlusPlus
-    total = np.zeros((images.shape[0], images.shape[-2], images.shape[-1]), dtype=np.float32)
+    n, views = images.shape[0], images.shape[1] if images.ndim == 5 else 1
+    total = np.zeros((n, views, images.shape[-2], images.shape[-1]), dtype=np.float32)
+    flat = images.flatten(1, 2) if images.ndim == 5 else images
     for model in models:
-        _check_views(model)
-        layer = getattr(model, "cam_layer", None)
-        if layer is None:
-            raise ModelError("the model has no 'cam_layer'. Fix: build it with osteolens.models.create_model.")
-        wrapped = _WithCovariates(model, tabular)
-        with cls(model=wrapped, target_layers=[layer]) as cam, _graph_from(layer):
-            maps = cam(input_tensor=images, targets=list(targets))
-        total += maps.astype(np.float32)
-    return _unit_max(total)
+        wrapped = _CamInput(model, tabular, views)
+        layers = _view_layers(model)
+        for v, layer in enumerate(layers):
+            with cls(model=wrapped, target_layers=[layer]) as cam, _graph_from(layer):
+                maps = cam(input_tensor=flat, targets=list(targets)).astype(np.float32)
+            if len(layers) == views:  # this view's own backbone: one map per sample
+                total[:, v] += maps
+            else:  # a backbone shared by the views: its batch holds sample-major [N * V] maps
+                total += maps.reshape(n, views, *maps.shape[1:])
+    return _unit_max(total if images.ndim == 5 else total[:, 0])
 
 
 def _unit_max(maps: np.ndarray) -> np.ndarray:
-    peak = maps.reshape(maps.shape[0], -1).max(axis=1)
-    scale = np.where(peak > 0, peak, 1.0)
-    return (maps / scale[:, None, None]).astype(np.float32)
+    """Each ``(H, W)`` map divided by its own maximum (left as is when that is not positive)."""
+    peak = maps.max(axis=(-2, -1), keepdims=True)
+    return (maps / np.where(peak > 0, peak, 1.0)).astype(np.float32)

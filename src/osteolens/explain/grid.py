@@ -128,18 +128,21 @@ def explain_rows(
     from osteolens.errors import OsteolensError
 
     bundle = predictor.bundle
+    if predictor.views:
+        raise OsteolensError(f"explanation grids show single-view runs; this model takes the views {predictor.views}. "
+                             "Fix: explain its studies with 'osteolens predict --view NAME=FILE ... --cam'.")
     labels, task = bundle.labels, bundle.task
     panels, failures = [], []
     for _, row in rows.iterrows():
         try:
             radiograph = predictor.read(resolve(row["image"]))
             covariates = {name: row[name] for name in predictor.covariates if name in row.index}
-            image, tabular, geometry = predictor.prepare(radiograph, covariates)
+            image, tabular, geometries = predictor.prepare([radiograph], covariates)
             fold = int(row.get("fold", -1))
             models = [predictor.models[fold]] if 0 <= fold < len(predictor.models) else None
             class_index = None if task == "regression" else labels.index(str(row["y_pred"]))
-            heat, _ = predictor.explain(image, tabular, geometry, radiograph.shape, class_index, method=method,
-                                        models=models)
+            (heat,), _ = predictor.explain(image, tabular, geometries, [radiograph.shape], class_index,
+                                           method=method, models=models)
             panels.append(Panel(_thumbnail(radiograph.pixels, max_side), _thumbnail(heat, max_side),
                                 panel_title(row, task, labels)))
         except (OsteolensError, ValueError, KeyError) as exc:

@@ -23,20 +23,21 @@ def gradient_saliency(
     targets: Sequence[Any],
     tabular: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Gradient saliency of a fold ensemble, ``float32 [N, H, W]`` in [0, 1] (maximum 1).
+    """Gradient saliency of a fold ensemble, ``float32 [N, H, W]`` (``[N, V, H, W]`` for
+    several views) in [0, 1], each map scaled to maximum 1.
 
     Args:
         models: the fold models; their maps are averaged.
-        images: network input ``[N, C, H, W]``.
+        images: network input ``[N, C, H, W]`` or ``[N, V, C, H, W]``.
         targets: one pytorch-grad-cam target per image (see ``osteolens.explain.cam.cam_target``).
         tabular: covariates ``[N, T]`` when the model takes them.
     """
-    total = np.zeros((images.shape[0], images.shape[-2], images.shape[-1]), dtype=np.float32)
+    total = np.zeros((*images.shape[:-3], *images.shape[-2:]), dtype=np.float32)
     for model in models:
         with torch.enable_grad():
             x = images.detach().clone().requires_grad_(True)
             outputs = model(x, tabular) if tabular is not None else model(x)
             score = sum(target(output) for target, output in zip(targets, outputs))
             (grad,) = torch.autograd.grad(score.sum(), x)
-        total += grad.abs().amax(dim=1).detach().cpu().numpy()
+        total += grad.abs().amax(dim=-3).detach().cpu().numpy()
     return _unit_max(total)

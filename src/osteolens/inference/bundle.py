@@ -79,6 +79,15 @@ class Bundle:
         return list(self.manifest["labels"])
 
     @property
+    def views(self) -> list[str]:
+        """Names of the views a sample is made of, in the network's order (one view: ``[]``)."""
+        count = int(self.architecture.get("views", 1))
+        if count == 1:
+            return []
+        names = [str(name) for name in self.manifest.get("views") or []]
+        return names if len(names) == count else [f"view{k + 1}" for k in range(count)]
+
+    @property
     def target(self) -> str | None:
         """Name of the regression target or label column."""
         return self.manifest.get("target")
@@ -130,6 +139,7 @@ class Bundle:
             digest=self.digest[:16],
             architecture=self.architecture.get("name"),
             covariates=self.tabular,
+            views=self.views,
             folds=len(self.models),
             calibrated=self.calibration is not None,
             preprocessing=[step.get("name") for step in self.preprocessing],
@@ -174,6 +184,7 @@ def write_bundle(
     training_summary: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     onnx_model: bytes | None = None,
+    views: Sequence[str] | None = None,
 ) -> Path:
     """Write a bundle directory, or a zip when ``path`` ends with ``.zip``.
 
@@ -192,6 +203,7 @@ def write_bundle(
         training_summary: free-form JSON (epochs, folds, seed, data fingerprint ...).
         metrics: cross-validated metrics with intervals.
         onnx_model: serialised ONNX ensemble to store beside the weights.
+        views: names of the views of a multi-view model, in input order (e.g. ``["AP", "LAT"]``).
 
     Returns:
         The path written.
@@ -222,6 +234,11 @@ def write_bundle(
                           "Fix: pass the class names in output order.")
     if task == "regression" and labels:
         raise BundleError("write_bundle: regression bundles take labels=[]. Fix: drop the labels.")
+    view_count = int(configs[0].get("views", 1))
+    view_names = [str(v) for v in views or [] if v is not None]
+    if view_names and len(view_names) != view_count:
+        raise BundleError(f"write_bundle: {len(view_names)} view names {view_names} for a {view_count}-view model. "
+                          "Fix: name every view, in input order.")
     size = [int(v) for v in input_size]
     if len(size) != 2 or min(size) <= 0:
         raise BundleError(f"write_bundle: input_size must be (height, width), got {input_size!r}.")
@@ -238,6 +255,7 @@ def write_bundle(
         "input_size": size,
         "task": task,
         "labels": labels,
+        "views": view_names or None,
         "target": target,
         "target_scaling": _jsonable(dict(target_scaling), "target_scaling") if target_scaling else None,
         "tabular_scaling": _jsonable({k: dict(v) for k, v in tabular_scaling.items()}, "tabular_scaling")

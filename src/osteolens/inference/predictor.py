@@ -44,6 +44,19 @@ from osteolens.io.radiograph import Radiograph
 
 BACKENDS = ("onnx", "torch")
 
+Source = str | Path | Radiograph
+#: One prediction's input: an image, or for a multi-view model ``{view: image}`` or images in view order.
+Sample = Source | Mapping[str, Source] | Sequence[Source]
+
+
+@dataclass
+class ViewMaps:
+    """One view of a multi-view prediction, on its own original grid."""
+
+    image: np.ndarray
+    heatmap: np.ndarray | None = None
+    saliency: np.ndarray | None = None
+
 
 @dataclass
 class Prediction:
@@ -60,9 +73,11 @@ class Prediction:
         target: name of the predicted quantity.
         model: name, digest and architecture of the bundle.
         timing_ms: milliseconds spent reading, preprocessing, in the model, explaining, in total.
-        image: the original pixels ``(H, W)`` (for overlays; not serialised).
+        image: the original pixels ``(H, W)`` (for overlays; not serialised); the first
+            view's for a multi-view model.
         heatmap: Grad-CAM map on the original image grid in [0, 1], when asked.
         saliency: plain gradient saliency on the original image grid, when asked.
+        views: multi-view models: each view's pixels and maps by view name (None otherwise).
         cam_method: ``gradcam`` / ``gradcam++`` when a heat map was computed.
         cam_class: the class the explanation is for (the predicted one unless another was chosen).
     """
@@ -81,6 +96,7 @@ class Prediction:
     saliency: np.ndarray | None = field(default=None, repr=False)
     cam_method: str | None = None
     cam_class: str | None = None
+    views: dict[str, ViewMaps] | None = field(default=None, repr=False)
 
     @property
     def diagnosis(self) -> str:
@@ -104,6 +120,7 @@ class Prediction:
             "model": self.model,
             "cam_method": self.cam_method,
             "cam_class": self.cam_class,
+            "views": list(self.views) if self.views else None,
             "timing_ms": {k: round(v, 2) for k, v in self.timing_ms.items()},
         }
 
@@ -139,16 +156,15 @@ class Predictor:
         architecture = self.bundle.architecture
         self.in_chans = int(architecture.get("in_chans", 1))
         self.covariates = self.bundle.tabular
-        if int(architecture.get("views", 1)) != 1:
-            raise BundleError(f"{self.bundle.path}: multi-view models ({architecture.get('views')} views) are not "
-                              "served by the Predictor. Fix: serve a single-view bundle.")
+        self.views = self.bundle.views
         self.preprocessor = Preprocessor(self.bundle.preprocessing, self.bundle.input_size, self.in_chans)
         self.calibrator = self._calibrator()
         self.backend_name = backend
         if backend == "onnx":
             model = self.bundle.onnx_model
             if model is None:
-                model, _ = export_checked(self.models, self.bundle.input_size, self.in_chans, len(self.covariates))
+                model, _ = export_checked(self.models, self.bundle.input_size, self.in_chans, len(self.covariates),
+                                          views=max(1, len(self.views)))
             self.backend: OnnxBackend | TorchBackend = OnnxBackend(model, threads or default_threads())
         else:
             self.backend = TorchBackend(self.models, bool(self.covariates))
@@ -180,7 +196,7 @@ class Predictor:
         return calibrator
 
     # ------------------------------------------------------------------ steps
-    def read(self, source: str | Path | Radiograph) -> Radiograph:
+    def read(self, source: Source) -> Radiograph:
         """The radiograph itself, or read from a file (format sniffed from its bytes)."""
         if isinstance(source, Radiograph):
             return source
@@ -188,13 +204,45 @@ class Predictor:
 
         return read_radiograph(source)
 
+    def read_sample(self, sample: Sample) -> list[Radiograph]:
+        """The radiographs of one sample: one image, or one per view in the model's view order.
+
+        A multi-view sample is a mapping ``{view name: image}`` (names matched ignoring case)
+        or a sequence in the model's view order.
+        """
+        if not self.views:
+            if isinstance(sample, Mapping | list | tuple):
+                raise ModelError("this model takes one image per prediction, not several views. "
+                                 "Fix: pass a single file.")
+            return [self.read(sample)]
+        example = ", ".join(f"{name}=FILE" for name in self.views)
+        if isinstance(sample, Mapping):
+            given = {str(name).lower(): source for name, source in sample.items()}
+            wanted = [name.lower() for name in self.views]
+            missing = [name for name in self.views if name.lower() not in given]
+            unknown = [name for name in sample if str(name).lower() not in wanted]
+            if missing or unknown:
+                problem = f"lacks view(s) {missing}" if missing else f"has unknown view(s) {unknown}"
+                raise ModelError(f"the sample {problem}; this model takes the views {self.views}. Fix: pass {example}.")
+            sources = [given[name] for name in wanted]
+        elif isinstance(sample, list | tuple) and len(sample) == len(self.views):
+            sources = list(sample)
+        else:
+            raise ModelError(f"this model takes {len(self.views)} views {self.views} per prediction, got one image. "
+                             f"Fix: pass one image per view ({example}).")
+        return [self.read(source) for source in sources]
+
     def prepare(
-        self, radiograph: Radiograph, covariates: Mapping[str, Any] | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None, AxisMap]:
-        """Network input ``(C, H, W)``, encoded covariates ``[1, T]`` (or None) and the map back."""
-        tabular = encode_covariates(self.covariates, self.bundle.tabular_scaling, covariates, radiograph.meta)
-        image, geometry = self.preprocessor(radiograph.pixels)
-        return image, tabular, geometry
+        self, radiographs: Sequence[Radiograph], covariates: Mapping[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, list[AxisMap]]:
+        """Network input ``(C, H, W)`` (``(V, C, H, W)`` for several views), encoded covariates
+        ``[1, T]`` (or None; DICOM tags read from the first view) and each view's map back."""
+        tabular = encode_covariates(self.covariates, self.bundle.tabular_scaling, covariates, radiographs[0].meta)
+        prepared = [self.preprocessor(radiograph.pixels) for radiograph in radiographs]
+        geometries = [geometry for _, geometry in prepared]
+        if not self.views:
+            return prepared[0][0], tabular, geometries
+        return np.stack([image for image, _ in prepared]), tabular, geometries
 
     def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         """Raw ``[F, N, K]`` outputs -> per-image label, probabilities or value (see the module docstring)."""
@@ -230,53 +278,60 @@ class Predictor:
     # ------------------------------------------------------------------ public
     def predict(
         self,
-        source: str | Path | Radiograph,
+        source: Sample,
         covariates: Mapping[str, Any] | None = None,
         cam: bool = False,
         saliency: bool = False,
         cam_method: str | None = None,
         cam_class: str | None = None,
     ) -> Prediction:
-        """Predict one radiograph.
+        """Predict one radiograph (or one study of a multi-view model).
 
         Args:
-            source: a file (DICOM, PNG, JPEG, TIFF, BMP) or a :class:`Radiograph`.
+            source: a file (DICOM, PNG, JPEG, TIFF, BMP) or a :class:`Radiograph`; for a
+                multi-view model ``{view name: file}`` or the files in the model's view order.
             covariates: values of the model's covariates (e.g. ``{"sex": "F", "age": 71}``);
                 missing ones are taken from the DICOM tags.
-            cam: compute the Grad-CAM heat map (on the original image grid).
+            cam: compute the Grad-CAM heat map (on the original image grid; one per view).
             saliency: compute plain gradient saliency too, for comparison.
             cam_method: ``gradcam`` or ``gradcam++`` (default: the predictor's).
             cam_class: explain this class instead of the predicted one (classification).
 
         Raises:
-            OsteolensError: unreadable file (RadiographReadError), missing covariate (ModelError) ...
+            OsteolensError: unreadable file (RadiographReadError), missing covariate or view (ModelError) ...
         """
         explained = self._explained_class(cam_class)
         timing: dict[str, float] = {}
         start = time.perf_counter()
-        radiograph = self.read(source)
+        radiographs = self.read_sample(source)
         timing["read"] = (time.perf_counter() - start) * 1000
         mark = time.perf_counter()
-        image, tabular, geometry = self.prepare(radiograph, covariates)
+        image, tabular, geometries = self.prepare(radiographs, covariates)
         timing["preprocess"] = (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
         result = self.postprocess(self.backend(image[None], tabular))[0]
         timing["model"] = (time.perf_counter() - mark) * 1000
-        heatmap = sal = None
+        heatmaps: list[np.ndarray | None] = [None] * len(radiographs)
+        maps = list(heatmaps)
         method = cam_method or self.cam_method
         class_index = result["class_index"] if explained is None else explained
         if cam or saliency:
             mark = time.perf_counter()
-            heatmap, sal = self.explain(image, tabular, geometry, radiograph.shape, class_index,
-                                        cam=cam, saliency=saliency, method=method)
+            heatmaps, maps = self.explain(image, tabular, geometries, [r.shape for r in radiographs], class_index,
+                                          cam=cam, saliency=saliency, method=method)
             timing["explain"] = (time.perf_counter() - mark) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000
+        views = None
+        if self.views:
+            views = {name: ViewMaps(r.pixels, heat, sal)
+                     for name, r, heat, sal in zip(self.views, radiographs, heatmaps, maps, strict=True)}
         return Prediction(
             task=self.bundle.task, label=result["label"], probability=result["probability"],
             probabilities=result["probabilities"], value=result["value"], threshold=result["threshold"],
-            target=self.bundle.target, model=self.model_info, timing_ms=timing, image=radiograph.pixels,
-            heatmap=heatmap, saliency=sal, cam_method=method if cam else None,
+            target=self.bundle.target, model=self.model_info, timing_ms=timing, image=radiographs[0].pixels,
+            heatmap=heatmaps[0], saliency=maps[0], cam_method=method if cam else None,
             cam_class=self.bundle.labels[class_index] if (cam or saliency) and class_index is not None else None,
+            views=views,
         )
 
     def _explained_class(self, name: str | None) -> int | None:
@@ -293,44 +348,53 @@ class Predictor:
         self,
         image: np.ndarray,
         tabular: np.ndarray | None,
-        geometry: AxisMap,
-        shape: tuple[int, int],
+        geometries: Sequence[AxisMap],
+        shapes: Sequence[tuple[int, int]],
         class_index: int | None,
         cam: bool = True,
         saliency: bool = False,
         method: str = "gradcam",
         models: Sequence[torch.nn.Module] | None = None,
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Grad-CAM (and gradient saliency) of the fold ensemble (or of ``models``), mapped onto the
-        original ``shape``."""
+    ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """Grad-CAM (and gradient saliency) of the fold ensemble (or of ``models``), one map per
+        view, each mapped onto its view's original ``shape``."""
         from osteolens.explain import cam_target, grad_cam, gradient_saliency
 
         x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
         t = None if tabular is None else torch.from_numpy(tabular)
         targets = [cam_target(self.bundle.task, class_index)]
         models = list(models) if models is not None else self.models
-        heat = sal = None
+
+        def on_original(maps: np.ndarray) -> list[np.ndarray | None]:
+            per_view = maps[0] if self.views else maps  # [V, h, w] either way
+            return [g.to_original(m, shape) for g, m, shape in zip(geometries, per_view, shapes, strict=True)]
+
+        none: list[np.ndarray | None] = [None] * len(geometries)
+        heat, sal = none, none
         with self._cam_lock:
             if cam:
-                heat = geometry.to_original(grad_cam(models, x, targets, t, method=method)[0], shape)
+                heat = on_original(grad_cam(models, x, targets, t, method=method))
             if saliency:
-                sal = geometry.to_original(gradient_saliency(models, x, targets, t)[0], shape)
+                sal = on_original(gradient_saliency(models, x, targets, t))
         return heat, sal
 
     def warm_up(self, cam: bool = True) -> None:
-        """Run one synthetic image through the whole path (and Grad-CAM) so that the first real
+        """Run one synthetic sample through the whole path (and Grad-CAM) so that the first real
         request does not pay for lazy imports, ONNX Runtime's first-run allocations or autograd set-up."""
         rng = np.random.default_rng(0)
-        pixels = rng.random((max(self.bundle.input_size), max(self.bundle.input_size)), dtype=np.float32)
-        image, _ = self.preprocessor(pixels)
+        side = max(self.bundle.input_size)
+        images = [self.preprocessor(rng.random((side, side), dtype=np.float32))[0]
+                  for _ in range(max(1, len(self.views)))]
+        image = np.stack(images) if self.views else images[0]
         tabular = np.zeros((1, len(self.covariates)), np.float32) if self.covariates else None
         result = self.postprocess(self.backend(image[None], tabular))[0]
         if cam:
-            self.explain(image, tabular, AxisMap(), image.shape[1:], result["class_index"], cam=True)
+            self.explain(image, tabular, [AxisMap()] * len(images), [image.shape[-2:]] * len(images),
+                         result["class_index"], cam=True)
 
     def predict_many(
         self,
-        sources: Sequence[str | Path | Radiograph],
+        sources: Sequence[Sample],
         covariates: Sequence[Mapping[str, Any] | None] | None = None,
         batch_size: int = 8,
     ) -> Iterator[tuple[int, Prediction | OsteolensError]]:
@@ -349,7 +413,7 @@ class Predictor:
 
         def prepare(i: int) -> tuple[np.ndarray, np.ndarray | None] | OsteolensError:
             try:
-                image, tabular, _ = self.prepare(self.read(sources[i]), covariates[i])
+                image, tabular, _ = self.prepare(self.read_sample(sources[i]), covariates[i])
                 return image, tabular
             except OsteolensError as exc:
                 return exc
@@ -383,7 +447,7 @@ class Predictor:
                                         timing_ms={"total": per_image})
 
     def predict_batch(
-        self, sources: Sequence[str | Path | Radiograph], covariates: Sequence[Mapping[str, Any] | None] | None = None
+        self, sources: Sequence[Sample], covariates: Sequence[Mapping[str, Any] | None] | None = None
     ) -> list[Prediction]:
         """Predict several images with one model call (no explanations).
 

@@ -90,12 +90,19 @@ class OnnxBackend:
         return self.session.run(None, feed)[0]
 
 
+def _sample_shape(input_size: tuple[int, int], in_chans: int, views: int) -> tuple[int, ...]:
+    """One sample's network input: ``(C, H, W)``, or ``(V, C, H, W)`` for several views."""
+    return (in_chans, *input_size) if views == 1 else (views, in_chans, *input_size)
+
+
 def export_onnx(
-    models: Sequence[torch.nn.Module], input_size: tuple[int, int], in_chans: int = 1, n_tabular: int = 0
+    models: Sequence[torch.nn.Module], input_size: tuple[int, int], in_chans: int = 1, n_tabular: int = 0,
+    views: int = 1,
 ) -> bytes:
     """Serialise the fold ensemble as one ONNX graph with a dynamic batch axis.
 
-    Inputs ``images [N, C, H, W]`` (and ``tabular [N, T]``), output ``outputs [F, N, K]``.
+    Inputs ``images [N, C, H, W]`` (``[N, V, C, H, W]`` for ``views > 1``) and, with
+    covariates, ``tabular [N, T]``; output ``outputs [F, N, K]``.
     Uses the TorchScript-based exporter (``dynamo=False``), which handles every timm
     backbone and ``simple_cnn`` at opset :data:`OPSET`.
     """
@@ -103,7 +110,7 @@ def export_onnx(
 
     with_tabular = n_tabular > 0
     ensemble = Ensemble(models, with_tabular).eval()
-    images = torch.rand(1, in_chans, *input_size)
+    images = torch.rand(1, *_sample_shape(input_size, in_chans, views))
     args: tuple = (images, torch.zeros(1, n_tabular)) if with_tabular else (images,)
     names = ["images", "tabular"] if with_tabular else ["images"]
     axes = {name: {0: "batch"} for name in names}
@@ -128,10 +135,11 @@ def parity(
     n_tabular: int = 0,
     batch: int = 2,
     seed: int = 0,
+    views: int = 1,
 ) -> float:
     """Max abs difference between ONNX Runtime and torch outputs on random inputs in [0, 1]."""
     generator = np.random.default_rng(seed)
-    images = generator.random((batch, in_chans, *input_size), dtype=np.float32)
+    images = generator.random((batch, *_sample_shape(input_size, in_chans, views)), dtype=np.float32)
     tabular = generator.standard_normal((batch, n_tabular)).astype(np.float32) if n_tabular else None
     reference = TorchBackend(models, n_tabular > 0)(images, tabular)
     candidate = OnnxBackend(model, threads=1)(images, tabular)
@@ -144,14 +152,15 @@ def export_checked(
     in_chans: int = 1,
     n_tabular: int = 0,
     tolerance: float = PARITY_TOLERANCE,
+    views: int = 1,
 ) -> tuple[bytes, float]:
     """:func:`export_onnx`, then refuse the graph unless :func:`parity` is within ``tolerance``.
 
     Returns:
         (the ONNX bytes, the measured max abs difference).
     """
-    model = export_onnx(models, input_size, in_chans, n_tabular)
-    difference = parity(models, model, input_size, in_chans, n_tabular)
+    model = export_onnx(models, input_size, in_chans, n_tabular, views)
+    difference = parity(models, model, input_size, in_chans, n_tabular, views=views)
     if not difference <= tolerance:
         raise ModelError(f"ONNX export differs from torch by {difference:.2e} (> {tolerance:.0e}). "
                          "Fix: use --backend torch for this model.")

@@ -419,6 +419,7 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
         bundle_dir, models=models, preprocessing=info["preprocessing"], input_size=info["input_size"], task=task,
         labels=labels, target=config.target, target_scaling=info["target_scaling"],
         tabular_scaling=info["tabular_scaling"] or None, threshold=bundle_threshold, calibration=calibration,
+        views=info["views"] if config.model.views > 1 else None,
         training_summary=summary, metrics={"pooled": metrics["pooled"], "fold_mean": metrics["fold_mean"],
                                            "fold_std": metrics["fold_std"]},
     )
