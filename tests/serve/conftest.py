@@ -12,15 +12,17 @@ PREPROCESSING = [{"name": "percentile_normalise", "params": {}}, {"name": "crop_
 
 @pytest.fixture
 def make_predictor(tmp_path):
-    """``make_predictor(tabular=(), backend="onnx") -> Predictor`` over a tiny binary simple_cnn bundle."""
+    """``make_predictor(tabular=(), backend="onnx", views=None) -> Predictor`` over a tiny binary simple_cnn
+    bundle (``views=["AP", "LAT"]``: a two-view model)."""
     from osteolens.inference import Predictor, write_bundle
     from osteolens.models import create_model
 
-    def _make(tabular=(), backend="onnx", name="bundle"):
+    def _make(tabular=(), backend="onnx", name="bundle", views=None):
         torch.manual_seed(0)
         models = [create_model("simple_cnn", "binary", 1, tabular=list(tabular), conv_layers=2, filters=4,
-                               dense_units=8).eval() for _ in range(2)]
+                               dense_units=8, views=len(views or [0])).eval() for _ in range(2)]
         path = write_bundle(tmp_path / name, models=models, preprocessing=PREPROCESSING, input_size=(48, 48),
+                            views=views,
                             task="binary", labels=["normal", "osteoporosis"], target="label", threshold=0.5,
                             tabular_scaling={"age": {"mean": 60.0, "std": 10.0}} if "age" in tabular else None,
                             metrics={"auroc": {"value": 0.81, "ci": [0.7, 0.9]}}, training_summary={"folds": 2})

@@ -94,6 +94,12 @@ def test_non_images_are_refused_by_content(client, png_bytes):
     assert "/tmp" not in response.json()["detail"]
 
 
+def test_a_multi_view_model_answers_which_views_it_needs(make_predictor, png_bytes):
+    client = TestClient(create_app(make_predictor(views=["AP", "LAT"], backend="torch", name="b2v")))
+    response = client.post("/v1/predict", files={"file": ("a.png", png_bytes)})
+    assert response.status_code == 422 and "takes 2 views ['AP', 'LAT']" in response.json()["detail"]
+
+
 def test_covariates_from_form_fields(make_predictor, png_bytes):
     client = TestClient(create_app(make_predictor(tabular=("sex", "age"))))
     missing = client.post("/v1/predict", files={"file": ("a.png", png_bytes)}, data={"sex": "F"})
