@@ -175,3 +175,24 @@ def test_two_view_grad_cam_gives_each_view_its_definition(shared):
     assert got[0].max() == pytest.approx(1.0) and not np.allclose(got[0, 0], got[0, 1])
     saliency = gradient_saliency([model], x, [BinaryClassifierOutputTarget(1)])
     assert saliency.shape == (1, 2, 48, 40) and saliency.max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("shape", "threads"), [((37, 23, 3), 2), ((64, 50), 3), ((1, 9, 4), 4), ((300, 7, 3), 1)])
+def test_threaded_huffman_png_decodes_to_the_same_pixels(shape, threads):
+    import io
+
+    from PIL import Image
+
+    from osteolens.explain import encode_png
+
+    image = np.random.default_rng(len(shape) + threads).integers(0, 256, shape, dtype=np.uint8)
+    image[: shape[0] // 2] //= 7  # smoother rows too, so the "up" filter has something to do
+    data = encode_png(image, huffman_only=True, threads=threads)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), image)  # Pillow checks every CRC
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image.ndim == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB if shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    assert np.array_equal(decoded, image)
+    import zlib
+
+    assert zlib.decompress(data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8])  # one valid zlib stream

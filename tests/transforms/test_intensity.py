@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from skimage.exposure import equalize_adapthist
 
 from osteolens.transforms import Clahe, EqualiseHistogram, Invert, PercentileNormalise
@@ -44,3 +45,32 @@ def test_clahe_matches_skimage_and_raises_local_contrast():
 
 def test_invert():
     np.testing.assert_allclose(Invert()(np.array([[0.0, 0.25, 1.0]], np.float32)), [[1.0, 0.75, 0.0]])
+
+
+@pytest.mark.parametrize("percents", [(0.5, 99.5), (0.0, 100.0), (2.5, 97.5), (40.0, 60.0), (99.9, 99.99)])
+def test_tail_percentiles_equal_numpys(percents):
+    from osteolens.transforms.intensity import tail_percentiles
+
+    rng = np.random.default_rng(7)
+    cases = [
+        rng.random((300, 400), dtype=np.float32),  # continuous
+        np.round(rng.random((250, 300)) * 4).astype(np.float32),  # five grey levels: ties everywhere
+        rng.standard_normal(70001),  # odd size, float64
+        np.zeros((260, 260), np.float32),  # flat
+        np.concatenate([np.zeros(99000), np.ones(1000)]).astype(np.float32),  # a burnt-in label
+        rng.random(1000, dtype=np.float32),  # small: NumPy itself
+    ]
+    for values in cases:
+        np.testing.assert_allclose(tail_percentiles(values, percents), np.percentile(values, percents),
+                                   rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.realdata
+def test_percentile_normalise_on_a_real_radiograph_matches_the_formula(real_dataset):
+    from osteolens.io import read_radiograph
+    from osteolens.transforms import PercentileNormalise
+
+    pixels = read_radiograph(real_dataset("dicom_radiographs") / "RG3_UNCR.dcm").pixels
+    lo, hi = np.percentile(pixels, [0.5, 99.5])
+    expected = np.clip((pixels.astype(np.float64) - lo) / (hi - lo), 0, 1)
+    np.testing.assert_allclose(PercentileNormalise(0.5, 99.5)(pixels), expected, atol=1e-6)
