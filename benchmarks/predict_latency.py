@@ -178,11 +178,11 @@ def main() -> None:
         "",
         "| pipeline | threads | seconds per image (median) | min - max | speed-up |",
         "|---|---:|---:|---:|---:|",
-        f"| dental-seed style (exact rolling ball r=180 at full resolution, torch eager, gradient saliency, "
+        f"| dental-seed style (scikit-image rolling ball r=180 at full resolution, torch eager, gradient saliency, "
         f"matplotlib) | {default_torch_threads} | {seed_total:.2f} | - | 1x |",
     ]
     for n, (t, _, _) in measured.items():
-        lines.append(f"| osteolens Predictor (ONNX Runtime, Grad-CAM, OpenCV PNGs) | {n} | {statistics.median(t):.3f} | "
+        lines.append(f"| osteolens Predictor (ONNX Runtime, Grad-CAM, PNGs on two threads) | {n} | {statistics.median(t):.3f} | "
                      f"{min(t):.3f} - {max(t):.3f} | {seed_total / statistics.median(t):.0f}x |")
     lines += [
         "",

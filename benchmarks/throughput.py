@@ -97,7 +97,7 @@ def main() -> None:
 
 def measure(results: dict, predictor, batches: list, args, threads: int) -> None:
     """Images per second of one predictor, model-only (preprocessed tensors) and end-to-end (files)."""
-    tensors = [np.stack([predictor.prepare(predictor.read(f))[0] for f in batch]) for batch in batches]
+    tensors = [np.stack([predictor.prepare(predictor.read_sample(f))[0] for f in batch]) for batch in batches]
     n_images = sum(len(batch) for batch in batches)
 
     def model_only() -> None:

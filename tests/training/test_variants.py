@@ -60,6 +60,15 @@ def test_two_views_pair_rows_by_study(cohort, tmp_path):
     oof = pd.read_csv(result.run_dir / "oof_predictions.csv")
     assert len(oof) == 32 and oof["study"].is_unique  # one sample per study (AP + LAT)
     assert oof["image"].str.endswith("_0.png").all()  # keyed by the first view (AP)
+    # The bundle names its views and the Predictor takes a study as {view: file}.
+    from osteolens.inference import Predictor, load_bundle
+
+    assert load_bundle(result.bundle).views == ["AP", "LAT"]
+    manifest = pd.read_csv(cohort)
+    study = manifest[manifest["study"] == manifest["study"].iloc[0]].set_index("view")["image"]
+    prediction = Predictor(result.bundle, backend="onnx").predict(
+        {view: cohort.parent / study[view] for view in ("AP", "LAT")}, cam=True)
+    assert 0.0 <= prediction.probability <= 1.0 and set(prediction.views) == {"AP", "LAT"}
 
 
 def test_ordinal_run_writes_class_probabilities(cohort, tmp_path):
@@ -70,13 +79,25 @@ def test_ordinal_run_writes_class_probabilities(cohort, tmp_path):
     config = TrainConfig.from_dict({
         "manifest": str(tmp_path / "m.csv"), "target": "who", "task": "ordinal", "model": SMALL_CNN,
         "input_size": [32, 32], "augmentation": "none", "folds": 2, "epochs": 1, "batch_size": 8,
-        "out": str(tmp_path / "runs"), "report": False, "class_balance": "sampler",
+        "out": str(tmp_path / "runs"), "report": True, "n_bootstrap": 20, "class_balance": "sampler",
     })
     result = run_training(config, quiet=True)
     oof = pd.read_csv(result.run_dir / "oof_predictions.csv")
     cols = ["prob_normal", "prob_osteopenia", "prob_osteoporosis"]
     np.testing.assert_allclose(oof[cols].sum(axis=1), 1.0, atol=1e-5)
     assert "kappa_quadratic" in result.metrics["pooled"]
+    # The bundle ships the temperature fitted on the out-of-fold probabilities, and serves it.
+    from osteolens.evaluation.calibration import fit_calibrator
+    from osteolens.inference import Predictor, load_bundle
+
+    calibration = load_bundle(result.bundle).calibration
+    labels = load_bundle(result.bundle).labels
+    y = oof["y_true"].map({name: k for k, name in enumerate(labels)}).to_numpy()
+    expected = fit_calibrator(oof[[f"prob_{name}" for name in labels]].to_numpy(), y, "temperature")
+    assert calibration["method"] == "temperature"
+    assert calibration["params"]["temperature"] == pytest.approx(expected.params["temperature"], rel=1e-6)
+    prediction = Predictor(result.bundle, backend="torch").predict(frame["image"].iloc[0])
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_augmentation_is_off_at_evaluation(cohort, tmp_path):

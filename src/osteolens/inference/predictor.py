@@ -228,7 +228,8 @@ class Predictor:
         elif isinstance(sample, list | tuple) and len(sample) == len(self.views):
             sources = list(sample)
         else:
-            raise ModelError(f"this model takes {len(self.views)} views {self.views} per prediction, got one image. "
+            got = f"{len(sample)} images" if isinstance(sample, list | tuple) else "one image"
+            raise ModelError(f"this model takes {len(self.views)} views {self.views} per prediction, got {got}. "
                              f"Fix: pass one image per view ({example}).")
         return [self.read(source) for source in sources]
 
