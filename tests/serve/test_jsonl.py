@@ -78,3 +78,22 @@ def test_covariates_in_the_request_line(make_predictor, png_bytes, tmp_path):
     assert missing["result"] == "fail" and "covariate 'sex'" in missing["error"]
     ok = handle_line(json.dumps({**base, "sex": "F", "age": 70}), predictor, [root.resolve()])
     assert ok["result"] == "ok"
+
+
+def test_a_multi_view_model_takes_one_file_per_view(make_predictor, png_bytes, tmp_path):
+    root, image, outside = _setup(tmp_path, png_bytes)
+    out = root / "out"
+    predictor = make_predictor(views=["AP", "LAT"], backend="torch", name="b2v")
+    ok = handle_line(json.dumps({"img_path": {"AP": str(image), "LAT": str(image)}, "destination_path": str(out)}),
+                     predictor, [root.resolve()])
+    assert ok["result"] == "ok" and ok["views"] == ["AP", "LAT"], ok["error"]
+    assert os.path.isfile(ok["view_img_paths"]["LAT"]["overlay"])
+    assert ok["overlay_img_path"] == ok["view_img_paths"]["AP"]["overlay"]
+    escaped = handle_line(json.dumps({"img_path": {"AP": str(image), "LAT": str(outside)},
+                                      "destination_path": str(out)}), predictor, [root.resolve()])
+    assert escaped["result"] == "fail" and escaped["error"].startswith("img_path.LAT is outside the allowed roots")
+    one = handle_line(json.dumps({"img_path": str(image), "destination_path": str(out)}), predictor, [root.resolve()])
+    assert one["result"] == "fail" and "takes 2 views ['AP', 'LAT']" in one["error"]
+    empty = handle_line(json.dumps({"img_path": {"AP": str(image), "LAT": ""}, "destination_path": str(out)}),
+                        predictor, [root.resolve()])
+    assert "missing or empty field(s) img_path.LAT" in empty["error"]

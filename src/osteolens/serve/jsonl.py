@@ -6,6 +6,9 @@ Protocol (one request per stdin line, one answer per stdout line, in order)::
     <- {"result": "ok", "diagnosis": "...", "saliency_img_path": "...", "overlay_img_path": "...",
         "error": null, "label": ..., "probability": ..., ...}
 
+For a multi-view model, ``img_path`` is an object naming one file per view,
+``{"AP": "/data/in/ap.dcm", "LAT": "/data/in/lat.dcm"}``.
+
 Differences from the seed: a failure says why (``"error"``), both paths must lie inside one
 of the allowed roots (after resolving symbolic links and ``..``), a bad line (not JSON,
 missing fields, unreadable image, unexpected exception) gets a ``"fail"`` answer and the
@@ -42,22 +45,26 @@ def handle_line(line: str, predictor: Predictor, roots: Sequence[Path], cam: boo
             return fail_record(None, f"the line is not JSON ({exc.msg} at column {exc.colno}).")
         if not isinstance(request, dict):
             return fail_record(None, 'the line must be a JSON object {"img_path": ..., "destination_path": ...}.')
-        image, destination = request.get("img_path"), request.get("destination_path")
-        missing = [key for key, value in (("img_path", image), ("destination_path", destination))
-                   if not isinstance(value, str) or not value]
+        requested, destination = request.get("img_path"), request.get("destination_path")
+        views = requested if isinstance(requested, dict) and requested else {None: requested}
+        fields = {("img_path" if view is None else f"img_path.{view}"): value for view, value in views.items()}
+        fields["destination_path"] = destination
+        missing = [name for name, value in fields.items() if not isinstance(value, str) or not value]
         if missing:
-            return fail_record(image if isinstance(image, str) else None,
+            return fail_record(requested if isinstance(requested, str) else None,
                                f"missing or empty field(s) {', '.join(missing)} (strings expected).")
-        image_path, out_dir = Path(image), Path(destination)
-        for name, path in (("img_path", image_path), ("destination_path", out_dir)):
-            if not inside(path, roots):
+        image = " ".join(value if view is None else f"{view}={value}" for view, value in views.items())
+        for name, value in fields.items():
+            if not inside(Path(value), roots):
                 return fail_record(image, f"{name} is outside the allowed roots; refused. "
                                           "Fix: use a path under one of the --allowed-root folders.")
+        paths = {view: Path(value) for view, value in views.items()}
         covariates = request.get("covariates") if isinstance(request.get("covariates"), dict) else {}
         covariates.update({key: request[key] for key in predictor.covariates if key in request})
-        prediction = predictor.predict(image_path, covariates=covariates, cam=cam)
-        stem = f"{image_path.stem}_{datetime.now():%Y%m%d%H%M%S%f}"
-        return write_prediction(prediction, out_dir, stem, image)
+        sample = paths.get(None, paths)  # one file, or {view: file}
+        prediction = predictor.predict(sample, covariates=covariates, cam=cam)
+        stem = f"{next(iter(paths.values())).stem}_{datetime.now():%Y%m%d%H%M%S%f}"
+        return write_prediction(prediction, Path(destination), stem, image)
     except OsteolensError as exc:
         return fail_record(image, str(exc))
     except Exception as exc:  # the loop must survive anything one request does
