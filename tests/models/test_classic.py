@@ -112,10 +112,11 @@ def test_grouped_folds_and_nested_search_never_touch_the_test_fold(monkeypatch, 
     oof = result.oof
     assert sorted(oof["image"]) == sorted(table["image"])  # every image predicted exactly once
     assert oof.groupby("patient_id")["fold"].nunique().max() == 1  # no patient in two folds
-    for k, images in enumerate(seen):
+    for k, images in enumerate(seen[:3]):
         held = set(oof.loc[oof["fold"] == k, "image"])
         assert images and not images & held  # the search only saw training rows
-    assert len(seen) == 3 and set(result.metrics["search"]) == {"0", "1", "2"}
+    assert len(seen) == 4 and set(result.metrics["search"]) == {"0", "1", "2"}
+    assert seen[3] == set(table["image"])  # the final, saved model is tuned on every CV row
     assert result.metrics["pooled"]["auc"] > 0.9  # 'texture' carries the density
 
 
@@ -128,6 +129,7 @@ def test_run_directory_layout(tmp_path):
     result = run_classic_cv(table, config, run_dir=run, sidecar=sidecar, features_path="features.parquet")
     assert {p.name for p in run.iterdir()} == {
         "config.resolved.yaml", "oof_predictions.csv", "test_predictions.csv", "metrics.json", "importance.csv", "importance.png", "confusion",
+        "model.skops", "model.json",
     }
     oof = pd.read_csv(run / "oof_predictions.csv")
     assert list(oof.columns) == ["image", "patient_id", "fold", "y_true", "prob_normal", "prob_osteoporosis", "prob", "y_pred", "sex", "vertebra"]
@@ -146,6 +148,51 @@ def test_run_directory_layout(tmp_path):
     assert importance.loc[0, "feature"] == "texture"  # permutation importance on held-out folds ranks it first
     assert {"impurity_mean", "permutation_mean"} <= set(importance.columns)
     assert result.importance.loc[0, "feature"] == "texture"
+
+
+def test_saved_model_reproduces_the_external_test_predictions(tmp_path):
+    from osteolens.models.classic_store import load_classic_model
+
+    table, sidecar = synthetic_table()
+    table["fold"] = np.where(table["patient_id"].isin(["P00", "P01", "P02"]), -1, np.arange(len(table)) // 3 % 3)
+    config = ClassicCVConfig(target="label", model="rf", params={"n_estimators": 25}, permutation_repeats=0, report=False)
+    run_classic_cv(table, config, run_dir=tmp_path / "run", sidecar=sidecar)
+    model = load_classic_model(tmp_path / "run")
+    assert model.info["classes"] == ["normal", "osteoporosis"] and model.info["numeric_columns"] == ["texture", "noise_a", "noise_b"]
+    assert model.info["trained_on"] == {"rows": 63, "patients": 21}
+    test = pd.read_csv(tmp_path / "run" / "test_predictions.csv")
+    new = model.predict(table[table["fold"] == -1].drop(columns=["label", "fold"]))
+    np.testing.assert_allclose(new["prob"], test["prob"], atol=1e-12)
+    assert new["y_pred"].tolist() == test["y_pred"].tolist() and new["image"].tolist() == test["image"].tolist()
+    with pytest.raises(ModelError, match=r"lacks 1 input column\(s\) of the model, e.g. \['texture'\]"):
+        model.predict(table.drop(columns=["texture"]))
+
+
+def test_saved_model_is_refused_when_altered_or_foreign(tmp_path):
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from osteolens.models.classic_store import load_classic_model, save_classic_model
+
+    with pytest.raises(ModelError, match="no model.skops with model.json"):
+        load_classic_model(tmp_path)
+    X = pd.DataFrame({"a": np.arange(10.0)})
+    save_classic_model(build_classic_model("logreg", "binary", ["a"]).fit(X, [0] * 5 + [1] * 5), tmp_path / "m", {"task": "binary"})
+    data = bytearray((tmp_path / "m" / "model.skops").read_bytes())
+    data[-30] ^= 0xFF
+    (tmp_path / "m" / "model.skops").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="differs from the sha256"):
+        load_classic_model(tmp_path / "m")
+    # A file that would build a function (here numpy.load) is refused even with a matching hash.
+    evil = sio.dumps(FunctionTransformer(func=np.load))
+    (tmp_path / "m" / "model.skops").write_bytes(evil)
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    info["sha256"] = hashlib.sha256(evil).hexdigest()
+    (tmp_path / "m" / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match=r"refuses to build \['numpy.load'\]"):
+        load_classic_model(tmp_path / "m" / "model.skops")
 
 
 def test_regression_cv_with_random_search(tmp_path):
@@ -178,6 +225,17 @@ def test_cli_classic_cv_with_report(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (run / "oof_predictions.csv").is_file() and (run / "report" / "metrics.json").is_file()
+    # The saved final model applied to new rows (here: a CSV of the same features, without labels).
+    table.drop(columns=["label", "bmd"]).head(5).to_csv(tmp_path / "new.csv", index=False)
+    predicted = CliRunner().invoke(app, ["classic", "predict", str(run), "--features", str(tmp_path / "new.csv"),
+                                         "--out", str(tmp_path / "predictions.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    from osteolens.models.classic_store import load_classic_model
+
+    expected = load_classic_model(run).predict(table.head(5))
+    got = pd.read_csv(tmp_path / "predictions.csv")
+    assert got["image"].tolist() == table["image"].head(5).tolist()
+    np.testing.assert_allclose(got["prob_osteoporosis"], expected["prob_osteoporosis"], atol=1e-9)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""``osteolens classic cv``: grouped cross-validation of a classical model on a feature table."""
+"""``osteolens classic cv`` (grouped cross-validation of a classical model on a feature table)
+and ``osteolens classic predict`` (its saved final model on new rows)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def cv(
     """Cross-validate a classical model with patient-grouped folds and nested tuning.
 
     Writes config.resolved.yaml, oof_predictions.csv, metrics.json, confusion/,
-    importance.csv, importance.png and report/ (the evaluation report) into the run directory.
+    importance.csv, importance.png, report/ (the evaluation report) and the final model
+    (model.skops + model.json, fitted on every CV row) into the run directory.
 
     Example: osteolens classic cv --features features.parquet --target label --model rf --search grid --folds 5 --out runs/rf_label
     """
@@ -79,6 +81,29 @@ def cv(
     if not result.importance.empty:
         console.print("top features: " + ", ".join(result.importance["feature"].head(5)), highlight=False)
     console.print(f"run directory: {out}", highlight=False)
+
+
+@classic_app.command("predict")
+def predict(
+    model: Path = typer.Argument(..., help="Run directory of 'osteolens classic cv' (or its model.skops)."),
+    features: Path = typer.Option(..., "--features", "-f", help="Feature table of the new images (Parquet / CSV / Excel), extracted with the same settings."),
+    out: Path = typer.Option(Path("classic_predictions.csv"), "--out", "-o", help="Predictions CSV."),
+) -> None:
+    """Apply a saved classical model to a feature table: prob_<class> / y_pred per row.
+
+    Example: osteolens classic predict runs/rf_label --features new_features.parquet --out predictions.csv
+    """
+    from osteolens.features import load_feature_table
+    from osteolens.models.classic_store import load_classic_model
+
+    loaded = load_classic_model(model)
+    table, _ = load_feature_table(features)
+    predictions = loaded.predict(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out, index=False)
+    info = loaded.info
+    console.print(f"{len(predictions)} row(s) predicted by {info['estimator']} ({info['task']}, "
+                  f"{info['target']}); {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,8 @@ Run directory (the same layout as the deep-learning CV, so ``osteolens.evaluatio
 | ``metrics.json`` | per fold and pooled metrics, confusion matrices, best hyperparameters per fold |
 | ``confusion/fold_<k>.csv``, ``confusion/pooled.csv`` | confusion matrices (rows true, columns predicted) |
 | ``importance.csv``, ``importance.png`` | impurity and held-out permutation importances, top-N bar plot |
-| ``test_predictions.csv`` | rows of fold ``-1`` (external test), predicted by one model fitted on every CV row |
+| ``model.skops``, ``model.json`` | the final model: fitted (and tuned) on every CV row, saved without pickle (``osteolens.models.classic_store``); ``osteolens classic predict`` applies it |
+| ``test_predictions.csv`` | rows of fold ``-1`` (external test), predicted by the final model |
 | ``report/`` | the full report of :func:`osteolens.evaluation.evaluate` on the out-of-fold predictions |
 """
 
@@ -34,6 +35,7 @@ import pandas as pd
 
 from osteolens.errors import ConfigError, ManifestError
 from osteolens.models.classic import CLASSIC_MODELS, _estimator, build_classic_model, impurity_importances, search_space
+from osteolens.models.classic_store import save_classic_model
 
 DEFAULT_CATEGORICAL = ("vertebra", "sex", "view")
 COVARIATE_COLUMNS = ("sex", "age", "view", "vertebra", "site", "study")
@@ -110,6 +112,8 @@ class ClassicCVResult:
     run_dir: Path | None = None
     test: pd.DataFrame | None = None
     evaluation: Any = None
+    model: Any = None
+    model_params: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- columns, task, folds
@@ -375,12 +379,14 @@ def _run_classic_cv(
 
     oof = pd.concat(oof_parts, ignore_index=True)
     pooled = _metrics(oof, task, classes)
+    # The final model, fitted (and tuned) on every CV row: it is saved, and it predicts the
+    # external test set (fold -1), which no fold and no search has seen.
+    cv_rows = np.flatnonzero(fold >= 0)
+    final, final_search = _fit_fold(config, task, numeric, categorical, table.loc[cv_rows, inputs],
+                                    y_all.iloc[cv_rows], groups_all[cv_rows])
     external = None
     held_out = np.flatnonzero(fold < 0)
     if len(held_out):
-        # Fold -1 is an external test set: one model fitted (and tuned) on every CV row predicts it.
-        cv_rows = np.flatnonzero(fold >= 0)
-        final, _ = _fit_fold(config, task, numeric, categorical, table.loc[cv_rows, inputs], y_all.iloc[cv_rows], groups_all[cv_rows])
         external = _prediction_frame(final, table, held_out, -1, y_all.iloc[held_out], task, classes, inputs)
     keys = [m for m in pooled if m not in ("n", "confusion_matrix")]
     summary = {m: _mean_sd([per_fold[f].get(m) for f in per_fold]) for m in keys}
@@ -413,7 +419,8 @@ def _run_classic_cv(
         "extraction": sidecar.get("config") if sidecar else None,
         "versions": {p: _version(p) for p in ("osteolens", "scikit-learn", "numpy", "pandas")},
     }
-    result = ClassicCVResult(oof, metrics, importance, resolved, Path(run_dir) if run_dir else None, test=external)
+    result = ClassicCVResult(oof, metrics, importance, resolved, Path(run_dir) if run_dir else None, test=external,
+                             model=final, model_params=final_search["params"] if final_search else dict(config.params))
     if run_dir is not None:
         _write_run(result, config)
     return result
@@ -529,6 +536,14 @@ def _write_run(result: ClassicCVResult, config: ClassicCVConfig) -> None:
         result.test.to_csv(run_dir / "test_predictions.csv", index=False)
     (run_dir / "metrics.json").write_text(json.dumps(_plain(result.metrics), indent=2))
     result.importance.to_csv(run_dir / "importance.csv", index=False)
+    resolved = result.resolved
+    save_classic_model(result.model, run_dir, _plain({
+        "task": resolved["task"], "classes": resolved["classes"], "target": resolved["target"],
+        "model": resolved["model"], "estimator": resolved["estimator"], "params": result.model_params,
+        "numeric_columns": resolved["numeric_columns"], "categorical_columns": resolved["categorical_columns"],
+        "extraction": resolved["extraction"], "features": resolved["features"], "trained_on": {
+            "rows": resolved["rows"], "patients": resolved["patients"]}, "versions": resolved["versions"],
+    }))
     plot_importance(result.importance, run_dir / "importance.png", config.top_n)
     if result.metrics["task"] != "regression":
         confusion = run_dir / "confusion"
