@@ -94,10 +94,34 @@ def test_non_images_are_refused_by_content(client, png_bytes):
     assert "/tmp" not in response.json()["detail"]
 
 
-def test_a_multi_view_model_answers_which_views_it_needs(make_predictor, png_bytes):
-    client = TestClient(create_app(make_predictor(views=["AP", "LAT"], backend="torch", name="b2v")))
+def test_a_multi_view_model_takes_one_file_part_per_view(make_predictor, png_bytes, phantom_like, tmp_path):
+    predictor = make_predictor(views=["AP", "LAT"], backend="torch", name="b2v")
+    client = TestClient(create_app(predictor))
+    assert client.get("/v1/model").json()["views"] == ["AP", "LAT"]
     response = client.post("/v1/predict", files={"file": ("a.png", png_bytes)})
-    assert response.status_code == 422 and "takes 2 views ['AP', 'LAT']" in response.json()["detail"]
+    assert response.status_code == 422 and "takes 2 views ['AP', 'LAT'], got 1 file(s)" in response.json()["detail"]
+    other = io.BytesIO()
+    Image.fromarray((phantom_like(seed=1) * 255).astype(np.uint8).T.copy()).save(other, "PNG")  # a 96 x 120 "lateral"
+    lateral = other.getvalue()
+    named = client.post("/v1/predict", files=[("file", ("lat.png", lateral)), ("file", ("ap.png", png_bytes))],
+                        data={"view": ["lat", "AP"]})
+    assert named.status_code == 200, named.text
+    body = named.json()
+    assert body["views"] == ["AP", "LAT"] and set(body["view_pngs"]) == {"AP", "LAT"}
+    assert _decode_png(body["view_pngs"]["LAT"]["overlay"]).size == (120, 96)
+    assert _decode_png(body["view_pngs"]["AP"]["heatmap"]).size == _decode_png(body["heatmap_png"]).size
+    # The same study in the model's order without view fields gives the same answer.
+    ordered = client.post("/v1/predict", files=[("file", ("ap.png", png_bytes)), ("file", ("lat.png", lateral))])
+    assert ordered.json()["probability"] == pytest.approx(body["probability"], abs=1e-6)
+    (tmp_path / "ap.png").write_bytes(png_bytes)
+    (tmp_path / "lat.png").write_bytes(lateral)
+    expected = predictor.predict([tmp_path / "ap.png", tmp_path / "lat.png"])  # the Predictor on the same files
+    assert body["probability"] == pytest.approx(expected.probability, abs=1e-4)
+    twice = client.post("/v1/predict", files=[("file", ("a.png", png_bytes)), ("file", ("b.png", lateral))],
+                        data={"view": ["AP", "ap"]})
+    assert twice.status_code == 422 and "do not name the views ['AP', 'LAT'] once each" in twice.json()["detail"]
+    junk = client.post("/v1/predict", files=[("file", ("a.png", png_bytes)), ("file", ("b.txt", b"not an image"))])
+    assert junk.status_code == 415 and junk.json()["detail"].startswith("upload 2 is not")
 
 
 def test_covariates_from_form_fields(make_predictor, png_bytes):

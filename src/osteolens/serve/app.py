@@ -2,12 +2,14 @@
 
 Routes:
 
-* ``POST /v1/predict``: multipart upload ``file`` (DICOM, PNG, JPEG, TIFF, BMP), optional
+* ``POST /v1/predict``: multipart upload ``file`` (DICOM, PNG, JPEG, TIFF, BMP; a multi-view
+  model takes one ``file`` part per view, each with a ``view`` field or in the model's order), optional
   covariate fields (``sex``, ``age``, or ``covariates`` as a JSON object), ``cam``
   (default true), ``cam_method``, ``cam_class`` (explain another class than the predicted
   one), ``max_side`` (shrink the returned PNGs); answers the
   prediction record (see ``osteolens.inference.report``) with the heat map and overlay as
-  PNG data URLs (``heatmap_png``, ``overlay_png``) and the request id.
+  PNG data URLs (``heatmap_png``, ``overlay_png``; multi-view: the first view's, and every
+  view's in ``view_pngs``) and the request id.
 * ``GET /v1/model``: the model card. ``GET /healthz``: liveness. ``/docs``: OpenAPI.
 * ``GET /``: the web page (``serve/static``), no external resources.
 
@@ -89,6 +91,27 @@ def _client_message(exc: OsteolensError, temporary: str) -> str:
     return f"upload {reason}" + (f" Fix: {fix}" if fix else "")
 
 
+def _view_names(model_views: list[str], uploads: int, given: list[str] | None) -> list[str]:
+    """The view of each upload (``[]`` for a single-view model), or 422 saying what is expected."""
+    if not model_views:
+        if uploads != 1 or given:
+            raise HTTPException(status_code=422, detail=f"this model takes one image per request, got {uploads} "
+                                "file(s). Fix: send a single 'file' part.")
+        return []
+    expected = f"one 'file' part per view {model_views} (with a 'view' field each, or in that order)"
+    if uploads != len(model_views):
+        raise HTTPException(status_code=422, detail=f"this model takes {len(model_views)} views {model_views}, "
+                            f"got {uploads} file(s). Fix: send {expected}.")
+    if not given:
+        return list(model_views)
+    lookup = {name.lower(): name for name in model_views}
+    names = [lookup.get(str(name).strip().lower()) for name in given]
+    if len(given) != uploads or None in names or len(set(names)) != len(names):
+        raise HTTPException(status_code=422, detail=f"the 'view' fields {given} do not name the views {model_views} "
+                            f"once each. Fix: send {expected}.")
+    return [name for name in names if name is not None]
+
+
 def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -155,7 +178,10 @@ def create_app(
     @app.post("/v1/predict", tags=["model"], dependencies=[Depends(authorise)])
     def predict(
         request: Request,
-        file: UploadFile = File(..., description="A radiograph: DICOM, PNG, JPEG, TIFF or BMP."),
+        file: list[UploadFile] = File(..., description="A radiograph: DICOM, PNG, JPEG, TIFF or BMP. A multi-view "
+                                      "model takes one 'file' part per view."),
+        view: list[str] | None = Form(None, description="Multi-view models: the view of each 'file' part, in the "
+                                      "same order (default: the model's view order)."),
         sex: str | None = Form(None, description="Patient sex M/F (else the DICOM PatientSex tag)."),
         age: float | None = Form(None, description="Age in years (else the DICOM PatientAge tag)."),
         covariates: str | None = Form(None, description='Other covariates as a JSON object, e.g. {"bmi": 24}.'),
@@ -164,14 +190,17 @@ def create_app(
         cam_class: str | None = Form(None, description="Explain this class instead of the predicted one."),
         max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
     ) -> dict[str, Any]:
-        """Predict one radiograph and explain it."""
+        """Predict one radiograph (or one study of a multi-view model) and explain it."""
         from osteolens.inference.report import ok_record, render_pngs
 
         request_id = request.state.request_id
-        data = file.file.read()
-        if sniff_format(data[:SNIFF_BYTES]) is None:
-            raise HTTPException(status_code=415, detail="the upload is not a DICOM, PNG, JPEG, TIFF or BMP image "
-                                "(checked from its content, not its name).")
+        uploads = [part.file.read() for part in file]
+        for k, data in enumerate(uploads):
+            if sniff_format(data[:SNIFF_BYTES]) is None:
+                which = "the upload" if len(uploads) == 1 else f"upload {k + 1}"
+                raise HTTPException(status_code=415, detail=f"{which} is not a DICOM, PNG, JPEG, TIFF or BMP image "
+                                    "(checked from its content, not its name).")
+        names = _view_names(predictor.views, len(uploads), view)
         given: dict[str, Any] = {}
         if covariates:
             try:
@@ -182,21 +211,27 @@ def create_app(
                 raise HTTPException(status_code=422, detail="'covariates' must be a JSON object.")
             given.update(extra)
         given.update({k: v for k, v in (("sex", sex), ("age", age)) if v is not None})
-        # The file keeps no trace of the upload's name; it is removed as soon as it is read.
-        with tempfile.NamedTemporaryFile(prefix="upload-", suffix=".bin") as handle:
-            handle.write(data)
-            handle.flush()
+        # The files keep no trace of the uploads' names; they are removed as soon as they are read.
+        with tempfile.TemporaryDirectory(prefix="upload-") as folder:
+            paths = []
+            for k, data in enumerate(uploads):
+                paths.append(Path(folder) / f"{k}.bin")
+                paths[-1].write_bytes(data)
+            sample = dict(zip(names, paths, strict=True)) if names else paths[0]
             with slots:
                 try:
-                    prediction = predictor.predict(handle.name, covariates=given, cam=cam, cam_method=cam_method,
+                    prediction = predictor.predict(sample, covariates=given, cam=cam, cam_method=cam_method,
                                                    cam_class=cam_class)
                 except OsteolensError as exc:
-                    raise HTTPException(status_code=422, detail=_client_message(exc, handle.name)) from exc
+                    raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
                 images = render_pngs(prediction, max_side=max_side)
         record = ok_record(prediction, image=None)
         record["request_id"] = request_id
-        record["heatmap_png"] = _data_url(images["heatmap"]) if "heatmap" in images else None
-        record["overlay_png"] = _data_url(images["overlay"]) if "overlay" in images else None
+        first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order
+        record["heatmap_png"] = _data_url(images[first + "heatmap"]) if first + "heatmap" in images else None
+        record["overlay_png"] = _data_url(images[first + "overlay"]) if first + "overlay" in images else None
+        record["view_pngs"] = {name: {kind: _data_url(images[f"{name}_{kind}"]) if f"{name}_{kind}" in images else None
+                                      for kind in ("heatmap", "overlay")} for name in predictor.views} or None
         return record
 
     @app.get("/", include_in_schema=False)

@@ -58,6 +58,7 @@ function renderCard(data) {
   addRow(list, "Architecture", data.architecture);
   addRow(list, "Input size", (data.input_size || []).join(" × "));
   addRow(list, "Folds", data.folds);
+  addRow(list, "Views", (data.views || []).join(" + "));
   addRow(list, "Covariates", (data.covariates || []).join(", ") || "none");
   addRow(list, "Calibrated", data.calibrated ? "yes" : "no");
   addRow(list, "Preprocessing", (data.preprocessing || []).join(" → "));
@@ -74,10 +75,37 @@ function renderCard(data) {
     select.append(option);
   }
   $("cam-class-field").hidden = (data.labels || []).length === 0;
+  renderViewInputs(data.views || []);
   const covariates = data.covariates || [];
   $("covariates").hidden = covariates.length === 0;
   $("sex-field").hidden = !covariates.includes("sex");
   $("age-field").hidden = !covariates.includes("age");
+}
+
+// A multi-view model (e.g. AP + lateral) gets one file input per view instead of the drop zone.
+function renderViewInputs(views) {
+  $("drop-zone").hidden = views.length > 0;
+  $("view-panel").hidden = views.length === 0;
+  const box = $("view-inputs");
+  box.replaceChildren();
+  for (const name of views) {
+    const label = document.createElement("label");
+    label.className = "inline";
+    label.textContent = name + " ";
+    const input = document.createElement("input");
+    input.type = "file";
+    input.dataset.view = name;
+    input.accept = $("file-input").accept;
+    input.addEventListener("change", () => {
+      $("analyse").disabled = [...box.querySelectorAll("input")].some((i) => !i.files.length);
+    });
+    label.append(input);
+    box.append(label);
+  }
+}
+
+function chosenViews() {
+  return [...$("view-inputs").querySelectorAll("input")].map((input) => [input.dataset.view, input.files[0]]);
 }
 
 async function loadCard() {
@@ -131,19 +159,42 @@ function renderResult(result, fileName) {
     row.insertCell().textContent = name;
     row.insertCell().textContent = percent(p);
   }
-  if (result.overlay_png) $("overlay-img").src = result.overlay_png;
-  if (result.heatmap_png) $("heatmap-img").src = result.heatmap_png;
-  $("heatmap-caption").textContent = "Heat map for “" + result.cam_class + "” (" +
-    (result.cam_method === "gradcam++" ? "Grad-CAM++" : "Grad-CAM") + ", jet)";
-  $("images").hidden = !result.heatmap_png;
+  const method = result.cam_method === "gradcam++" ? "Grad-CAM++" : "Grad-CAM";
+  const panels = result.view_pngs
+    ? Object.entries(result.view_pngs).map(([view, pngs]) => [view + ": ", pngs.overlay, pngs.heatmap])
+    : [["", result.overlay_png, result.heatmap_png]];
+  const images = $("images");
+  images.replaceChildren();
+  for (const [prefix, overlayPng, heatmapPng] of panels) {
+    images.append(
+      figure(overlayPng, prefix + "Grad-CAM overlay on the radiograph", prefix + "Overlay (heat map over the radiograph, alpha 0.4)"),
+      figure(heatmapPng, prefix + "Grad-CAM heat map", prefix + "Heat map for “" + result.cam_class + "” (" + method + ", jet)"));
+  }
+  images.hidden = !result.heatmap_png;
 }
 
-async function upload(file) {
-  if (!file) return;
+function figure(src, alt, caption) {
+  const box = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = src || "";
+  img.alt = alt;
+  const text = document.createElement("figcaption");
+  text.textContent = caption;
+  box.append(img, text);
+  return box;
+}
+
+// files: [[view name or null, File], ...]: one entry, or one per view of a multi-view model.
+async function upload(files) {
+  if (!files.length || files.some(([, file]) => !file)) return;
   if (!card) await loadCard();
-  setStatus("Analysing " + file.name + " …");
+  const names = files.map(([view, file]) => (view ? view + ": " : "") + file.name).join(", ");
+  setStatus("Analysing " + names + " …");
   const form = new FormData();
-  form.append("file", file);
+  for (const [view, file] of files) {
+    form.append("file", file);
+    if (view) form.append("view", view);
+  }
   form.append("cam", "true");
   form.append("max_side", "1200");
   form.append("cam_method", $("gradcampp").checked ? "gradcam++" : "gradcam");
@@ -163,18 +214,19 @@ async function upload(file) {
     setStatus("Not analysed (HTTP " + response.status + "): " + detail, true);
     return;
   }
-  renderResult(body, file.name);
+  renderResult(body, names);
   setStatus("Done in " + Math.round(body.timing_ms.total) + " ms (request " + body.request_id + ").");
 }
 
 function setUp() {
   const zone = $("drop-zone");
-  $("file-input").addEventListener("change", (event) => upload(event.target.files[0]));
+  $("file-input").addEventListener("change", (event) => upload([[null, event.target.files[0]]]));
+  $("analyse").addEventListener("click", () => upload(chosenViews()));
   ["dragenter", "dragover"].forEach((name) =>
     zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("over"); }));
   ["dragleave", "drop"].forEach((name) =>
     zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.remove("over"); }));
-  zone.addEventListener("drop", (event) => upload(event.dataTransfer.files[0]));
+  zone.addEventListener("drop", (event) => upload([[null, event.dataTransfer.files[0]]]));
   zone.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("file-input").click(); }
   });
