@@ -191,8 +191,9 @@ def tune(
         raise ConfigError(out, "no trial finished.", "see the errors above; check the config with 'osteolens train'.")
     best = study.best_trial
     frame = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs", "duration"))
-    frame = frame.rename(columns=lambda c: c.replace("params_", "").replace("user_attrs_", ""))
-    frame.rename(columns={"value": metric}).to_csv(out / "trials.csv", index=False)
+    frame = frame.rename(columns=lambda c: c.replace("params_", "").replace("user_attrs_", "")).rename(
+        columns={"value": metric})
+    frame.to_csv(out / "trials.csv", index=False)
     best_config = with_values(config, best.params)
     (out / "best_config.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     summary = {"metric": metric, "direction": direction, "best_value": best.value, "best_trial": best.number,
