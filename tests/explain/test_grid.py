@@ -38,7 +38,7 @@ def test_each_image_is_explained_by_the_model_that_did_not_train_on_it(run_dir):
     row = pd.read_csv(predictions).iloc[[1]]  # fold 1, predicted normal
     panels, failures = explain_rows(predictor, row, resolve)
     assert not failures and len(panels) == 1
-    radiograph = predictor.read(resolve(row["image"].iloc[0]))
+    radiograph = predictor.read(resolve(row.iloc[0]))
     image, tabular, geometries = predictor.prepare([radiograph])
     (own,), _ = predictor.explain(image, tabular, geometries, [radiograph.shape], 0, models=[predictor.models[1]])
     (other,), _ = predictor.explain(image, tabular, geometries, [radiograph.shape], 0, models=[predictor.models[0]])
@@ -57,3 +57,32 @@ def test_explain_command_writes_grids(run_dir, tmp_path):
     assert (tmp_path / "bw" / "best.png").is_file() and (tmp_path / "bw" / "worst.png").is_file()
     assert runner.invoke(app, ["explain", str(run_dir)]).exit_code != 0
     assert runner.invoke(app, ["explain", str(tmp_path), "--per-class", "2"]).exit_code != 0
+
+
+def test_a_two_view_run_is_explained_view_by_view(tmp_path):
+    """A trained AP + lateral run: each out-of-fold study gives one panel per view, from the
+    study's own files in the run's manifest."""
+    from osteolens.inference import Predictor
+    from osteolens.training import run_training
+    from osteolens.training.config import TrainConfig
+
+    from ..training.conftest import make_cohort
+
+    config = TrainConfig.from_dict({
+        "manifest": str(make_cohort(tmp_path / "cohort", patients=12)), "target": "label", "task": "binary",
+        "model": {"name": "simple_cnn", "views": 2, "params": {"conv_layers": 2, "filters": 4, "dense_units": 8}},
+        "view_order": ["AP", "LAT"], "input_size": [32, 32], "augmentation": "none", "folds": 2, "epochs": 1,
+        "batch_size": 4, "out": str(tmp_path / "runs"), "report": False,
+    })
+    run = run_training(config, quiet=True).run_dir
+    bundle, predictions, resolve = run_paths(run)
+    predictor = Predictor(bundle, backend="torch")
+    rows = pd.read_csv(predictions).head(2)
+    panels, failures = explain_rows(predictor, rows, resolve)
+    assert not failures and len(panels) == 4
+    assert [p.title.split(" | ")[0] for p in panels] == ["AP", "LAT", "AP", "LAT"]
+    sample = resolve(rows.iloc[0], predictor.views)
+    assert sample["AP"].name.endswith("_0.png") and sample["LAT"].name.endswith("_1.png")  # the study's two files
+    result = CliRunner().invoke(app, ["explain", str(run), "--per-class", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (run / "explain").glob("*.png")) == ["per_class_normal.png", "per_class_osteoporosis.png"]

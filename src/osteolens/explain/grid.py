@@ -128,30 +128,33 @@ def explain_rows(
     from osteolens.errors import OsteolensError
 
     bundle = predictor.bundle
-    if predictor.views:
-        raise OsteolensError(f"explanation grids show single-view runs; this model takes the views {predictor.views}. "
-                             "Fix: explain its studies with 'osteolens predict --view NAME=FILE ... --cam'.")
     labels, task = bundle.labels, bundle.task
     panels, failures = [], []
     for _, row in rows.iterrows():
         try:
-            radiograph = predictor.read(resolve(row["image"]))
+            radiographs = predictor.read_sample(resolve(row, predictor.views))
             covariates = {name: row[name] for name in predictor.covariates if name in row.index}
-            image, tabular, geometries = predictor.prepare([radiograph], covariates)
+            image, tabular, geometries = predictor.prepare(radiographs, covariates)
             fold = int(row.get("fold", -1))
             models = [predictor.models[fold]] if 0 <= fold < len(predictor.models) else None
             class_index = None if task == "regression" else labels.index(str(row["y_pred"]))
-            (heat,), _ = predictor.explain(image, tabular, geometries, [radiograph.shape], class_index,
-                                           method=method, models=models)
-            panels.append(Panel(_thumbnail(radiograph.pixels, max_side), _thumbnail(heat, max_side),
-                                panel_title(row, task, labels)))
+            heats, _ = predictor.explain(image, tabular, geometries, [r.shape for r in radiographs], class_index,
+                                         method=method, models=models)
+            title = panel_title(row, task, labels)
+            for view, radiograph, heat in zip(predictor.views or [None], radiographs, heats, strict=True):
+                panels.append(Panel(_thumbnail(radiograph.pixels, max_side), _thumbnail(heat, max_side),
+                                    title if view is None else f"{view} | {title}"))
         except (OsteolensError, ValueError, KeyError) as exc:
             failures.append((str(row["image"]), str(exc)))
     return panels, failures
 
 
 def run_paths(run_dir: str | Path) -> tuple[Path, Path, Any]:
-    """The bundle, the out-of-fold predictions and an image resolver of a run directory.
+    """The bundle, the out-of-fold predictions and a resolver of a run directory.
+
+    The resolver maps a predictions row to its image file, or, given the model's views, to
+    ``{view: file}`` for the row's ``study`` from the run's ``manifest.csv`` (the rows of a
+    multi-view run are keyed by their first view).
 
     Raises:
         ConfigError: not a finished run (no bundle or no ``oof_predictions.csv``).
@@ -162,14 +165,28 @@ def run_paths(run_dir: str | Path) -> tuple[Path, Path, Any]:
     if bundle is None or not predictions.is_file():
         raise ConfigError(run_dir, "is not a finished training run (needs bundle/ and oof_predictions.csv).",
                           "give the folder 'osteolens train' wrote, after all folds were merged.")
-    manifest_root = run_dir
+    manifest_root, studies = run_dir, None
     if (run_dir / "manifest.csv").is_file():
         from osteolens.data.manifest import Manifest
 
-        manifest_root = Manifest.read(run_dir / "manifest.csv").root
+        manifest = Manifest.read(run_dir / "manifest.csv")
+        manifest_root = manifest.root
+        if {"study", "view"} <= set(manifest.frame.columns):
+            studies = manifest.frame.assign(study=manifest.frame["study"].astype(str),
+                                            view=manifest.frame["view"].astype(str).str.lower())
 
-    def resolve(image: str) -> Path:
-        path = Path(str(image))
-        return path if path.is_absolute() else manifest_root / path
+    def path(image: str) -> Path:
+        file = Path(str(image))
+        return file if file.is_absolute() else manifest_root / file
+
+    def resolve(row: pd.Series, views: Sequence[str] = ()) -> Path | dict[str, Path]:
+        if not views:
+            return path(row["image"])
+        if studies is None or "study" not in row.index:
+            raise ConfigError(run_dir, "a multi-view run needs 'study' in its predictions and 'study' / 'view' in "
+                              "manifest.csv.", "explain a run written by 'osteolens train'.")
+        study = studies[studies["study"] == str(row["study"])]
+        by_view = dict(zip(study["view"], study["image"], strict=True))
+        return {view: path(by_view[view.lower()]) for view in views if view.lower() in by_view}
 
     return bundle, predictions, resolve
