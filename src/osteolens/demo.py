@@ -1,7 +1,9 @@
 """The demo: the main job of osteolens on its built-in default, the synthetic phantom cohort.
 
 Steps: generate the cohort -> check it (counts, duplicates) -> patient-grouped folds with an
-external test set -> cross-validated models -> a short results table.
+external test set -> cross-validated models -> an explained prediction of one external-test
+radiograph with the trained bundle (JSON + Grad-CAM PNGs, as ``osteolens predict --cam``)
+-> a short results table.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class DemoSummary:
     class_counts: dict[str, int]
     duplicate_groups: int
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
 
 
 def run_demo(
@@ -84,7 +87,29 @@ def run_demo(
     )
     if train:
         summary.runs = _train_demo_models(folds_path, out / "runs", seed=seed, console=console)
+        summary.prediction = _explained_prediction(folded, out / "runs" / "who_class" / "bundle", out / "predictions",
+                                                   console=console)
     return summary
+
+
+def _explained_prediction(folded: Any, bundle: Path, out: Path, *, console: Console) -> dict[str, Any] | None:
+    """Step 5: the trained WHO-class bundle on the first external-test radiograph, written as
+    ``osteolens predict --cam`` writes it (None when there is no external test set)."""
+    from osteolens.inference import Predictor
+    from osteolens.inference.report import write_prediction
+
+    held_out = folded.frame[folded.frame["fold"] < 0]
+    if held_out.empty:
+        return None
+    console.rule("5. explained prediction (external test radiograph, trained bundle)")
+    image = folded.resolve(held_out["image"].iloc[0])
+    predictor = Predictor(bundle)
+    record = write_prediction(predictor.predict(image, cam=True), out, image.stem, str(image))
+    console.print(f"{image.name}: {record['diagnosis']} (p = {record['probability']:.3f}, truth "
+                  f"{held_out['label'].iloc[0]}); {out / (image.stem + '.json')}", highlight=False)
+    return {"image": str(image), "truth": str(held_out["label"].iloc[0]), "label": record["label"],
+            "probability": record["probability"], "json": str(out / f"{image.stem}.json"),
+            "overlay": record["overlay_img_path"]}
 
 
 # Small CNNs that learn the phantom in a few minutes on 2 CPU cores: 64 px inputs, the

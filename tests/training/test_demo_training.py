@@ -21,3 +21,13 @@ def test_demo_trains_who_class_and_bmd_models(tmp_path):
         assert sorted(metrics["per_fold"]) == ["0", "1"] and "external_test" in metrics
     bundle = json.loads((tmp_path / "demo" / "runs" / "bmd" / "bundle" / "bundle.json").read_text())
     assert bundle["architecture"]["tabular"] == ["sex", "age"] and set(bundle["tabular_scaling"]) == {"age"}
+    # Step 5: the trained bundle explains one external-test radiograph, as 'osteolens predict --cam' would.
+    prediction = summary.prediction
+    record = json.loads(open(prediction["json"]).read())
+    assert record["result"] == "ok" and record["label"] in ("normal", "osteopenia", "osteoporosis")
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    from PIL import Image
+
+    from osteolens.io import read_radiograph
+
+    assert Image.open(record["overlay_img_path"]).size[::-1] == read_radiograph(prediction["image"]).shape

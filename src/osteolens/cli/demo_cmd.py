@@ -32,6 +32,10 @@ def demo(
     table.add_row("folds", str(summary.folds_manifest))
     for name, run in summary.runs.items():
         table.add_row(name, ", ".join(f"{k} {v}" for k, v in run.items()))
+    if summary.prediction:
+        p = summary.prediction
+        table.add_row("prediction", f"{Path(p['image']).name}: {p['label']} (p {p['probability']:.3f}, truth "
+                                    f"{p['truth']}); {p['json']}, Grad-CAM overlay {p['overlay']}")
     console.print(table)
 
 
