@@ -50,7 +50,6 @@ import numpy as np
 
 from osteolens.errors import TransformError
 from osteolens.transforms.base import Transform, check_range, register_transform
-from osteolens.transforms.parabolic import erode_lines
 
 GREY_LEVELS = 255.0
 """Heights are measured on the 8-bit scale: pixels in [0, 1] are multiplied by this."""
@@ -105,6 +104,8 @@ def _paraboloid_erosion(grey: np.ndarray, radius: float, step: int = 1, spacing:
     the erosion by the 1-D parabola along the columns followed by the one along the rows,
     each an exact linear-time sweep (:func:`osteolens.transforms.parabolic.erode_lines`).
     """
+    from osteolens.transforms.parabolic import erode_lines  # numba: imported when first needed
+
     first_y, count_y = _grid(grey.shape[0], step)
     first_x, count_x = _grid(grey.shape[1], step)
     by_columns = erode_lines(_transpose(grey), radius, first_y, step, count_y, spacing)  # (x, y_k)
