@@ -242,10 +242,11 @@ class Predictor:
         ``[1, T]`` (or None; DICOM tags read from the first view) and each view's map back."""
         tabular = encode_covariates(self.covariates, self.bundle.tabular_scaling, covariates, radiographs[0].meta)
         prepared = [self.preprocessor(radiograph.pixels) for radiograph in radiographs]
-        geometries = [geometry for _, geometry in prepared]
-        if not self.views:
-            return prepared[0][0], tabular, geometries
-        return np.stack([image for image, _ in prepared]), tabular, geometries
+        return self._network_input([image for image, _ in prepared]), tabular, [geometry for _, geometry in prepared]
+
+    def _network_input(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """One sample's ``(C, H, W)`` image, or its views stacked as ``(V, C, H, W)``."""
+        return np.stack(images) if self.views else images[0]
 
     def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         """Raw ``[F, N, K]`` outputs -> per-image label, probabilities or value (see the module docstring)."""
@@ -388,7 +389,7 @@ class Predictor:
         side = max(self.bundle.input_size)
         images = [self.preprocessor(rng.random((side, side), dtype=np.float32))[0]
                   for _ in range(max(1, len(self.views)))]
-        image = np.stack(images) if self.views else images[0]
+        image = self._network_input(images)
         tabular = np.zeros((1, len(self.covariates)), np.float32) if self.covariates else None
         result = self.postprocess(self.backend(image[None], tabular))[0]
         if cam:
