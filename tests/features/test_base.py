@@ -10,7 +10,7 @@ import pytest
 from osteolens.errors import ConfigError, TransformError
 from osteolens.features import border_mask, build_feature_family, feature_family_names
 
-ALL = ["fourier", "fractal", "lbp", "radiomics", "variogram", "variogram_fixed", "wavelet"]
+ALL = ["cnn", "fourier", "fractal", "lbp", "radiomics", "variogram", "variogram_fixed", "wavelet"]
 
 
 def test_every_family_is_registered():

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from osteolens.errors import ConfigError, ModelError
 from osteolens.models.classic import build_classic_model, impurity_importances
-from osteolens.models.classic_cv import ClassicCVConfig, classification_metrics, regression_metrics, run_classic_cv
+from osteolens.training.classic_cv import ClassicCVConfig, classification_metrics, regression_metrics, run_classic_cv
 
 
 def synthetic_table(n_patients: int = 24, per_patient: int = 3, seed: int = 0) -> tuple[pd.DataFrame, dict]:
@@ -52,7 +52,7 @@ def test_pipeline_follows_the_estimator_contract():
     assert set(importances) == {"a", "b", "sex_F", "sex_M"} and sum(importances.values()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("name", ["rf", "svm", "logreg", "hgb"])
+@pytest.mark.parametrize("name", ["rf", "svm", "logreg", "linear", "hgb"])
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_every_model_fits_every_task(name, task):
     from threadpoolctl import threadpool_limits
@@ -87,11 +87,31 @@ def test_classification_metrics_by_hand():
     assert m["confusion_matrix"]["matrix"] == [[2, 1], [1, 2]]
 
 
+def test_multiclass_metrics_equal_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    classes = ["normal", "osteopenia", "osteoporosis"]
+    y = np.asarray(classes)[np.repeat([0, 1, 2], 12)]
+    prob = rng.dirichlet([1, 1, 1], size=36)
+    m = classification_metrics(y, prob, classes)
+    pred = np.asarray(classes)[prob.argmax(axis=1)]
+    assert m["auc"] == pytest.approx(roc_auc_score(y, prob, labels=classes, multi_class="ovr", average="macro"))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert m["f1"] == pytest.approx(f1_score(y, pred, labels=classes, average="macro"))
+    assert m["kappa_quadratic"] == pytest.approx(cohen_kappa_score(y, pred, labels=classes, weights="quadratic"))
+    cm = np.asarray(m["confusion_matrix"]["matrix"])
+    specificity = [(cm.sum() - cm[c].sum() - cm[:, c].sum() + cm[c, c]) / (cm.sum() - cm[c].sum()) for c in range(3)]
+    assert m["specificity"] == pytest.approx(np.mean(specificity))
+    assert "kappa_quadratic" not in classification_metrics(y, prob, ["osteopenia", "normal", "osteoporosis"])  # not in density order
+
+
 def test_regression_metrics_by_hand():
     m = regression_metrics([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
     assert m["mae"] == pytest.approx(0.5)
     assert m["rmse"] == pytest.approx(1.0)
     assert m["r2"] == pytest.approx(1 - 4 / 5)
+    assert m["bias"] == pytest.approx(0.5)  # mean(pred - truth)
 
 
 def test_grouped_folds_and_nested_search_never_touch_the_test_fold(monkeypatch, tmp_path):
@@ -118,6 +138,116 @@ def test_grouped_folds_and_nested_search_never_touch_the_test_fold(monkeypatch, 
     assert len(seen) == 4 and set(result.metrics["search"]) == {"0", "1", "2"}
     assert seen[3] == set(table["image"])  # the final, saved model is tuned on every CV row
     assert result.metrics["pooled"]["auc"] > 0.9  # 'texture' carries the density
+
+
+def _spy_searches(monkeypatch, table):
+    """Record the images each GridSearchCV.fit sees, and the penalty it chooses."""
+    from sklearn.model_selection import GridSearchCV
+
+    seen: list[set[str]] = []
+    original = GridSearchCV.fit
+
+    def spying_fit(self, X, y=None, **kwargs):
+        seen.append(set(table.loc[X.index, "image"]))
+        return original(self, X, y, **kwargs)
+
+    monkeypatch.setattr(GridSearchCV, "fit", spying_fit)
+    return seen
+
+
+@pytest.mark.parametrize("target", ["label", "bmd"])
+def test_linear_penalty_comes_from_inner_folds_and_predictions_match_a_hand_built_pipeline(monkeypatch, target):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedGroupKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from osteolens.models.classic import search_space
+
+    table, sidecar = synthetic_table()
+    seen = _spy_searches(monkeypatch, table)
+    config = ClassicCVConfig(target=target, model="linear", search="grid", folds=3, inner_folds=2, categorical=[], permutation_repeats=0, report=False)
+    result = run_classic_cv(table, config, sidecar=sidecar)
+    classify = target == "label"
+    key, scoring = ("model__C", "roc_auc") if classify else ("model__alpha", "r2")
+    grid = search_space("linear", "binary" if classify else "regression")[key]
+    assert len(grid) >= 13 and grid == sorted(grid) and grid[-1] / grid[0] >= 1e7  # a wide log grid
+    fold_of = result.oof.set_index("image")["fold"]
+    folds = table["image"].map(fold_of).to_numpy()
+    columns = ["texture", "noise_a", "noise_b"]
+    for k in range(3):
+        train, test = table[folds != k], table[folds == k]
+        assert seen[k] == set(train["image"])  # the search saw the training folds only
+        # The same search by hand, on the training rows only, picks the same penalty ...
+        estimator = LogisticRegression(max_iter=10000, random_state=0) if classify else Ridge()
+        pipe = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler()), ("model", estimator)])
+        inner = StratifiedGroupKFold(2, shuffle=True, random_state=0) if classify else GroupKFold(2, shuffle=True, random_state=0)
+        search = GridSearchCV(pipe, {key: grid}, cv=inner, scoring=scoring).fit(train[columns], train[target], groups=train["patient_id"])
+        chosen = result.metrics["search"][str(k)]["params"][key]
+        assert chosen == search.best_params_[key]
+        # ... and the pipeline with that penalty predicts the held-out fold identically.
+        fitted = pipe.set_params(**{key: chosen}).fit(train[columns], train[target])
+        got = result.oof[result.oof["fold"] == k].set_index("image").loc[test["image"]]
+        if classify:
+            np.testing.assert_allclose(got["prob_osteoporosis"], fitted.predict_proba(test[columns])[:, 1], atol=1e-6)
+        else:
+            np.testing.assert_allclose(got["y_pred"], fitted.predict(test[columns]), rtol=1e-9)
+    assert len({result.metrics["search"][str(k)]["params"][key] for k in range(3)} - set(grid)) == 0
+
+
+def _who_table() -> tuple[pd.DataFrame, dict]:
+    table, sidecar = synthetic_table()
+    table["who"] = np.select([table["bmd"] < 140, table["bmd"] < 165], ["osteoporosis", "osteopenia"], "normal")
+    table["fold"] = table["patient_id"].str[1:].astype(int) % 3
+    return table, sidecar
+
+
+def test_positive_on_a_multiclass_target_is_that_class_against_the_rest():
+    table, sidecar = _who_table()
+    assert table["who"].nunique() == 3
+    config = ClassicCVConfig(target="who", positive="osteoporosis", model="logreg", permutation_repeats=0, report=False)
+    result = run_classic_cv(table, config, sidecar=sidecar)
+    assert result.metrics["task"] == "binary" and result.metrics["classes"] == ["not_osteoporosis", "osteoporosis"]
+    assert result.metrics["positive"] == "osteoporosis"
+    assert set(result.oof["y_true"]) == {"not_osteoporosis", "osteoporosis"}
+    # The same run on a column recoded by hand gives the same predictions.
+    recoded = table.assign(who=np.where(table["who"] == "osteoporosis", "osteoporosis", "not_osteoporosis"))
+    by_hand = run_classic_cv(recoded, ClassicCVConfig(target="who", model="logreg", permutation_repeats=0, report=False), sidecar=sidecar)
+    np.testing.assert_allclose(result.oof["prob"], by_hand.oof["prob"], atol=1e-12)
+    assert result.metrics["pooled"]["auc"] == pytest.approx(by_hand.metrics["pooled"]["auc"]) and result.metrics["pooled"]["auc"] > 0.7
+    with pytest.raises(ConfigError, match="--positive CLASS"):
+        run_classic_cv(table, ClassicCVConfig(target="who", task="binary", report=False), sidecar=sidecar)
+    with pytest.raises(ConfigError, match="only meaningful for a binary task"):
+        ClassicCVConfig(target="who", task="multiclass", positive="osteoporosis")
+    with pytest.raises(ConfigError, match="'broken' is not a class"):
+        run_classic_cv(table, ClassicCVConfig(target="who", positive="broken", report=False), sidecar=sidecar)
+
+
+def test_report_runs_the_baselines_with_the_sidecars_manifest(tmp_path):
+    from osteolens.io import write_png
+
+    table, sidecar = _who_table()
+    rng = np.random.default_rng(1)
+    table["age"] = 50 + (150 - table["bmd"]) / 3 + rng.normal(0, 2, len(table))  # age tracks density
+    for name in table["image"]:
+        write_png(rng.random((12, 10)), tmp_path / name, bits=8)
+    table[["image", "patient_id", "who", "age", "sex"]].to_csv(tmp_path / "manifest.csv", index=False)
+    features = tmp_path / "features" / "features.parquet"
+    features.parent.mkdir()
+    config = ClassicCVConfig(target="who", positive="osteoporosis", model="linear", permutation_repeats=0, n_bootstrap=30)
+    # The sidecar records the manifest relative to where extraction ran; the table's folder is tried too.
+    result = run_classic_cv(table, config, run_dir=tmp_path / "run", sidecar={**sidecar, "manifest": "../manifest.csv"}, features_path=str(features))
+    baselines = json.loads((tmp_path / "run" / "metrics.json").read_text())["baselines"]
+    assert baselines["run"] and baselines["manifest"] == str(features.parent / "../manifest.csv")
+    assert [c["versus"] for c in baselines["comparisons"]] == ["covariates-only", "acquisition-only"]
+    assert baselines["models"][1]["features"] == ["age", "sex"] and baselines["metric"] == "auc"
+    assert result.evaluation.audit["comparisons"] == baselines["comparisons"]
+    missing = run_classic_cv(table, config, run_dir=tmp_path / "run2", sidecar={**sidecar, "manifest": "gone.csv"})
+    assert not missing.metrics["baselines"]["run"] and "gone.csv" in missing.metrics["baselines"]["reason"]
+    assert not json.loads((tmp_path / "run2" / "metrics.json").read_text())["baselines"]["run"]
+    with pytest.raises(ConfigError, match="manifest not found"):
+        run_classic_cv(table, ClassicCVConfig(target="who", manifest=str(tmp_path / "nope.csv")), sidecar=sidecar)
 
 
 def test_run_directory_layout(tmp_path):
@@ -205,6 +335,14 @@ def test_regression_cv_with_random_search(tmp_path):
     assert result.oof.groupby("patient_id")["fold"].nunique().max() == 1
 
 
+def test_permutation_importance_is_skipped_on_wide_tables():
+    table, sidecar = synthetic_table()
+    wide = run_classic_cv(table, ClassicCVConfig(target="label", model="linear", categorical=[], permutation_max_columns=2, report=False), sidecar=sidecar)
+    assert wide.importance.empty and wide.metrics["permutation_importance"].startswith("skipped: 3 input columns > permutation_max_columns = 2")
+    narrow = run_classic_cv(table, ClassicCVConfig(target="label", model="linear", categorical=[], permutation_repeats=2, report=False), sidecar=sidecar)
+    assert narrow.importance.loc[0, "feature"] == "texture" and narrow.metrics["permutation_importance"] == "2 repeats on each held-out fold"
+
+
 def test_missing_sidecar_needs_explicit_columns():
     table, _ = synthetic_table()
     with pytest.raises(ConfigError, match="sidecar"):
@@ -225,6 +363,7 @@ def test_cli_classic_cv_with_report(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (run / "oof_predictions.csv").is_file() and (run / "report" / "metrics.json").is_file()
+    assert "baselines not run: the feature table's sidecar names no manifest" in " ".join(result.output.split())
     # The saved final model applied to new rows (here: a CSV of the same features, without labels).
     table.drop(columns=["label", "bmd"]).head(5).to_csv(tmp_path / "new.csv", index=False)
     predicted = CliRunner().invoke(app, ["classic", "predict", str(run), "--features", str(tmp_path / "new.csv"),
@@ -236,6 +375,21 @@ def test_cli_classic_cv_with_report(tmp_path):
     got = pd.read_csv(tmp_path / "predictions.csv")
     assert got["image"].tolist() == table["image"].head(5).tolist()
     np.testing.assert_allclose(got["prob_osteoporosis"], expected["prob_osteoporosis"], atol=1e-9)
+
+
+def test_cli_classic_cv_positive_class_against_the_rest(tmp_path):
+    from osteolens.cli.main import app
+
+    table, sidecar = _who_table()
+    table.to_parquet(tmp_path / "features.parquet")
+    (tmp_path / "features.json").write_text(json.dumps(sidecar))
+    args = ["classic", "cv", "--features", str(tmp_path / "features.parquet"), "--target", "who", "--positive", "osteoporosis",
+            "--model", "linear", "--out", str(tmp_path / "run"), "--permutation-repeats", "0", "--no-report"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == ["not_osteoporosis", "osteoporosis"] and metrics["positive"] == "osteoporosis"
+    assert yaml.safe_load((tmp_path / "run" / "config.resolved.yaml").read_text())["estimator"] == "LogisticRegression"
 
 
 @pytest.mark.slow

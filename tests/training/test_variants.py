@@ -120,11 +120,14 @@ def test_augmentation_is_off_at_evaluation(cohort, tmp_path):
         assert not torch.equal(net(batch), net(batch))  # dropout is live in train mode: eval mode matters
 
 
-@pytest.mark.parametrize("task,outputs,hidden", [("regression", 1, [6]), ("ordinal", 2, [])])
-def test_fold_scalings_fold_exactly_into_the_weights(task, outputs, hidden):
+@pytest.mark.parametrize("fusion", ["offset", "concat"])
+@pytest.mark.parametrize("task,outputs,hidden", [("regression", 1, [6]), ("ordinal", 2, []), ("multiclass", 3, [])])
+def test_fold_scalings_fold_exactly_into_the_weights(task, outputs, hidden, fusion):
     torch.manual_seed(0)
     net = create_model("simple_cnn", task, outputs, tabular=["sex", "age", "bmi"], conv_layers=1, filters=2,
-                       dense_units=4, head_hidden=hidden).eval()
+                       dense_units=4, head_hidden=hidden, fusion=fusion).eval()
+    if fusion == "offset":  # a non-zero covariate path (a fresh one is random too; make it explicit)
+        torch.nn.init.normal_(net.covariate_path.weight)
     frame = pd.DataFrame({"sex": ["F", "M", "F"], "age": [50.0, 71.0, 64.0], "bmi": [22.0, 31.0, 27.5]})
     fold = {"age": {"mean": 60.0, "std": 8.0}, "bmi": {"mean": 25.0, "std": 3.0}}
     common = {"age": {"mean": 63.0, "std": 11.0}, "bmi": {"mean": 26.5, "std": 4.0}}

@@ -56,3 +56,12 @@ def report_failures(failures: Iterable[tuple[str, str]], out: Path | None = None
             writer.writerows(rows)
         console.print(f"failure list written to {out}")
     return len(rows)
+
+
+def print_added_value(added: dict | None) -> None:
+    """Print what the image adds over each baseline (``EvaluationResult.added_value``), one sentence each."""
+    added = added or {}
+    for baseline in added.get("baselines", []):
+        console.print(f"[bold]what the image adds:[/] {baseline['sentence']}", highlight=False)
+    if added.get("verdict") == "not measured":
+        console.print(f"what the image adds: not measured ({added.get('reason')}).", highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from osteolens.cli.common import console
+from osteolens.cli.common import console, print_added_value
 
 
 def evaluate_command(
@@ -24,6 +24,10 @@ def evaluate_command(
     class_order: str = typer.Option(None, help="Comma-separated class order, e.g. 'none,mild,moderate,severe'."),
     ordinal: bool = typer.Option(
         None, "--ordinal/--nominal", help="Whether the class order is ordinal (default: only bone-density names)."
+    ),
+    decision: str = typer.Option(
+        "argmax", help="Class decision of multiclass rows: argmax, or cumulative (an ordinal model's rule: "
+        "the number of cumulative P(y > k) above 0.5). Runs of ordinal models use cumulative."
     ),
     threshold: str = typer.Option("youden", help="Threshold rule: youden, sensitivity or fixed."),
     target_sensitivity: float = typer.Option(0.9, help="Target for --threshold sensitivity."),
@@ -59,6 +63,7 @@ def evaluate_command(
         score=score,
         class_order=[c.strip() for c in class_order.split(",")] if class_order else None,
         ordinal=ordinal,
+        decision=decision,
         audit=audit,
         title=title,
     )
@@ -75,6 +80,7 @@ def evaluate_command(
         )
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    print_added_value(result.added_value)
     if result.audit and result.audit.get("failures"):
         from osteolens.cli.common import report_failures
 

@@ -36,9 +36,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each module exposes ``register(app)``.
-    from osteolens.cli import classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, explain_cmd
+    from osteolens.cli import classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, explain_cmd, weights_cmd
 
-    for module in (classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, explain_cmd):
+    for module in (classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, explain_cmd, weights_cmd):
         module.register(app)
 
 

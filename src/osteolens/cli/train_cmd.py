@@ -42,11 +42,12 @@ def results_table(metrics: dict[str, Any], title: str):
 
 
 def _report(result) -> None:
-    from osteolens.cli.common import report_failures
+    from osteolens.cli.common import print_added_value, report_failures
 
     report_failures(result.failures, result.run_dir / "failures.csv" if result.failures else None)
     if result.metrics is not None:
         console.print(results_table(result.metrics, f"{result.run_dir.name}: {result.metrics['task']}"))
+        print_added_value(result.metrics.get("added_value"))
         console.print(f"run directory: {result.run_dir}")
         console.print(f"bundle: {result.bundle}")
         if result.report is not None:
@@ -60,9 +61,10 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     epochs: int = typer.Option(None, help="Override 'epochs'."),
     model: str = typer.Option(None, "--model", help="Override model.name (timm name or simple_cnn)."),
-    weights: Path = typer.Option(None, "--weights", help="Local pretrained weights (safetensors / timm checkpoint)."),
+    weights: Path = typer.Option(None, "--weights", help="Initial weights: imagenet (packaged, offline; osteolens weights list) or a local safetensors / timm checkpoint."),
     pretrained: bool = typer.Option(None, "--pretrained/--no-pretrained", help="Override model.pretrained (hub weights, online)."),
     finetune: str = typer.Option(None, help="Override model.finetune: all, head or last:N."),
+    tabular: str = typer.Option(None, "--tabular", help="Override model.tabular: comma-separated covariates, e.g. age,sex."),
     batch_size: int = typer.Option(None, help="Override 'batch_size'."),
     lr: float = typer.Option(None, help="Override 'lr'."),
     input_size: int = typer.Option(None, help="Override 'input_size' (square)."),
@@ -89,7 +91,8 @@ def train(
 
     overrides = {
         "epochs": epochs, "model.name": model, "model.weights": str(weights) if weights else None,
-        "model.pretrained": pretrained, "model.finetune": finetune, "batch_size": batch_size, "lr": lr,
+        "model.pretrained": pretrained, "model.finetune": finetune,
+        "model.tabular": [c.strip() for c in tabular.split(",") if c.strip()] if tabular else None, "batch_size": batch_size, "lr": lr,
         "input_size": [input_size, input_size] if input_size else None, "augmentation": augmentation,
         "folds": folds, "seed": seed, "num_workers": num_workers, "accelerator": accelerator,
         "precision": precision, "name": name, "out": str(out) if out else None,

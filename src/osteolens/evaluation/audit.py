@@ -16,11 +16,17 @@ paired interval: DeLong for a binary AUC, a paired patient bootstrap for macro A
 A warning is raised when a baseline is informative (its interval excludes chance: AUC 0.5, or
 the MAE of predicting the training mean) and comes within ``margin`` of the image model (AUC
 points, or a share of the baseline's MAE), or the image model is not significantly better.
+:func:`added_value` turns the comparison into the headline of ``metrics.json``, the first
+screen of ``report.html`` and the model card: each baseline against the image model, with a
+plain verdict. Rows with ``fold = -1`` (external test) are left out of the audit.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,25 +94,69 @@ def image_statistics(path: Any) -> dict[str, Any]:
     }
 
 
-def acquisition_table(manifest: Any, images: list[str]) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def image_key(path: str | Path) -> str:
+    """A comparable key of a file path: absolute, ``..`` and symlinks resolved, case-folded on Windows."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def align_manifest(manifest: Any, images: list[str]) -> pd.DataFrame:
+    """The manifest's rows in the order of ``images`` (prediction rows), all-NaN where none matches.
+
+    A prediction's ``image`` matches a manifest row when it is the same string, else when
+    both name the same file: a training run writes each image as the manifest's root joined
+    with its relative path (``runs/x/../../data/a.png``), while the run's copy of the
+    manifest holds ``../../data/a.png`` relative to the run directory.
+    """
+    frame = manifest.frame
+    position = pd.Series(np.arange(len(frame)), index=frame["image"].astype(str))
+    position = position[~position.index.duplicated()]
+    take = np.array(position.reindex(images), dtype=float)
+    missing = np.flatnonzero(np.isnan(take))
+    if missing.size:
+        by_file = {image_key(p): i for i, p in enumerate(manifest.image_paths())}
+        for j in missing:
+            take[j] = by_file.get(image_key(images[j]), np.nan)
+    index = np.where(np.isnan(take), -1, take).astype(int)
+    return frame.reindex(index).reset_index(drop=True)
+
+
+def image_locations(manifest: Any, images: list[str], aligned: pd.DataFrame | None = None) -> list[Path]:
+    """The file each prediction row names: its manifest row's file, else the path as written.
+
+    ``aligned``: :func:`align_manifest` of the same images, when already computed.
+    """
+    rows = (align_manifest(manifest, images) if aligned is None else aligned)["image"]
+    return [Path(image) if pd.isna(row) else manifest.resolve(row) for image, row in zip(images, rows, strict=True)]
+
+
+def acquisition_table(
+    manifest: Any, images: list[str], workers: int | None = None
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """One row of acquisition features per image; unreadable files are recorded, not fatal.
 
-    The original size comes from the manifest (``orig_height`` / ``orig_width``) when it has
-    it, since files may have been resized after acquisition; else from the file.
+    Files are read by a small thread pool (decoding releases the GIL; ``workers`` defaults to
+    the number of CPUs, at most 4) and each is summarised on a grid of at most ~512 x 512
+    pixels. The original size comes from the manifest (``orig_height`` / ``orig_width``)
+    when it has it, since files may have been resized after acquisition; else from the file.
     """
-    rows, failures = [], []
-    for image in images:
+    frame = align_manifest(manifest, images)
+    paths = image_locations(manifest, images, frame)
+
+    def read(path: Path) -> dict[str, Any] | str:
         try:
-            rows.append(image_statistics(manifest.resolve(image)))
+            return image_statistics(path)
         except Exception as exc:  # a batch never dies on one bad file
-            failures.append((str(image), str(exc)))
-            rows.append({})
-    table = pd.DataFrame(rows, index=range(len(images)))
-    frame = manifest.frame.set_index("image").reindex(images)
+            return f"{type(exc).__name__}: {exc}"
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(read, paths))
+    failures = [(str(image), r) for image, r in zip(images, results, strict=True) if isinstance(r, str)]
+    table = pd.DataFrame([{} if isinstance(r, str) else r for r in results], index=range(len(images)))
     for hcol, wcol in ORIGINAL_SIZE_COLUMNS:
         if hcol in frame.columns and wcol in frame.columns:
-            table["height"] = frame[hcol].to_numpy(dtype=float)
-            table["width"] = frame[wcol].to_numpy(dtype=float)
+            table["height"] = pd.to_numeric(frame[hcol], errors="coerce").to_numpy(dtype=float)
+            table["width"] = pd.to_numeric(frame[wcol], errors="coerce").to_numpy(dtype=float)
             table["aspect"] = table["width"] / table["height"]
             break
     for col in ACQUISITION_CATEGORICAL:
@@ -152,8 +202,9 @@ def _pipeline(numeric: list[str], categorical: list[str], task: str, seed: int):
 def _folds(preds: Predictions, manifest_frame: pd.DataFrame, seed: int) -> tuple[np.ndarray, str]:
     if preds.fold is not None:
         return preds.fold, "fold column of the predictions"
-    if "fold" in manifest_frame.columns and manifest_frame["fold"].notna().all():
-        return manifest_frame["fold"].to_numpy(dtype=int), "fold column of the manifest"
+    manifest_fold = pd.to_numeric(manifest_frame["fold"], errors="coerce") if "fold" in manifest_frame else None
+    if manifest_fold is not None and manifest_fold.notna().all() and (manifest_fold >= 0).all():
+        return manifest_fold.to_numpy(dtype=int), "fold column of the manifest"
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     n_groups = np.unique(preds.patient).size
@@ -259,8 +310,30 @@ def audit_shortcuts(
         raise EvaluationError(
             None, "the audit joins predictions to the manifest by 'image', but the predictions have no 'image' column."
         )
+    notes: list[str] = []
+    if preds.fold is not None and (preds.fold < 0).all():  # a test table only: no folds to share
+        preds = replace(preds, fold=None)
+        notes.append(
+            "Every row is an external test (fold -1): the baselines are cross-validated on these rows themselves"
+            " (the manifest's folds, else folds made by patient)."
+        )
+    elif preds.fold is not None and (preds.fold < 0).any():
+        keep = preds.fold >= 0
+        if isinstance(acquisition, pd.DataFrame):
+            acquisition = acquisition[keep].reset_index(drop=True)
+        preds = preds.subset(keep)
+        notes.append(
+            f"{int((~keep).sum())} external-test row(s) (fold -1) left out: the baselines are compared on the"
+            " cross-validation rows only."
+        )
     images = preds.frame["image"].astype(str).tolist()
-    mframe = manifest.frame.set_index("image").reindex(images).reset_index()
+    mframe = align_manifest(manifest, images)
+    unmatched = int(mframe["image"].isna().sum())
+    if unmatched:
+        notes.append(
+            f"{unmatched} of {len(images)} prediction row(s) match no manifest image; their covariates and"
+            " acquisition facts are imputed."
+        )
     fold, fold_source = _folds(preds, mframe, seed)
     key = {"binary": "auc", "multiclass": "auc_macro", "regression": "mae"}[preds.task]
     cov_cols = [c for c in COVARIATES if c in mframe.columns]
@@ -270,7 +343,9 @@ def audit_shortcuts(
     failures: list[tuple[str, str]] = []
     if acquisition is None or acquisition is True:
         acquisition, failures = acquisition_table(manifest, images)
-    result = AuditResult(metric=key, models=[], comparisons=[], failures=failures, fold_source=fold_source)
+    result = AuditResult(
+        metric=key, models=[], comparisons=[], notes=notes, failures=failures, fold_source=fold_source
+    )
     if failures:
         result.notes.append(
             f"{len(failures)} image(s) could not be read for acquisition statistics; their features were imputed."
@@ -352,3 +427,181 @@ def audit_shortcuts(
 
 def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+METRIC_LABELS = {"auc": "AUC", "auc_macro": "macro AUC", "mae": "MAE"}
+_FEATURE_WORDS = {
+    "height": "image size",
+    "width": "image size",
+    "aspect": "image size",
+    "spacing_row": "pixel spacing",
+    "spacing_col": "pixel spacing",
+    "dark_fraction": "intensity statistics",
+}
+
+
+def added_value(audit: AuditResult | dict[str, Any], conf_level: float = 0.95) -> dict[str, Any]:
+    """What the image adds: the compact summary of an audit, for ``metrics.json`` and the report.
+
+    For each baseline: its metric with CI, the image model's, the paired difference
+    ``image model - baseline`` (in the metric's units; for MAE a negative difference means the
+    image model errs less) with CI, p and method, a verdict and one plain sentence. Verdicts:
+    ``adds`` when the interval excludes 0 in the image model's favour, ``worse`` when it
+    excludes 0 in the baseline's favour, ``nothing`` when it holds 0, ``undetermined`` when it
+    could not be computed. The overall ``verdict`` is ``adds`` only when the image model
+    beats every fitted baseline; ``not measured`` (with a ``reason``) when none could be fitted.
+
+    Example:
+        >>> audit = {"metric": "auc", "notes": [], "models": [
+        ...     {"name": "image model", "features": [], "metric": {"value": .5, "ci_low": .4, "ci_high": .6}},
+        ...     {"name": "covariates-only", "features": ["age", "sex"],
+        ...      "metric": {"value": .89, "ci_low": .84, "ci_high": .93}}],
+        ...     "comparisons": [{"versus": "covariates-only", "difference": -.39, "ci_low": -.47,
+        ...                      "ci_high": -.31, "p": 1e-9, "method": "DeLong paired test"}]}
+        >>> added_value(audit)["baselines"][0]["sentence"]  # doctest: +NORMALIZE_WHITESPACE
+        'Age and sex alone reach AUC 0.89 (0.84–0.93); the image model reaches 0.50 (0.40–0.60). The image
+        adds nothing measurable here (difference −0.39, 95 % CI −0.47 to −0.31, p < 0.001): age and sex
+        alone do better.'
+    """
+    a = audit.to_dict() if isinstance(audit, AuditResult) else audit
+    key = a["metric"]
+    higher = key != "mae"
+    image = a["models"][0]["metric"]
+    by_name = {m["name"]: m for m in a["models"]}
+    baselines = []
+    for comp in a["comparisons"]:
+        model = by_name[comp["versus"]]
+        lo, hi = comp["ci_low"], comp["ci_high"]
+        if lo is None or hi is None or comp["difference"] is None:
+            verdict = "undetermined"
+        elif (lo > 0) if higher else (hi < 0):
+            verdict = "adds"
+        elif (hi < 0) if higher else (lo > 0):
+            verdict = "worse"
+        else:
+            verdict = "nothing"
+        entry = {
+            "name": model["name"],
+            "features": model["features"],
+            "metric": model["metric"],
+            "image_metric": image,
+            "difference": comp["difference"],
+            "ci_low": lo,
+            "ci_high": hi,
+            "p": comp.get("p"),
+            "method": comp["method"],
+            "verdict": verdict,
+        }
+        entry["sentence"] = _sentence(entry, key, conf_level)
+        baselines.append(entry)
+    if not baselines:
+        overall = "not measured"
+    elif all(b["verdict"] == "adds" for b in baselines):
+        overall = "adds"
+    elif any(b["verdict"] in ("nothing", "worse") for b in baselines):
+        overall = "nothing"
+    else:
+        overall = "undetermined"
+    return {
+        "metric": key,
+        "metric_label": METRIC_LABELS.get(key, key),
+        "higher_is_better": higher,
+        "difference_is": "image model minus baseline",
+        "conf_level": conf_level,
+        "image_model": image,
+        "baselines": baselines,
+        "verdict": overall,
+        "folds": a.get("fold_source", ""),
+        "reason": None if baselines else "no baseline could be fitted: " + " ".join(
+            n for n in a.get("notes", []) if "not fitted" in n
+        ),
+    }
+
+
+def not_measured(reason: str) -> dict[str, Any]:
+    """The ``added_value`` entry of an evaluation whose baselines were not fitted, and why."""
+    return {"verdict": "not measured", "reason": reason, "baselines": []}
+
+
+def baseline_features(name: str, features: list[str]) -> str:
+    """What a baseline uses, in words: ``"age and sex"``, ``"image size, intensity statistics"``."""
+    if name.startswith("covariates"):
+        return _join([f.replace("_", " ") for f in features])
+    words: list[str] = []
+    for f in features:
+        word = _FEATURE_WORDS.get(f) or (
+            "intensity statistics" if f.startswith(("intensity_", "foreground_")) else f.replace("_", " ")
+        )
+        if word not in words:
+            words.append(word)
+    return ", ".join(words)
+
+
+def baseline_subject(name: str, features: list[str]) -> str:
+    """The subject of a verdict sentence: ``"Age and sex"``, ``"Acquisition facts (image size, view)"``."""
+    words = baseline_features(name, features)
+    return words[:1].upper() + words[1:] if name.startswith("covariates") else f"Acquisition facts ({words})"
+
+
+def format_number(value: float | None, key: str, signed: bool = False) -> str:
+    """AUCs with 2 decimals, errors with 3 significant digits; a true minus sign for negatives.
+
+    Example:
+        >>> format_number(-0.387, "auc", signed=True), format_number(18.46, "mae"), format_number(0.08123, "mae")
+        ('−0.39', '18.5', '0.0812')
+    """
+    if value is None:
+        return "n/a"
+    if key == "mae":
+        digits = 0 if value == 0 else min(6, max(0, 2 - int(np.floor(np.log10(abs(value))))))
+    else:
+        digits = 2
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return text.replace("-", "\u2212")
+
+
+def format_metric(metric: dict[str, Any], key: str, brackets: str = "()") -> str:
+    """``0.89 (0.84–0.93)``: a metric's value and interval, as :func:`format_number` writes them."""
+    text = format_number(metric["value"], key)
+    if metric.get("ci_low") is None:
+        return text
+    low, high = format_number(metric["ci_low"], key), format_number(metric["ci_high"], key)
+    return f"{text} {brackets[0]}{low}\u2013{high}{brackets[1]}"
+
+
+def format_p(p: float | None) -> str:
+    """``p < 0.001`` or ``p = 0.042``."""
+    if p is None:
+        return "p n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _sentence(entry: dict[str, Any], key: str, conf_level: float) -> str:
+    label = METRIC_LABELS.get(key, key)
+    subject = baseline_subject(entry["name"], entry["features"])
+    plural = entry["name"].startswith("acquisition") or len(entry["features"]) > 1
+    first = (
+        f"{subject} alone {'reach' if plural else 'reaches'} {label} {format_metric(entry['metric'], key)}; "
+        f"the image model reaches {format_metric(entry['image_metric'], key)}."
+    )
+    if entry["verdict"] == "undetermined":
+        return first + " The difference could not be estimated (too few patients or cases)."
+    pct = f"{conf_level * 100:g} %"
+    interval = (
+        f"difference {format_number(entry['difference'], key, True)}, {pct} CI "
+        f"{format_number(entry['ci_low'], key, True)} to {format_number(entry['ci_high'], key, True)}, "
+        f"{format_p(entry['p'])}"
+    )
+    if entry["verdict"] == "adds":
+        better = "a higher" if key != "mae" else "a lower"
+        return first + f" The image adds a measurable gain: {better} {label} ({interval})."
+    tail = ""
+    if entry["verdict"] == "worse":
+        tail = f": {subject[0].lower() + subject[1:]} alone {'do' if plural else 'does'} better"
+    return first + f" The image adds nothing measurable here ({interval}){tail}."
+
+
+def _join(words: list[str]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]

@@ -17,6 +17,7 @@ What it computes (the maths is in the modules it calls):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from osteolens.evaluation import metrics as M
+from osteolens.evaluation.audit import added_value, align_manifest, image_locations, not_measured
 from osteolens.evaluation.bootstrap import bootstrap, patient_strata, percentile_interval
 from osteolens.evaluation.calibration import calibration_summary, cross_fitted_calibration, fit_calibrator
 from osteolens.evaluation.delong import delong_auc
@@ -41,7 +43,9 @@ class EvaluationResult:
 
     ``metrics`` maps a metric name to ``{"value", "ci_low", "ci_high"}`` (bootstrap) and,
     for AUCs, ``"delong_ci"``. ``threshold`` holds the stored operating point,
-    ``calibrator`` the recalibration map to ship with the model.
+    ``calibrator`` the recalibration map to ship with the model. ``added_value`` is the
+    headline of the audit (:func:`osteolens.evaluation.audit.added_value`): each baseline's
+    metric, the image model's, their paired difference and a one-line verdict.
     """
 
     task: str
@@ -59,6 +63,7 @@ class EvaluationResult:
     screening: dict[str, Any] | None = None
     subgroups: list[dict[str, Any]] = field(default_factory=list)
     audit: dict[str, Any] | None = None
+    added_value: dict[str, Any] | None = None
     data: dict[str, Any] = field(default_factory=dict)
     failure_cases: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -135,7 +140,8 @@ def metric_function(preds: Predictions, predicted: np.ndarray | None = None, wit
         decided = predicted if predicted is not None else (preds.scores >= 0.5).astype(int)
         return lambda W: M.binary_metrics(W, preds.y, preds.scores, decided)
     if preds.task == "multiclass":
-        return lambda W: M.multiclass_metrics(W, preds.y, preds.scores, preds.classes, preds.ordered)
+        decided = preds.predicted
+        return lambda W: M.multiclass_metrics(W, preds.y, preds.scores, preds.classes, preds.ordered, decided)
     return lambda W: M.regression_metrics(W, preds.y, preds.scores, within)
 
 
@@ -191,7 +197,7 @@ def _multiclass(
         curve = delong_auc(preds.y == c, preds.scores[:, c], "<")
         lo, _, hi = curve.ci(conf_level)
         metrics[f"auc_{name}"]["delong_ci"] = [lo, hi]
-    cm = M.weighted_confusion(np.ones((1, len(preds))), preds.y, preds.scores.argmax(axis=1), len(preds.classes))[0]
+    cm = M.weighted_confusion(np.ones((1, len(preds))), preds.y, preds.predicted, len(preds.classes))[0]
     calibration = {name: calibration_summary(preds.y == c, preds.scores[:, c]) for c, name in enumerate(preds.classes)}
     # Temperature scaling: judged out of fold (each fold's T fitted on the others), shipped
     # fitted on all the out-of-fold predictions.
@@ -261,7 +267,11 @@ def _data_summary(preds: Predictions, manifest: Any) -> dict[str, Any]:
 
 
 def _merge_manifest(preds_frame: pd.DataFrame, manifest: Any) -> pd.DataFrame:
-    """Add covariates the predictions lack (sex, age, view, site ...) from the manifest by image."""
+    """Add covariates the predictions lack (sex, age, view, site ...) from the manifest by image.
+
+    Rows are matched by :func:`osteolens.evaluation.audit.align_manifest` (same string, else
+    same file), so a training run's absolute or run-relative paths find their manifest rows.
+    """
     if manifest is None or "image" not in preds_frame.columns:
         return preds_frame
     extra = [
@@ -271,11 +281,50 @@ def _merge_manifest(preds_frame: pd.DataFrame, manifest: Any) -> pd.DataFrame:
     ]
     if not extra:
         return preds_frame
-    return preds_frame.merge(manifest.frame[["image", *extra]], on="image", how="left")
+    aligned = align_manifest(manifest, preds_frame["image"].astype(str).tolist())
+    return preds_frame.reset_index(drop=True).assign(**{c: aligned[c].to_numpy() for c in extra})
 
 
-def _failure_cases(preds: Predictions, k: int = 8) -> list[dict[str, Any]]:
-    """The ``k`` rows the model got most wrong (largest error / lowest probability of the truth)."""
+def image_names(images: list[str], manifest: Any = None) -> tuple[list[str], Path | None]:
+    """How a report names each image, and the folder those names are relative to.
+
+    With a manifest: relative to the manifest's folder when every image lies under it, else
+    to the deepest folder that holds them all (a run's copy of the manifest sits in the run
+    directory, away from the data), so no name walks up with ``..``. Without one, names that
+    are relative and stay inside their folder are shown as written (normalised); others
+    (absolute, or leaving it with ``..``) are made relative to the folder that holds them all.
+
+    Example:
+        >>> image_names(["runs/x/../../../data/knee/a.png", "runs/x/../../../data/knee/b/c.png"])[0]
+        ['a.png', 'b/c.png']
+    """
+    if manifest is None:
+        plain = [Path(os.path.normpath(i)) for i in images]
+        if not any(p.is_absolute() or p.parts[:1] == ("..",) for p in plain):
+            return [p.as_posix() for p in plain], None
+        files = [Path(os.path.realpath(i)) for i in images]
+        root = None
+    else:
+        files = [Path(os.path.realpath(p)) for p in image_locations(manifest, images)]
+        root = Path(os.path.realpath(manifest.root))
+    if not files:
+        return [], root
+    if root is None or not all(f.is_relative_to(root) for f in files):
+        try:
+            root = Path(os.path.commonpath([str(f.parent) for f in files]))
+        except ValueError:  # different drives
+            return [str(f) for f in files], None
+    if root == Path(root.anchor):
+        return [str(f) for f in files], None
+    return [f.relative_to(root).as_posix() for f in files], root
+
+
+def _failure_cases(preds: Predictions, names: list[str] | None = None, k: int = 8) -> list[dict[str, Any]]:
+    """The ``k`` rows the model got most wrong (largest error / lowest probability of the truth).
+
+    ``names``: each row's image as the report shows it (:func:`image_names`); None when the
+    predictions have no ``image`` column.
+    """
     if preds.task == "binary":
         badness = np.abs(preds.y - preds.scores)
         shown = preds.scores
@@ -289,12 +338,12 @@ def _failure_cases(preds: Predictions, k: int = 8) -> list[dict[str, Any]]:
     for i in np.argsort(-badness, kind="mergesort")[:k]:
         truth = preds.classes[preds.y[i]] if preds.task != "regression" else float(preds.y[i])
         if preds.task == "multiclass":
-            predicted: Any = preds.classes[int(preds.scores[i].argmax())]
+            predicted: Any = preds.classes[int(preds.predicted[i])]
         else:
             predicted = float(shown[i])
         rows.append(
             {
-                "image": str(preds.frame["image"].iloc[i]) if "image" in preds.frame.columns else None,
+                "image": None if names is None else names[i],
                 "patient_id": str(preds.patient[i]),
                 "truth": truth,
                 "prediction": predicted,
@@ -327,6 +376,7 @@ def evaluate(
     score: str | None = None,
     class_order: list[str] | None = None,
     ordinal: bool | None = None,
+    decision: str = "argmax",
     within: tuple[float, ...] = (6.0, 12.0),
     audit: bool | None = None,
     title: str | None = None,
@@ -351,6 +401,8 @@ def evaluate(
         truth, score: column names for a user's own CSV.
         class_order: order of the classes (bone-density names order themselves).
         ordinal: whether the classes are ordinal (default: only bone-density names).
+        decision: the model's class decision rule: ``argmax`` or ``cumulative`` (ordinal
+            models: the number of cumulative probabilities above 0.5).
         within: the ``k`` of "share within +-k" for regression (6 and 12 months for bone age).
         audit: run the shortcut audit (default: when a manifest is given).
         title: report title.
@@ -374,6 +426,7 @@ def evaluate(
         score=score,
         class_order=class_order,
         ordinal=ordinal,
+        decision=decision,
     )
     if manifest is not None:
         preds.frame = _merge_manifest(preds.frame, manifest)
@@ -401,6 +454,9 @@ def evaluate(
             "sensitivity and specificity are optimistic."
         )
     subgroups = _subgroups(preds, predicted, within, n_bootstrap, seed, conf_level)
+    names, image_folder = None, None
+    if "image" in preds.frame.columns:
+        names, image_folder = image_names(preds.frame["image"].astype(str).tolist(), manifest)
     result = EvaluationResult(
         task=preds.task,
         classes=list(preds.classes),
@@ -417,21 +473,32 @@ def evaluate(
         screening=section.get("screening"),
         subgroups=subgroups,
         data=_data_summary(preds, manifest),
-        failure_cases=_failure_cases(preds),
+        failure_cases=_failure_cases(preds, names),
         warnings=warnings,
         model_info=dict(model_info or {}),
     )
+    if image_folder is not None:
+        result.data["image_folder"] = str(image_folder)
     small = [f"{r['variable']}={r['level']}" for r in subgroups if r["too_small"]]
     if small:
         result.warnings.append(f"Subgroups too small for conclusions: {', '.join(small)}.")
     run_audit = manifest is not None and (audit if audit is not None else True)
-    if run_audit and "image" not in preds.frame.columns:
+    if manifest is None:
+        result.added_value = not_measured(
+            "no manifest given: pass it (evaluate --manifest) to fit the covariates-only and acquisition-only"
+            " baselines in the same folds."
+        )
+    elif not run_audit:
+        result.added_value = not_measured("the baselines were switched off (audit=False, --no-audit).")
+    elif "image" not in preds.frame.columns:
         result.warnings.append("Shortcut audit skipped: the predictions have no 'image' column to join the manifest.")
-    elif run_audit:
+        result.added_value = not_measured("the predictions have no 'image' column to join the manifest.")
+    else:
         from osteolens.evaluation.audit import audit_shortcuts
 
         report = audit_shortcuts(manifest, preds, seed=seed, n_bootstrap=n_bootstrap, conf_level=conf_level)
         result.audit = report.to_dict()
+        result.added_value = added_value(result.audit, conf_level)
         result.warnings.extend(report.warnings)
     if out_dir is not None:
         from osteolens.evaluation.report import write_outputs

@@ -82,6 +82,26 @@ def binary_metrics(W: np.ndarray, y: np.ndarray, scores: np.ndarray, predicted: 
     }
 
 
+def predicted_classes(probs: np.ndarray, cumulative: bool = False) -> np.ndarray:
+    """Class decisions from ``[N, K]`` probabilities.
+
+    ``cumulative=False``: the most probable class. ``cumulative=True`` (ordinal models): the
+    number of cumulative probabilities ``P(y > k) = sum_{j > k} p_j`` above 0.5, i.e. the
+    median class. A CORAL model decides by its K-1 binary questions "is y above k?"; the
+    argmax of the derived class probabilities can skip a middle class whose probability is
+    the difference of two cumulative ones even when the model ranks it correctly.
+
+    Example:
+        >>> predicted_classes(np.array([[0.4, 0.2, 0.4]]), cumulative=True)
+        array([1])
+    """
+    probs = np.asarray(probs, dtype=float)
+    if not cumulative:
+        return probs.argmax(axis=1)
+    exceed = 1.0 - np.cumsum(probs, axis=1)[:, :-1]
+    return (exceed > 0.5).sum(axis=1)
+
+
 def weighted_confusion(W: np.ndarray, y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
     """``(B, K, K)`` confusion matrices, rows = truth, columns = prediction."""
     onehot = np.zeros((y.size, k * k))
@@ -90,16 +110,18 @@ def weighted_confusion(W: np.ndarray, y: np.ndarray, predicted: np.ndarray, k: i
 
 
 def multiclass_metrics(
-    W: np.ndarray, y: np.ndarray, probs: np.ndarray, classes: list[str], ordered: bool
+    W: np.ndarray, y: np.ndarray, probs: np.ndarray, classes: list[str], ordered: bool,
+    predicted: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """One-vs-rest AUCs, macro / weighted AUC and F1, accuracy, Brier, and kappa if ordered.
 
-    The predicted class is the most probable one. Quadratic weighted kappa:
+    The predicted class is ``predicted`` when given (see :func:`predicted_classes`), else the
+    most probable one. Quadratic weighted kappa:
     ``1 - sum(w O) / sum(w E)`` with ``w_ij = (i - j)^2``, O the confusion matrix and E the
     product of its margins (sklearn's ``cohen_kappa_score(weights="quadratic")``).
     """
     k = len(classes)
-    predicted = probs.argmax(axis=1)
+    predicted = probs.argmax(axis=1) if predicted is None else np.asarray(predicted, dtype=int)
     cm = weighted_confusion(W, y, predicted, k)
     support = cm.sum(axis=2)
     total = support.sum(axis=1)

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osteolens.classes import BONE_DENSITY_ORDER
 from osteolens.errors import EvaluationError
+from osteolens.evaluation import metrics as M
 
 TASKS = ("binary", "multiclass", "regression")
-# Ordered bone-density classes (WHO T-score bands); the order matters for kappa and screening.
-BONE_DENSITY_ORDER = ("normal", "osteopenia", "osteoporosis")
+DECISIONS = ("argmax", "cumulative")
 _NEGATIVE_NAMES = {"normal", "negative", "healthy", "control", "no", "false", "absent", "good", "0"}
 
 
@@ -61,6 +62,12 @@ class Predictions:
     source: str | None = None
     notes: list[str] = field(default_factory=list)
     screen_positive: str | None = None
+    decision: str = "argmax"
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Class decisions of a multiclass table: argmax, or the cumulative (ordinal) rule."""
+        return M.predicted_classes(self.scores, cumulative=self.decision == "cumulative")
 
     @property
     def positive(self) -> str | None:
@@ -84,6 +91,7 @@ class Predictions:
             0,
             self.source,
             screen_positive=self.screen_positive,
+            decision=self.decision,
         )
 
     @property
@@ -171,6 +179,7 @@ def load_predictions(
     score: str | None = None,
     class_order: list[str] | None = None,
     ordinal: bool | None = None,
+    decision: str = "argmax",
 ) -> Predictions:
     """Read and validate a predictions CSV (or DataFrame).
 
@@ -188,6 +197,8 @@ def load_predictions(
             bone-density names are put in their natural order).
         ordinal: whether that order is ordinal (quadratic kappa, screening of the lowest
             class); default: only for normal < osteopenia < osteoporosis.
+        decision: how a multiclass row's class is decided: ``argmax`` or ``cumulative`` (an
+            ordinal model's rule, :func:`osteolens.evaluation.metrics.predicted_classes`).
     """
     name = None if isinstance(source, pd.DataFrame) else str(source)
     if isinstance(source, pd.DataFrame):
@@ -197,6 +208,8 @@ def load_predictions(
         if not path.is_file():
             raise EvaluationError(path, "file not found.", "give the path of an oof_predictions.csv or your own CSV.")
         frame = pd.read_csv(path)
+    if decision not in DECISIONS:
+        raise EvaluationError(name, f"unknown decision rule {decision!r}.", f"use one of {DECISIONS}.")
     if task is not None and task not in TASKS:
         raise EvaluationError(name, f"unknown task {task!r}.", f"use one of {TASKS}.")
     if truth not in frame.columns:
@@ -306,4 +319,4 @@ def load_predictions(
     y = labels.map(index).to_numpy(dtype=int)
     if positive is not None and positive not in ordered_names:
         raise EvaluationError(name, f"positive class {positive!r} is not among {ordered_names}.", "pass one of those.")
-    return Predictions(frame, task, ordered_names, y, probs, patient, fold, ordered, dropped, name, notes, positive)
+    return Predictions(frame, task, ordered_names, y, probs, patient, fold, ordered, dropped, name, notes, positive, decision)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from osteolens.evaluation import plots
+from osteolens.evaluation.audit import baseline_features, format_metric, format_number, format_p
 from osteolens.evaluation.bootstrap import bootstrap_weights, patient_strata
 from osteolens.evaluation.calibration import cross_fitted_calibration, reliability_curve
 from osteolens.evaluation.predictions import Predictions
@@ -153,18 +154,28 @@ def make_plots(result: Any, preds: Predictions, folder: Path) -> dict[str, str]:
 def make_thumbnails(result: Any, manifest: Any, folder: Path) -> dict[str, str]:
     """Thumbnails of the failure cases whose images can be read (failures are noted, not fatal).
 
-    Image paths are resolved against the manifest; without one only absolute paths are tried.
+    A case's ``image`` is relative to ``result.data["image_folder"]`` when that is set (see
+    :func:`osteolens.evaluation.evaluate.image_names`), else resolved against the manifest;
+    without either only absolute paths are tried.
     """
     if not result.failure_cases:
         return {}
     from osteolens.io import read_radiograph
 
+    folder_of_images = result.data.get("image_folder")
     out: dict[str, str] = {}
     for i, case in enumerate(result.failure_cases):
-        if case["image"] is None or (manifest is None and not Path(case["image"]).is_absolute()):
+        if case["image"] is None:
+            continue
+        if folder_of_images is not None:
+            path = Path(folder_of_images) / case["image"]
+        elif manifest is not None:
+            path = manifest.resolve(case["image"])
+        elif Path(case["image"]).is_absolute():
+            path = Path(case["image"])
+        else:
             continue
         try:
-            path = manifest.resolve(case["image"]) if manifest is not None else Path(case["image"])
             pixels = read_radiograph(path).pixels
         except Exception as exc:  # one unreadable file must not stop the report
             case["thumbnail_error"] = str(exc)
@@ -211,6 +222,45 @@ def _metric_rows(metrics: dict[str, dict[str, Any]]) -> list[list[str]]:
         delong = entry.get("delong_ci")
         rows.append([name, _interval(entry), "" if not delong else f"{_fmt(delong[0])} to {_fmt(delong[1])}"])
     return rows
+
+
+def added_value_rows(av: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the "What the image adds" table: model, metric [CI], difference [CI], p."""
+    key, pct = av["metric"], f"{av['conf_level'] * 100:g} %"
+
+    def metric(m: dict[str, Any]) -> str:
+        return format_metric(m, key, "[]")
+
+    header = ["model", f"{av['metric_label']} [{pct} CI]", f"image model minus baseline [{pct} CI]", "p"]
+    rows = [["image model", metric(av["image_model"]), "", ""]]
+    for b in av["baselines"]:
+        diff = (
+            f"{format_number(b['difference'], key, True)} [{format_number(b['ci_low'], key, True)} to "
+            f"{format_number(b['ci_high'], key, True)}]"
+        )
+        p = format_p(b["p"]).removeprefix("p = ").removeprefix("p ")
+        rows.append([f"{b['name']} ({baseline_features(b['name'], b['features'])})", metric(b["metric"]), diff, p])
+    return header, rows
+
+
+def _added_value_box(result: Any) -> str:
+    """The first-screen box: each baseline against the image model, in a table and plain sentences."""
+    av = result.added_value
+    head = '<aside id="added-value" class="added-value"><h2>What the image adds</h2>'
+    if not av or not av["baselines"]:
+        return head + f"<p>{html.escape(_not_measured(av))}</p></aside>"
+    sentences = "".join(
+        f'<p class="verdict {html.escape(b["verdict"])}">{html.escape(b["sentence"])}</p>' for b in av["baselines"]
+    )
+    header, rows = added_value_rows(av)
+    methods = sorted({b["method"] for b in av["baselines"]})
+    lower = "" if av["higher_is_better"] else " (negative: the image model errs less)"
+    fine = (
+        f"Baselines fitted in the same folds as the image model ({av['folds']}); "
+        f"difference = image model minus baseline{lower}, by {'; '.join(methods)}. "
+        "Details in the baselines and shortcut audit below."
+    )
+    return head + sentences + _table(header, rows) + f'<p class="fine">{html.escape(fine)}</p></aside>'
 
 
 def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
@@ -338,10 +388,14 @@ def _section_bodies(result: Any, out_dir: Path) -> dict[str, str]:
     frows = [
         [c["image"], c["patient_id"], c["truth"], _fmt(c["prediction"]), _fmt(c["error"])] for c in result.failure_cases
     ]
+    image_folder = result.data.get("image_folder")
+    where = (
+        f'<p class="fine">Image paths are relative to {html.escape(image_folder)}.</p>' if image_folder else ""
+    )
     thumbs = "".join(
         _img(out_dir, c.get("thumbnail"), f"patient {c['patient_id']}", "thumb") for c in result.failure_cases
     )
-    body["failures"] = (
+    body["failures"] = where + (
         _table(["image", "patient", "truth", "prediction", "error"], frows) + f'<div class="thumbs">{thumbs}</div>'
     )
 
@@ -357,6 +411,12 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px sol
 th{background:#f3f3f3}figure{display:inline-block;margin:.5em}img{max-width:480px;height:auto}
 figcaption{font-size:.8em;color:#555}figure.thumb{width:200px}figure.thumb img{width:200px}.warning{background:#fff3cd;border-left:4px solid #e0a800;padding:.4em .8em}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:.8em}
+.added-value{border:2px solid #4a6fa5;border-radius:6px;background:#f5f8fc;padding:.2em 1em .6em;margin:1em 0}
+.added-value h2{border:none;margin:.4em 0 .2em;font-size:1.25em}.added-value table{background:#fff}
+.verdict{font-size:1.05em;margin:.4em 0;padding:.3em .6em;border-left:4px solid #999}
+.verdict.adds{border-color:#2e7d32;background:#e8f5e9}
+.verdict.nothing,.verdict.worse{border-color:#c62828;background:#fdecea}
+.fine{font-size:.8em;color:#555}
 """
 
 
@@ -371,7 +431,8 @@ def render_html(result: Any, out_dir: Path, title: str | None = None) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1><nav>{nav}</nav>{sections}</body></html>\n"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>{_added_value_box(result)}"
+        f"<nav>{nav}</nav>{sections}</body></html>\n"
     )
 
 
@@ -381,6 +442,7 @@ def render_model_card(result: Any, title: str | None = None) -> str:
     lines = [
         f"# Model card: {title or 'osteolens model'}",
         "",
+        *_added_value_markdown(result.added_value),
         "## Intended use",
         INTENDED_USE,
         "",
@@ -482,6 +544,7 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         "",
         "## Failure cases (largest errors)",
         "",
+        *([f"Image paths are relative to {d['image_folder']}.", ""] if d.get("image_folder") else []),
         "| image | truth | prediction | thumbnail |",
         "|---|---|---|---|",
     ]
@@ -490,6 +553,24 @@ def render_model_card(result: Any, title: str | None = None) -> str:
         lines.append(f"| {c['image']} | {c['truth']} | {_fmt(c['prediction'])} | {thumb} |")
     lines += ["", "## Warnings"] + ([f"- {w}" for w in result.warnings] or ["- none"]) + [""]
     return "\n".join(lines)
+
+
+def _not_measured(av: dict[str, Any] | None) -> str:
+    reason = (av or {}).get("reason") or "no manifest given (evaluate --manifest)."
+    return f"Not measured: {reason}"
+
+
+def _added_value_markdown(av: dict[str, Any] | None) -> list[str]:
+    """The model card's "What the image adds" section (lines, ending with a blank one)."""
+    lines = ["## What the image adds", ""]
+    if not av or not av["baselines"]:
+        return [*lines, _not_measured(av), ""]
+    lines += [f"- {b['sentence']}" for b in av["baselines"]]
+    header, rows = added_value_rows(av)
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    methods = "; ".join(sorted({b["method"] for b in av["baselines"]}))
+    return [*lines, "", f"Same folds as the image model ({av['folds']}); {methods}.", ""]
 
 
 def write_outputs(

@@ -1,4 +1,4 @@
-"""Radiomics feature families and their extraction over a manifest.
+"""Feature families (radiomics, CNN embeddings) and their extraction over a manifest.
 
 Families (registered by name, rebuilt from ``{"name", "params"}``):
 
@@ -11,11 +11,12 @@ Families (registered by name, rebuilt from ``{"name", "params"}``):
 | ``variogram_fixed`` | the same with evenly spaced directions | ``variogram_fixed_isv`` ... |
 | ``lbp`` | uniform local binary pattern histogram | ``lbp_P8_R1_0`` ... |
 | ``fractal`` | box-counting dimension | ``fractal_dimension`` |
+| ``cnn`` | average / max pooling of a frozen ImageNet network (batched) | ``cnn_avg_0000`` ... ``cnn_max_1279`` |
 """
 
 from __future__ import annotations
 
-from osteolens.features import fourier, fractal, lbp, pyradiomics_family, variogram, wavelet  # noqa: F401  (registration)
+from osteolens.features import cnn, fourier, fractal, lbp, pyradiomics_family, variogram, wavelet  # noqa: F401  (registration)
 from osteolens.features.base import (
     FeatureFamily,
     border_mask,

@@ -4,13 +4,22 @@ A feature family turns one 2-D image (``float32`` in [0, 1], bone bright) and an
 boolean region-of-interest mask into a flat ``{column name: float}`` dictionary. Families are
 registered by name and rebuilt from ``{"name": ..., "params": {...}}``, so an extraction's
 exact settings are saved beside its table and replayed later.
+
+A family whose work is cheaper on many images at once (a neural network's forward pass) sets
+``batched = True`` and overrides :meth:`FeatureFamily.prepare` (the per-image part, run where
+the image is read, in worker processes under ``--jobs``) and :meth:`FeatureFamily.compute_batch`
+(the batched part, in the extracting process, ``batch_size`` images at a time).
+
+The extraction's histogram equalisation (``equalise``, a texture-radiomics step) reaches a
+family only when its ``equalised`` is True (the default); a pretrained network normalises its
+input itself and sets it False.
 """
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +39,9 @@ class FeatureFamily(ABC):
     """
 
     name: ClassVar[str] = ""
+    batched: ClassVar[bool] = False
+    equalised: ClassVar[bool] = True
+    batch_size: int = 1
 
     @property
     def params(self) -> dict[str, Any]:
@@ -49,6 +61,23 @@ class FeatureFamily(ABC):
     @abstractmethod
     def compute(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
         """Features of ``image`` (2-D float in [0, 1]) inside ``mask`` (2-D bool, same shape)."""
+
+    def prepare(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The per-image part of a batched family (e.g. resizing to the network input).
+
+        Contract: ``compute_batch`` gives the same features for prepared and raw inputs, so
+        preparing is idempotent. Default: the inputs unchanged.
+        """
+        return image, mask
+
+    def compute_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]) -> list[dict[str, float]]:
+        """Features of several images, one dictionary each, in order (default: :meth:`compute` per image)."""
+        return [self.compute(image, mask) for image, mask in zip(images, masks, strict=True)]
+
+    def provenance(self) -> dict[str, Any]:
+        """Facts that decide the numbers but are not parameters (e.g. the sha256 of loaded
+        weights), recorded in the extraction's sidecar; empty by default."""
+        return {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

@@ -3,6 +3,12 @@
 One row per image that could be processed: the manifest's columns (image, patient_id, label,
 targets, sex, age, view, vertebra, ...) followed by the feature columns. Images that fail
 are listed with the reason, never crash the batch.
+
+Per image (in worker processes when ``jobs > 1``): read, crop the ROI, downscale,
+equalise (for the families that take it), compute every per-image family and *prepare* every batched family (e.g. resize
+to the network input). Batched families (``cnn``) then run in the extracting process,
+``batch_size`` prepared images per call, with torch's own threads; a batch that fails is
+retried image by image so only the bad image is lost. Rows keep the manifest's order.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from osteolens.features.base import FeatureFamily, build_feature_family
 ROI_MODES = ("auto", "mask", "rectangle", "box", "none")
 BOX_COLUMNS = ("box_x", "box_y", "box_width", "box_height")
 SEED_FAMILIES = ("radiomics", "wavelet", "fourier", "variogram")
-_VERSION_PACKAGES = ("osteolens", "numpy", "scipy", "pandas", "scikit-image", "PyWavelets", "pyradiomics-bhklab", "SimpleITK")
+_VERSION_PACKAGES = ("osteolens", "numpy", "scipy", "pandas", "scikit-image", "PyWavelets", "pyradiomics-bhklab", "SimpleITK", "torch", "timm")
 
 
 @dataclass
@@ -43,7 +49,8 @@ class ExtractionConfig:
             COCO order), ``"none"`` (the whole image) or ``"auto"`` (rectangle when the
             manifest has a ``mask`` column, else box when it has box columns, else none).
         equalise: global histogram equalisation of the ROI (inside the mask) before the
-            families, as the seed (``skimage.exposure.equalize_hist``, 256 bins).
+            families, as the seed (``skimage.exposure.equalize_hist``, 256 bins); families
+            that opt out (``equalised = False``: ``cnn``) get the ROI without it.
         max_size: downscale the ROI (area averaging, ``cv2.INTER_AREA``) so its longer side
             is at most this.
     """
@@ -81,6 +88,8 @@ class ExtractionResult:
         failures: ``(image path, reason)`` per image that could not be processed.
         config: the extraction settings.
         roi: the ROI mode actually used (``auto`` resolved).
+        provenance: per family name, what decided its numbers beyond its parameters (e.g.
+            the ``cnn`` family's weight file and sha256); families without any are absent.
     """
 
     table: pd.DataFrame
@@ -89,6 +98,7 @@ class ExtractionResult:
     failures: list[tuple[str, str]]
     config: ExtractionConfig
     roi: str
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def sidecar(self, manifest_source: str | None = None) -> dict[str, Any]:
         """The JSON sidecar: parameters, versions, columns and failures."""
@@ -97,6 +107,7 @@ class ExtractionResult:
             "manifest": manifest_source,
             "config": self.config.to_dict(),
             "roi_used": self.roi,
+            "provenance": self.provenance,
             "n_images": int(len(self.table) + len(self.failures)),
             "n_extracted": int(len(self.table)),
             "n_failed": len(self.failures),
@@ -181,8 +192,6 @@ def prepare_roi(
     A None mask means "the whole ROI": each family then uses its default (the ROI minus a
     1-pixel border).
     """
-    from skimage.exposure import equalize_hist
-
     from osteolens.transforms.roi import largest_rectangle_in_mask
 
     image = np.asarray(pixels, dtype=np.float64)
@@ -221,19 +230,31 @@ def prepare_roi(
         if mask is not None:
             mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     if equalise:
-        image = equalize_hist(image, nbins=256, mask=mask)
+        return equalise_roi(image, mask), mask
     return np.clip(image, 0.0, 1.0), mask
+
+
+def equalise_roi(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Global histogram equalisation (256 bins) computed inside ``mask`` (everywhere when None), in [0, 1]."""
+    from skimage.exposure import equalize_hist
+
+    return np.clip(equalize_hist(image, nbins=256, mask=mask), 0.0, 1.0)
 
 
 def compute_families(image: np.ndarray, mask: np.ndarray | None, families: Sequence[FeatureFamily]) -> dict[str, float]:
     """Every family's features of one prepared ROI, in family order."""
     out: dict[str, float] = {}
     for family in families:
-        try:
-            out.update(family.compute(image, mask))
-        except Exception as exc:
-            raise TransformError(f"feature family '{family.name}' failed: {type(exc).__name__}: {exc}") from exc
+        out.update(_guarded(family, lambda f=family: f.compute(image, mask)))
     return out
+
+
+def _guarded(family: FeatureFamily, work: Callable[[], Any]) -> Any:
+    """``work()``, its error re-raised as a :class:`TransformError` naming the family."""
+    try:
+        return work()
+    except Exception as exc:
+        raise TransformError(f"feature family '{family.name}' failed: {type(exc).__name__}: {exc}") from exc
 
 
 @lru_cache(maxsize=8)
@@ -241,19 +262,106 @@ def _families_from_json(text: str) -> tuple[FeatureFamily, ...]:
     return tuple(build_feature_family(spec) for spec in json.loads(text))
 
 
+# A worker's answer: (index, {family position: features} of per-image families,
+# {family position: prepared (image, mask)} of batched ones, error or None).
+_Item = tuple[int, dict[int, dict[str, float]] | None, dict[int, tuple[np.ndarray, np.ndarray | None]] | None, str | None]
+
+
 def _extract_one(
     index: int, image_path: str, mask_path: str | None, box: tuple[float, ...] | None, roi: str, equalise: bool, max_size: int | None, families_json: str
-) -> tuple[int, dict[str, float] | None, str | None]:
-    """Worker: one image end to end; any error becomes its reason string (the batch goes on)."""
+) -> _Item:
+    """Worker: one image up to the batched families; any error becomes its reason string (the batch goes on)."""
     from osteolens.io import read_radiograph
 
     try:
         pixels = read_radiograph(image_path).pixels
         mask = read_mask(mask_path) if mask_path else None
-        image, roi_mask = prepare_roi(pixels, mask, roi, equalise, max_size, box)
-        return index, compute_families(image, roi_mask, _families_from_json(families_json)), None
+        families = _families_from_json(families_json)
+        plain, roi_mask = prepare_roi(pixels, mask, roi, False, max_size, box)
+        equalised = plain
+        if equalise and any(f.equalised for f in families):
+            equalised = equalise_roi(plain, roi_mask)
+        values: dict[int, dict[str, float]] = {}
+        prepared: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        for position, family in enumerate(families):
+            image = equalised if family.equalised else plain
+            if family.batched:
+                prepared[position] = _guarded(family, lambda f=family, i=image: f.prepare(i, roi_mask))
+            else:
+                values[position] = _guarded(family, lambda f=family, i=image: f.compute(i, roi_mask))
+        return index, values, prepared, None
     except Exception as exc:  # batch contract: record and continue
-        return index, None, f"{type(exc).__name__}: {exc}"
+        return index, None, None, f"{type(exc).__name__}: {exc}"
+
+
+class _Batcher:
+    """Collects prepared images per batched family and computes them ``batch_size`` at a time.
+
+    Batches are cut in manifest order whatever order the workers answer in, so ``--jobs``
+    never changes a batch's composition (nor, hence, the last float32 digits). A failing
+    batch is retried one image at a time, so one bad image fails alone.
+    """
+
+    def __init__(self, families: Sequence[FeatureFamily], results: dict[int, dict[int, dict[str, float]]], failures: dict[int, str]) -> None:
+        self.families = {position: f for position, f in enumerate(families) if f.batched}
+        self.queues: dict[int, list[int]] = {p: [] for p in self.families}
+        self.arrived: dict[int, dict[int, tuple[np.ndarray, np.ndarray | None]] | None] = {}
+        self.cursor = 0  # every image before it has been queued (or failed)
+        self.results, self.failures = results, failures
+        self.waiting: dict[int, int] = {}  # image index -> batched families still to compute
+
+    def add(self, index: int, prepared: dict[int, tuple[np.ndarray, np.ndarray | None]] | None) -> list[int]:
+        """Record one image (None: it failed before batching); returns the images finished by the batches this filled."""
+        self.arrived[index] = prepared
+        if prepared:
+            self.waiting[index] = len(prepared)
+        finished = []
+        while self.cursor in self.arrived:
+            ready = self.arrived[self.cursor]
+            for position in ready or {}:
+                self.queues[position].append(self.cursor)
+            self.cursor += 1
+        for position, family in self.families.items():
+            while len(self.queues[position]) >= max(1, int(family.batch_size)):
+                finished += self._run(position, int(family.batch_size))
+        return finished
+
+    def flush(self) -> list[int]:
+        """Compute everything still queued; returns the images finished."""
+        finished = []
+        for position in self.families:
+            while self.queues[position]:
+                finished += self._run(position, len(self.queues[position]))
+        return finished
+
+    def _run(self, position: int, count: int) -> list[int]:
+        family = self.families[position]
+        indices, self.queues[position] = self.queues[position][:count], self.queues[position][count:]
+        items = [self.arrived[i][position] for i in indices]  # type: ignore[index]
+        images, masks = [item[0] for item in items], [item[1] for item in items]
+        try:
+            rows = _guarded(family, lambda: family.compute_batch(images, masks))
+            if len(rows) != len(indices):
+                raise TransformError(f"feature family '{family.name}' returned {len(rows)} rows for {len(indices)} images")
+            outcomes: list[tuple[dict[str, float] | None, str | None]] = [(row, None) for row in rows]
+        except Exception:
+            outcomes = []
+            for image, mask in zip(images, masks, strict=True):
+                try:
+                    outcomes.append((_guarded(family, lambda i=image, m=mask: family.compute_batch([i], [m])[0]), None))
+                except Exception as exc:  # batch contract: this image fails, the others go on
+                    outcomes.append((None, f"{type(exc).__name__}: {exc}"))
+        finished = []
+        for index, (row, error) in zip(indices, outcomes, strict=True):
+            if error is not None:
+                self.failures.setdefault(index, error)
+            elif index not in self.failures:
+                self.results[index][position] = row
+            self.waiting[index] -= 1
+            if self.waiting[index] == 0:
+                finished.append(index)
+                self.arrived[index] = None  # free the prepared images
+        return finished
 
 
 def extract_features(
@@ -267,7 +375,9 @@ def extract_features(
     Args:
         manifest: images (and ``mask`` paths for ROI modes that need them).
         config: families and preprocessing; the seed's set by default.
-        jobs: worker processes (1 runs in this process).
+        jobs: worker processes for reading, ROI, per-image families and the preparation
+            of batched families (1 runs all in this process). Batched families (``cnn``)
+            always run in this process, on torch's intra-op threads.
         on_progress: called with ``(done, total)`` after each image.
 
     Returns:
@@ -285,6 +395,7 @@ def extract_features(
     if roi == "box" and not has_boxes:
         raise ConfigError(manifest.source, f"--roi box needs the columns {', '.join(BOX_COLUMNS)}.", "add them (pixels), or use --roi none.")
     families_json = json.dumps(config.families, sort_keys=True)
+    families = _families_from_json(families_json)
     tasks = []
     for index, row in enumerate(frame.itertuples(index=False)):
         mask_value = getattr(row, "mask", None) if has_masks and roi != "none" else None
@@ -292,17 +403,25 @@ def extract_features(
         box = tuple(float(getattr(row, c)) for c in BOX_COLUMNS) if roi == "box" else None
         tasks.append((index, str(manifest.resolve(row.image)), mask_path, box, roi, config.equalise, config.max_size, families_json))
 
-    results: dict[int, dict[str, float]] = {}
+    results: dict[int, dict[int, dict[str, float]]] = {}
     failures: dict[int, str] = {}
+    batcher = _Batcher(families, results, failures)
+    finished: set[int] = set()
 
-    def collect(item: tuple[int, dict[str, float] | None, str | None]) -> None:
-        index, values, error = item
-        if values is None:
+    def finish(indices: Sequence[int]) -> None:
+        finished.update(indices)
+        if on_progress is not None and indices:
+            on_progress(len(finished), len(tasks))
+
+    def collect(item: _Item) -> None:
+        index, values, prepared, error = item
+        if values is None or prepared is None:
             failures[index] = error or "unknown error"
-        else:
-            results[index] = values
-        if on_progress is not None:
-            on_progress(len(results) + len(failures), len(tasks))
+            finish([index, *batcher.add(index, None)])
+            return
+        results[index] = values
+        done = batcher.add(index, prepared)
+        finish(done if prepared else [index, *done])
 
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
@@ -317,21 +436,25 @@ def extract_features(
             for future in as_completed(futures):
                 error = future.exception()
                 # A worker that died (crash in a C extension, out of memory) fails its images, not the batch.
-                collect(future.result() if error is None else (futures[future][0], None, f"worker failed: {type(error).__name__}: {error}"))
+                collect(future.result() if error is None else (futures[future][0], None, None, f"worker failed: {type(error).__name__}: {error}"))
+    finish(batcher.flush())
 
-    order = sorted(results)
+    order = sorted(i for i in results if i not in failures)
+    rows = [{k: v for position in sorted(results[i]) for k, v in results[i][position].items()} for i in order]
     columns: dict[str, None] = {}
-    for index in order:
-        columns.update(dict.fromkeys(results[index]))
+    for values in rows:
+        columns.update(dict.fromkeys(values))
     feature_columns = list(columns)
     meta = frame.iloc[order].reset_index(drop=True)
     clash = [c for c in feature_columns if c in meta.columns]
     if clash:
         raise ConfigError(manifest.source, f"manifest column(s) {clash} clash with feature names.", "rename those manifest columns.")
-    values = pd.DataFrame([results[i] for i in order], columns=feature_columns, dtype=np.float64)
+    values = pd.DataFrame(rows, columns=feature_columns, dtype=np.float64)
     table = pd.concat([meta, values], axis=1)
     failure_rows = [(tasks[i][1], failures[i]) for i in sorted(failures)]
-    return ExtractionResult(table, feature_columns, list(meta.columns), failure_rows, config, roi)
+    facts = {f.name: f.provenance() for f in families} if order else {}
+    provenance = {name: value for name, value in facts.items() if value}
+    return ExtractionResult(table, feature_columns, list(meta.columns), failure_rows, config, roi, provenance)
 
 
 def load_feature_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any] | None]:

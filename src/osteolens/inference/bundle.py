@@ -5,7 +5,8 @@ A bundle is a directory (or a ``.zip`` of the same files) holding
 * ``bundle.json``: format version, architecture (the exact ``create_model`` kwargs),
   preprocessing pipeline config, input size, task, labels, target and its scaling,
   covariate scaling, decision threshold, calibration, training summary, metrics, and the
-  sha256 of every other file;
+  sha256 of every other file, and the test-time augmentation to replay (``"tta": {"hflip": true}``:
+  average the raw outputs of the image and its horizontal flip; absent in older bundles);
 * ``fold<k>.safetensors``: the weights of each cross-validation fold's model;
 * optionally ``model.onnx``: the fold ensemble exported by :func:`osteolens.inference.onnx.export_onnx`.
 
@@ -33,6 +34,8 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "bundle.json"
 ONNX_NAME = "model.onnx"
 TASKS = ("binary", "multiclass", "ordinal", "regression")
+#: Test-time augmentations a bundle may ask for (``bundle.json`` ``tta``).
+TTA_KEYS = ("hflip",)
 _REQUIRED_KEYS = ("format_version", "architecture", "preprocessing", "input_size", "task", "labels", "files", "folds")
 
 
@@ -119,6 +122,12 @@ class Bundle:
         return self.manifest.get("calibration")
 
     @property
+    def tta(self) -> dict[str, Any]:
+        """Test-time augmentation: ``{"hflip": True}`` averages the raw outputs of the image and its
+        horizontal flip; ``{}`` for none (and for bundles written before this field)."""
+        return dict(self.manifest.get("tta") or {})
+
+    @property
     def name(self) -> str:
         """A short human name: the bundle folder / zip stem."""
         return self.path.stem if self.path.suffix == ".zip" else self.path.name
@@ -144,6 +153,7 @@ class Bundle:
             calibrated=self.calibration is not None,
             preprocessing=[step.get("name") for step in self.preprocessing],
             onnx=self.onnx_model is not None,
+            tta=sorted(key for key, on in self.tta.items() if on),
         )
         return card
 
@@ -185,6 +195,7 @@ def write_bundle(
     metrics: Mapping[str, Any] | None = None,
     onnx_model: bytes | None = None,
     views: Sequence[str] | None = None,
+    tta: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a bundle directory, or a zip when ``path`` ends with ``.zip``.
 
@@ -204,6 +215,8 @@ def write_bundle(
         metrics: cross-validated metrics with intervals.
         onnx_model: serialised ONNX ensemble to store beside the weights.
         views: names of the views of a multi-view model, in input order (e.g. ``["AP", "LAT"]``).
+        tta: test-time augmentation the Predictor replays: ``{"hflip": True}`` averages the raw
+            outputs of the image and its horizontal flip (as the run's ``tta_hflip`` predictions).
 
     Returns:
         The path written.
@@ -239,6 +252,10 @@ def write_bundle(
     if view_names and len(view_names) != view_count:
         raise BundleError(f"write_bundle: {len(view_names)} view names {view_names} for a {view_count}-view model. "
                           "Fix: name every view, in input order.")
+    unknown = sorted(set(tta or {}) - set(TTA_KEYS))
+    if unknown or not all(isinstance(on, bool) for on in (tta or {}).values()):
+        raise BundleError(f"write_bundle: tta {dict(tta or {})} is not understood. "
+                          f"Fix: pass {{name: true|false}} with names among {list(TTA_KEYS)}.")
     size = [int(v) for v in input_size]
     if len(size) != 2 or min(size) <= 0:
         raise BundleError(f"write_bundle: input_size must be (height, width), got {input_size!r}.")
@@ -256,6 +273,7 @@ def write_bundle(
         "task": task,
         "labels": labels,
         "views": view_names or None,
+        "tta": {key: bool(on) for key, on in tta.items()} if tta else None,
         "target": target,
         "target_scaling": _jsonable(dict(target_scaling), "target_scaling") if target_scaling else None,
         "tabular_scaling": _jsonable({k: dict(v) for k, v in tabular_scaling.items()}, "tabular_scaling")
@@ -367,6 +385,10 @@ def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
     if manifest["task"] not in TASKS:
         raise BundleError(f"{where}: unknown task {manifest['task']!r}; this osteolens knows {', '.join(TASKS)}. "
                           "Fix: upgrade osteolens.")
+    unknown_tta = sorted(set(manifest.get("tta") or {}) - set(TTA_KEYS))
+    if unknown_tta:
+        raise BundleError(f"{where}: the bundle asks for test-time augmentation {unknown_tta}, which this osteolens "
+                          f"cannot replay (it knows {list(TTA_KEYS)}). Fix: upgrade osteolens.")
     if not isinstance(manifest["files"], dict) or not manifest["folds"]:
         raise BundleError(f"{where}: {MANIFEST_NAME} lists no weight files. Fix: re-export the bundle.")
     for name in manifest["folds"]:
@@ -383,7 +405,9 @@ def _build_model(architecture: dict[str, Any], where: Path) -> Any:
     except ImportError as exc:
         raise BundleError(f"{where}: osteolens.models is unavailable ({exc}).") from exc
     try:
-        return create_model(**{**architecture, "pretrained": False, "weights": None})
+        # Bundles written before covariate fusion had a choice appended covariates to the head.
+        legacy = {"fusion": "concat"} if architecture.get("tabular") and "fusion" not in architecture else {}
+        return create_model(**{**architecture, **legacy, "pretrained": False, "weights": None})
     except (OsteolensError, TypeError, ValueError, RuntimeError) as exc:
         raise BundleError(f"{where}: cannot rebuild architecture {architecture.get('name')!r} ({exc}). "
                           "Fix: use the osteolens version that trained it.") from exc

@@ -16,8 +16,15 @@ Post-processing (``osteolens.models.tasks``):
   ``osteolens.evaluation``) is applied to the positive-class probability, and the label is
   the positive class when ``p >= threshold`` (the bundle's, default 0.5);
 * multiclass / ordinal: the stored temperature scaling (fitted on out-of-fold predictions)
-  is applied to the class probabilities, and the label is the most probable class
-  (temperature scaling never changes which class that is).
+  is applied to the class probabilities; the label is the most probable class (multiclass)
+  or, for ordinal models, the number of cumulative probabilities ``P(y > k)`` above 0.5,
+  decided on the uncalibrated probabilities as in the run's out-of-fold predictions.
+
+Test-time augmentation: a bundle with ``tta: {"hflip": true}`` (trained with ``tta_hflip``)
+has each fold's raw outputs averaged over the image and its horizontal flip before the
+fold mean, on both backends (:class:`~osteolens.inference.runtime.FlipAveraged`), so the
+Predictor reproduces the run's out-of-fold and external-test predictions. Grad-CAM and
+saliency explain the unflipped image only.
 
 Thread safety: ONNX Runtime sessions and eager inference are safe to share; Grad-CAM
 hooks the model, so explanations are serialised by a lock.
@@ -36,10 +43,11 @@ import numpy as np
 import torch
 
 from osteolens.errors import BundleError, ModelError, OsteolensError
+from osteolens.evaluation.metrics import predicted_classes
 from osteolens.inference.bundle import Bundle, load_bundle
 from osteolens.inference.covariates import encode_covariates
 from osteolens.inference.preprocess import AxisMap, Preprocessor
-from osteolens.inference.runtime import OnnxBackend, TorchBackend, default_threads, export_checked
+from osteolens.inference.runtime import FlipAveraged, OnnxBackend, TorchBackend, default_threads, export_checked
 from osteolens.io.radiograph import Radiograph
 
 BACKENDS = ("onnx", "torch")
@@ -165,11 +173,13 @@ class Predictor:
             if model is None:
                 model, _ = export_checked(self.models, self.bundle.input_size, self.in_chans, len(self.covariates),
                                           views=max(1, len(self.views)))
-            self.backend: OnnxBackend | TorchBackend = OnnxBackend(model, threads or default_threads())
+            self.backend: OnnxBackend | TorchBackend | FlipAveraged = OnnxBackend(model, threads or default_threads())
         # Convolutions run about 15 % faster on CPU with channels-last weights (Grad-CAM, eager backend).
         self.models = [model.to(memory_format=torch.channels_last) for model in self.models]
         if backend == "torch":
             self.backend = TorchBackend(self.models, bool(self.covariates))
+        if self.bundle.tta.get("hflip"):
+            self.backend = FlipAveraged(self.backend)
         self._cam_lock = threading.Lock()
         self.model_info = {
             "name": self.bundle.name,
@@ -177,6 +187,7 @@ class Predictor:
             "architecture": architecture.get("name"),
             "folds": len(self.models),
             "backend": backend,
+            "tta": sorted(key for key, on in self.bundle.tta.items() if on),
         }
 
     def _calibrator(self) -> Any:
@@ -270,10 +281,12 @@ class Predictor:
                                 "probabilities": {labels[0]: float(1 - p), labels[1]: float(p)},
                                 "value": None, "threshold": float(threshold), "class_index": index})
             return results
+        # Decided before calibration, as in the run's out-of-fold predictions (temperature
+        # scaling never changes the argmax, but can move an ordinal model's median class).
+        decided = predicted_classes(probs, cumulative=task == "ordinal")
         if self.calibrator is not None:
             probs = self.calibrator(probs)
-        for row in probs:
-            index = int(np.argmax(row))
+        for row, index in zip(probs, decided.tolist()):
             results.append({"label": labels[index], "probability": float(row[index]),
                             "probabilities": {label: float(v) for label, v in zip(labels, row)},
                             "value": None, "threshold": None, "class_index": index})

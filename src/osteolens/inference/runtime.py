@@ -3,7 +3,8 @@
 Both backends return the raw outputs of every fold stacked as ``[F, N, K]`` (folds, images,
 outputs), so post-processing (probabilities, averaging, calibration) is one numpy path
 for both. The ONNX graph holds the whole ensemble: one ``session.run`` per batch, the
-folds sharing ONNX Runtime's thread pool.
+folds sharing ONNX Runtime's thread pool. :class:`FlipAveraged` wraps either backend for a
+bundle's ``tta: {"hflip": true}``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,24 @@ class OnnxBackend:
         if "tabular" in self.inputs:
             feed["tabular"] = np.ascontiguousarray(tabular, dtype=np.float32)
         return self.session.run(None, feed)[0]
+
+
+class FlipAveraged:
+    """A backend whose raw outputs are the mean of those of the images and of their horizontal
+    flips (the last axis, width, reversed; every view of a multi-view sample): the bundle's
+    ``tta: {"hflip": true}``, as the training run's ``tta_hflip`` predictions. The images and
+    their mirrors go through ``backend`` in one call of twice the batch."""
+
+    def __init__(self, backend: OnnxBackend | TorchBackend) -> None:
+        self.backend = backend
+        self.name = backend.name
+
+    def __call__(self, images: np.ndarray, tabular: np.ndarray | None = None) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        n = images.shape[0]
+        both = np.concatenate([images, images[..., ::-1]])
+        outputs = self.backend(both, None if tabular is None else np.concatenate([tabular, tabular]))
+        return (outputs[:, :n] + outputs[:, n:]) / 2
 
 
 def _sample_shape(input_size: tuple[int, int], in_chans: int, views: int) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """Image backbones: osteolens' registered models or any timm model, with weights.
 
-Weights come from one of two places:
+Weights come from one of three places:
 
 * ``pretrained=True`` without ``weights``: timm downloads them from the Hugging Face hub
   (needs network; cached under ``$HF_HOME``).
@@ -8,6 +8,9 @@ Weights come from one of two places:
   (read with ``torch.load(weights_only=True)`` by timm), offline. timm adapts the first
   convolution to ``in_chans`` (RGB kernels summed for one channel) and drops the
   classifier, exactly as for hub weights.
+* ``weights="imagenet"``: ImageNet weights packaged with osteolens (EfficientNet-Lite, see
+  :mod:`osteolens.models.weights`), converted once to a cached safetensors file, offline,
+  loaded as a local file.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def build_backbone(
         name: ``simple_cnn`` (or another registered name) or any ``timm.list_models()`` name.
         in_chans: input channels (1 for radiographs).
         pretrained: load ImageNet weights from the hub through timm (online).
-        weights: a local weight file; implies pretrained weights, offline.
+        weights: ``imagenet`` (packaged ImageNet weights) or a local weight file; implies
+            pretrained weights, offline. Their sha256 is in ``Backbone.weights_info``.
         **params: extra keyword arguments for the builder / ``timm.create_model``.
 
     Raises:
@@ -65,11 +69,13 @@ def _timm_backbone(
             + " Fix: pick a name from timm.list_models() or simple_cnn."
         )
     kwargs: dict[str, Any] = dict(in_chans=in_chans, num_classes=0, **params)
+    weights_info = None
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise ModelError(f"{path}: weight file not found. Fix: give the path of a .safetensors or .pth file.")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+        from osteolens.models.weights import resolve_weights
+
+        resolved = resolve_weights(weights, name)  # ``imagenet``: packaged weights, converted once and cached
+        weights_info = {"spec": str(weights), **resolved.to_dict()}
+        kwargs["pretrained_cfg_overlay"] = {"file": str(resolved.path)}
         pretrained = True
     try:
         model = timm.create_model(name, pretrained=pretrained, **kwargs)
@@ -90,4 +96,4 @@ def _timm_backbone(
             ) from exc
         raise ModelError(f"timm could not build '{name}' ({type(exc).__name__}: {exc}).") from exc
     stages = [info["module"] for info in model.feature_info] if getattr(model, "feature_info", None) else []
-    return Backbone(model, int(model.num_features), stages)
+    return Backbone(model, int(model.num_features), stages, weights_info)

@@ -10,7 +10,9 @@
 * the estimator: ``rf`` random forest, ``svm`` RBF support-vector machine (for
   classification wrapped in ``CalibratedClassifierCV(method="sigmoid", ensemble=False)``,
   i.e. Platt probabilities, as ``SVC(probability=True)`` gave before scikit-learn 1.9), ``logreg`` (multinomial) logistic regression / ridge
-  regression, or ``hgb`` histogram gradient boosting.
+  regression, ``linear`` the same two linear models made for wide embedding tables (many more
+  columns than images: the penalty is searched over a wide log grid), or ``hgb`` histogram
+  gradient boosting.
 
 Being a plain ``Pipeline``, it fits, predicts, clones and grid-searches like any
 scikit-learn estimator (hyperparameters are addressed as ``model__<name>``, or
@@ -24,7 +26,7 @@ from typing import Any
 
 from osteolens.errors import ModelError
 
-CLASSIC_MODELS = ("rf", "svm", "logreg", "hgb")
+CLASSIC_MODELS = ("rf", "svm", "logreg", "linear", "hgb")
 CLASSIC_TASKS = ("binary", "multiclass", "regression")
 
 
@@ -55,6 +57,12 @@ def _estimator(name: str, task: str, seed: int, params: dict[str, Any]) -> Any:
         if classify:
             return LogisticRegression(**{"max_iter": 5000, "random_state": seed, **params})
         return Ridge(**params)
+    if name == "linear":
+        # lbfgs fits the multinomial (softmax) model for several classes; wide, strongly
+        # penalised problems converge slowly, hence the generous iteration budget.
+        if classify:
+            return LogisticRegression(**{"solver": "lbfgs", "max_iter": 10000, "random_state": seed, **params})
+        return Ridge(**params)
     if name == "hgb":
         cls = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
         return cls(**{"random_state": seed, **params})
@@ -73,9 +81,9 @@ def build_classic_model(
     """An unfitted scikit-learn pipeline: column preprocessing, then the named estimator.
 
     Args:
-        name: ``rf``, ``svm``, ``logreg`` or ``hgb``.
-        task: ``binary``, ``multiclass`` or ``regression`` (``logreg`` becomes ridge
-            regression for the latter).
+        name: ``rf``, ``svm``, ``logreg``, ``linear`` or ``hgb``.
+        task: ``binary``, ``multiclass`` or ``regression`` (``logreg`` and ``linear`` become
+            ridge regression for the latter).
         numeric: numeric feature columns (scaled).
         categorical: categorical columns (one-hot encoded).
         seed: ``random_state`` of the estimator.
@@ -126,17 +134,23 @@ def search_space(name: str, task: str, kind: str = "grid") -> dict[str, Any]:
     """Default hyperparameter space for ``GridSearchCV`` (lists) or ``RandomizedSearchCV`` (distributions).
 
     Keys are pipeline parameters (``model__...``). The random forest grid includes the
-    seed's tuned setting (40 trees, ``min_samples_leaf=47``) among wider choices.
+    seed's tuned setting (40 trees, ``min_samples_leaf=47``) among wider choices. ``linear``
+    searches its one penalty on a log grid in half-decade steps, wide enough for embedding
+    tables with thousands of standardised columns: the inverse penalty ``C`` of logistic
+    regression from 1e-5 to 100, the ridge penalty ``alpha`` from 0.01 to 1e6 (the random
+    search draws from the same ranges, log-uniformly).
     """
     from scipy.stats import loguniform, randint, uniform
 
     classify = task != "regression"
     svm = "model__estimator__" if classify else "model__"
+    penalty, low, high = ("model__C", -5.0, 2.0) if classify else ("model__alpha", -2.0, 6.0)
     if kind == "grid":
         grids: dict[str, dict[str, Any]] = {
             "rf": {"model__n_estimators": [40, 300], "model__min_samples_leaf": [1, 5, 20, 47], "model__max_features": ["sqrt", 0.3]},
             "svm": {f"{svm}C": [0.1, 1.0, 10.0, 100.0], f"{svm}gamma": ["scale", 1e-3, 1e-2]},
             "logreg": {"model__C": [0.01, 0.1, 1.0, 10.0]} if classify else {"model__alpha": [0.1, 1.0, 10.0, 100.0]},
+            "linear": {penalty: log_grid(low, high)},
             "hgb": {"model__learning_rate": [0.03, 0.1], "model__max_leaf_nodes": [7, 31], "model__min_samples_leaf": [5, 20]},
         }
         return grids[name]
@@ -145,10 +159,24 @@ def search_space(name: str, task: str, kind: str = "grid") -> dict[str, Any]:
             "rf": {"model__n_estimators": randint(40, 500), "model__min_samples_leaf": randint(1, 50), "model__max_features": uniform(0.05, 0.6)},
             "svm": {f"{svm}C": loguniform(1e-2, 1e3), f"{svm}gamma": loguniform(1e-4, 1e-1)},
             "logreg": {"model__C": loguniform(1e-3, 1e2)} if classify else {"model__alpha": loguniform(1e-2, 1e3)},
+            "linear": {penalty: loguniform(10.0**low, 10.0**high)},
             "hgb": {"model__learning_rate": loguniform(1e-2, 3e-1), "model__max_leaf_nodes": randint(4, 64), "model__min_samples_leaf": randint(3, 40)},
         }
         return spaces[name]
     raise ModelError(f"unknown search kind '{kind}'. Fix: use grid, random or none.")
+
+
+def log_grid(low: float, high: float, step: float = 0.5) -> list[float]:
+    """``10**low, 10**(low + step), ..., 10**high`` as plain floats (rounded to 12 significant digits).
+
+    Example:
+        >>> log_grid(-1, 1)
+        [0.1, 0.316227766017, 1.0, 3.16227766017, 10.0]
+    """
+    import numpy as np
+
+    exponents = np.arange(low, high + step / 2, step)
+    return [float(f"{10.0**e:.12g}") for e in exponents]
 
 
 def impurity_importances(fitted: Any) -> dict[str, float] | None:

@@ -1,16 +1,26 @@
-"""``OsteoNet`` and ``create_model``: backbone(s) + tabular fusion + task head.
+"""``OsteoNet`` and ``create_model``: backbone(s) + covariate fusion + task head.
 
-Architecture::
+Architecture (``fusion: offset``, the default)::
 
     view 1 ─► backbone ─► features ─┐
-    view 2 ─► backbone ─► features ─┼─► concat ─► [Linear ─► ReLU ─► Dropout] x len(head_hidden) ─► output
-    covariates (sex, age, ...) ─────┘
+    view 2 ─► backbone ─► features ─┴─► concat ─► [Linear ─► ReLU ─► Dropout] x len(head_hidden) ─► image output ─┐
+    covariates (sex, age, ...) ─► Linear (the covariate path, no bias) ─────────────────────────────────────────► + ─► output
+
+The covariates reach the output on their own linear path: the output is the covariate
+model's logit (or value) plus what the image adds. :func:`osteolens.models.fusion.fit_covariate_offset`
+fits that path as the covariates-only model on the training rows and zeroes the image
+head's last layer, so training starts from the covariates-only model and the image learns
+the residual (two covariates are no longer drowned among 1280 random image features).
+``fusion: concat`` (the earlier design, still read from old bundles) appends the
+covariates to the image features before the head.
 
 Two views are fused late (feature concatenation), with one shared backbone (default) or
 one backbone per view. Fine-tuning depth: ``all`` trains everything; ``head`` freezes the
 backbone; ``last:N`` trains the last N stages (timm ``feature_info`` levels) and every
 layer after them. Frozen batch-norm layers stay in eval mode, so their running statistics
-do not drift while the rest trains.
+do not drift while the rest trains; ``freeze_norm_statistics()`` keeps every backbone
+batch norm so while its affine parameters train. ``parameter_groups`` gives the
+optimiser's groups, with optional layer-wise learning-rate decay over the stages.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from osteolens.models import simple_cnn as _simple_cnn  # noqa: F401  (registers
 from osteolens.models.backbones import build_backbone
 from osteolens.models.registry import Backbone
 from osteolens.models.tasks import check_task
+
+
+FUSIONS = ("offset", "concat")
 
 
 class CoralOutput(nn.Module):
@@ -76,6 +89,7 @@ class OsteoNet(nn.Module):
         n_tabular: int,
         head: nn.Module,
         config: dict[str, Any],
+        covariate_path: nn.Linear | None = None,
     ) -> None:
         super().__init__()
         self.backbones = nn.ModuleList([b.module for b in backbones])
@@ -85,6 +99,7 @@ class OsteoNet(nn.Module):
         self.views = views
         self.n_tabular = n_tabular
         self.head = head
+        self.covariate_path = covariate_path
         self.config = config
         self._frozen_norms: list[nn.Module] = []
 
@@ -112,39 +127,66 @@ class OsteoNet(nn.Module):
                     f"this model takes {self.n_tabular} covariate(s) {self.config.get('tabular')}; got tabular {got}. "
                     "Fix: pass tabular=[N, n] encoded with osteolens.models.tabular.encode."
                 )
+            if self.covariate_path is not None:
+                return self.head(feats) + self.covariate_path(tabular.to(feats.dtype))
             feats = torch.cat([feats, tabular.to(feats.dtype)], dim=1)
         return self.head(feats)
 
     # ---------------------------------------------------------------- fine-tuning
+    def parameter_stages(self, net: nn.Module) -> list[tuple[str, nn.Parameter, int]]:
+        """Each parameter of the backbone ``net`` with its stage index.
+
+        Stage ``s`` (0 ... S-1, ``S = len(self.stages)``) holds the parameters from the start of
+        ``self.stages[s]`` (in module order) up to the start of the next stage; the last stage
+        also holds every layer after it (``conv_head``, final norm). ``-1`` is the stem before
+        the first stage. A stage module without parameters (resnet's ``act1``) is an empty stage.
+        """
+        order = {name: i for i, (name, _) in enumerate(net.named_modules())}
+        missing = [stage for stage in self.stages if stage not in order]
+        if missing:
+            raise ModelError(f"stages {missing} are not modules of the backbone. "
+                             "Fix: rebuild the model with create_model.")
+        starts = sorted(order[stage] for stage in self.stages)
+        return [
+            (name, param, sum(start <= order[name.rpartition(".")[0]] for start in starts) - 1)
+            for name, param in net.named_parameters()
+        ]
+
     def apply_finetune(self, finetune: str) -> None:
         """Freeze backbone parameters according to ``finetune`` (``all``, ``head``, ``last:N``)."""
         match = re.fullmatch(r"last:(\d+)", finetune)
         if finetune not in ("all", "head") and not match:
             raise ModelError(f"finetune '{finetune}' not understood. Fix: use 'all', 'head' or 'last:N' (e.g. last:2).")
+        first = 0 if finetune == "all" else len(self.stages)  # first trained stage; S: none (head)
+        if match:
+            n = int(match.group(1))
+            if not 1 <= n <= len(self.stages):
+                raise ModelError(
+                    f"finetune '{finetune}': this backbone has {len(self.stages)} stages {self.stages}. "
+                    f"Fix: use last:1 ... last:{len(self.stages)}, or 'all'."
+                )
+            first = len(self.stages) - n
         for net in self.backbones:
-            names = [name for name, _ in net.named_parameters()]
-            if finetune == "all":
-                cut = 0
-            elif finetune == "head":
-                cut = len(names)
-            else:
-                n = int(match.group(1))  # type: ignore[union-attr]
-                if not 1 <= n <= len(self.stages):
-                    raise ModelError(
-                        f"finetune '{finetune}': this backbone has {len(self.stages)} stages {self.stages}. "
-                        f"Fix: use last:1 ... last:{len(self.stages)}, or 'all'."
-                    )
-                prefix = self.stages[-n] + "."
-                cut = next(i for i, name in enumerate(names) if name.startswith(prefix))
-            for i, (_, param) in enumerate(net.named_parameters()):
-                param.requires_grad_(i >= cut)
+            for _, param, stage in self.parameter_stages(net):
+                param.requires_grad_(finetune == "all" or stage >= first)
+        self._refresh_frozen_norms()
+
+    def freeze_norm_statistics(self, frozen: bool = True) -> None:
+        """Keep every backbone batch norm in eval mode (running statistics frozen), also where its
+        affine weight and bias still train (``freeze_bn``); ``frozen=False`` undoes it."""
+        self._freeze_bn = bool(frozen)
+        self._refresh_frozen_norms()
+
+    def _refresh_frozen_norms(self) -> None:
+        """Batch norms kept in eval mode: those whose parameters are all frozen, or every backbone
+        one under :meth:`freeze_norm_statistics`."""
+        every = getattr(self, "_freeze_bn", False)
         self._frozen_norms = [
             m
             for net in self.backbones
             for m in net.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm)
-            and any(True for _ in m.parameters())
-            and not any(p.requires_grad for p in m.parameters())
+            and (every or (any(True for _ in m.parameters()) and not any(p.requires_grad for p in m.parameters())))
         ]
         self.train(self.training)
 
@@ -155,31 +197,35 @@ class OsteoNet(nn.Module):
             module.eval()
         return self
 
-    def parameter_groups(self, lr: float, backbone_lr_mult: float = 1.0, weight_decay: float = 0.0) -> list[dict]:
-        """AdamW parameter groups: backbone at ``lr * backbone_lr_mult``, head at ``lr``.
+    def parameter_groups(
+        self, lr: float, backbone_lr_mult: float = 1.0, weight_decay: float = 0.0, layer_decay: float = 1.0
+    ) -> list[dict]:
+        """AdamW parameter groups of the trainable parameters, the head's last.
 
+        The head (and the covariate path) trains at ``lr``. A backbone parameter at depth
+        ``k`` trains at ``lr * backbone_lr_mult * layer_decay ** k`` (layer-wise decay): depth 1
+        is the last stage (and the layers after it), depth 2 the one before, ..., depth S the
+        first stage and S + 1 the stem (stages from :meth:`parameter_stages`). With
+        ``layer_decay == 1`` the backbone is one group at ``lr * backbone_lr_mult``.
         Biases and normalisation weights (1-D tensors) get no weight decay.
         """
+        S = len(self.stages)
+        depth = {id(p): S - stage for net in self.backbones for _, p, stage in self.parameter_stages(net)}
+        buckets: dict[tuple[int, bool], list[nn.Parameter]] = {}
+        for p in self.parameters():
+            if p.requires_grad:
+                k = depth.get(id(p), 0)  # 0: head
+                buckets.setdefault((min(k, 1) if layer_decay == 1.0 else k, p.ndim > 1), []).append(p)
         groups = []
-        backbone_ids = {id(p) for net in self.backbones for p in net.parameters()}
-        for is_backbone in (True, False):
-            for decay in (True, False):
-                params = [
-                    p
-                    for p in self.parameters()
-                    if p.requires_grad and (id(p) in backbone_ids) == is_backbone and (p.ndim > 1) == decay
-                ]
-                if params:
-                    groups.append(
-                        {
-                            "params": params,
-                            "lr": lr * (backbone_lr_mult if is_backbone else 1.0),
-                            "weight_decay": weight_decay if decay else 0.0,
-                            "name": f"{'backbone' if is_backbone else 'head'}{'' if decay else '_no_decay'}",
-                        }
-                    )
+        for (k, decay), params in sorted(buckets.items(), key=lambda item: (-item[0][0], not item[0][1])):
+            if k == 0:
+                name, rate = "head", lr
+            else:
+                stage = "" if layer_decay == 1.0 else (".stem" if k == S + 1 else f".stage{S - k}")
+                name, rate = f"backbone{stage}", lr * backbone_lr_mult * layer_decay**k
+            groups.append({"params": params, "lr": rate, "weight_decay": weight_decay if decay else 0.0,
+                           "name": f"{name}{'' if decay else '_no_decay'}"})
         return groups
-
 
 def create_model(
     name: str,
@@ -194,6 +240,7 @@ def create_model(
     shared_backbone: bool = True,
     head_hidden: Sequence[int] = (),
     dropout: float = 0.0,
+    fusion: str = "offset",
     **kwargs: Any,
 ) -> OsteoNet:
     """Build an :class:`OsteoNet`.
@@ -212,6 +259,8 @@ def create_model(
         shared_backbone: one backbone for all views (True) or one per view.
         head_hidden: hidden layer widths of the head (``[256, 256]`` = dense depth 2).
         dropout: dropout rate in the head.
+        fusion: how covariates join the image: ``offset`` (their own linear path added to the
+            output) or ``concat`` (appended to the image features before the head).
         **kwargs: passed to the backbone builder (``conv_layers``, ``filters``, ``dense_units`` for
             simple_cnn; timm keyword arguments such as ``drop_rate``).
 
@@ -229,10 +278,16 @@ def create_model(
         raise ModelError(f"views must be >= 1, got {views}.")
     if num_outputs < 1:
         raise ModelError(f"num_outputs must be >= 1, got {num_outputs}.")
+    if fusion not in FUSIONS:
+        raise ModelError(f"fusion '{fusion}' not understood. Fix: use one of {', '.join(FUSIONS)}.")
     n_backbones = 1 if shared_backbone or views == 1 else views
     backbones = [build_backbone(name, in_chans, pretrained, weights, **kwargs) for _ in range(n_backbones)]
-    in_features = backbones[0].num_features * views + len(tabular)
-    head = _head(in_features, list(head_hidden), float(dropout), task, int(num_outputs))
+    concat = len(tabular) if fusion == "concat" else 0
+    head = _head(backbones[0].num_features * views + concat, list(head_hidden), float(dropout), task, int(num_outputs))
+    covariate_path = None
+    if tabular and fusion == "offset":
+        # Ordinal: one shift of the shared CORAL score keeps the cumulative logits ordered.
+        covariate_path = nn.Linear(len(tabular), 1 if task == "ordinal" else int(num_outputs), bias=False)
     config: dict[str, Any] = {
         "name": name,
         "task": task,
@@ -246,9 +301,11 @@ def create_model(
         "shared_backbone": bool(shared_backbone),
         "head_hidden": [int(h) for h in head_hidden],
         "dropout": float(dropout),
+        "fusion": fusion,
         **kwargs,
     }
-    net = OsteoNet(backbones, views, len(tabular), head, config)
+    net = OsteoNet(backbones, views, len(tabular), head, config, covariate_path)
     net.init_weights = str(weights) if weights is not None else ("hub" if pretrained else "random")
+    net.weights_info = backbones[0].weights_info  # spec, converted file and its sha256 (None: random / hub)
     net.apply_finetune(finetune)
     return net

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -25,11 +26,14 @@ class Backbone:
         module: the network.
         num_features: length of the feature vector.
         stages: module names (inside ``module``) of the successive stages, shallow to deep.
+        weights_info: where its initial weights came from (``spec``, ``path``, ``sha256``,
+            ``source``, ``licence``), or None for random or hub weights.
     """
 
     module: nn.Module
     num_features: int
     stages: list[str]
+    weights_info: dict[str, Any] | None = None
 
 
 BackboneBuilder = Callable[..., Backbone]

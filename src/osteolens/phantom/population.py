@@ -23,12 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from osteolens.classes import BONE_DENSITY_ORDER
+
 YOUNG_MEAN_BMD = 170.0
 """Young-adult reference mean of trabecular vBMD, mg/cm³."""
 YOUNG_SD_BMD = 32.0
 """Young-adult reference standard deviation, mg/cm³."""
 LEVELS = ("L1", "L2", "L3", "L4")
-WHO_CLASSES = ("normal", "osteopenia", "osteoporosis")
+WHO_CLASSES = BONE_DENSITY_ORDER
 FRACTURE_TYPES = ("none", "wedge", "biconcave", "crush")
 
 # Intact vertebral-body dimensions of an average adult man, mm (posterior height, width, depth).

@@ -9,9 +9,10 @@ Example ``train.yaml``::
     model:
       name: efficientnet_b0             # any timm name, or simple_cnn
       pretrained: false
-      weights: null                     # local safetensors / timm checkpoint
+      weights: null                     # imagenet (packaged, offline) or a local safetensors / timm checkpoint
       finetune: all                     # all | head | last:N
       tabular: [sex, age]
+      fusion: offset                    # offset: covariates on their own path to the output | concat
       views: 1
     preprocessing:
       - {name: percentile_normalise, params: {low: 0.5, high: 99.5}}
@@ -26,6 +27,12 @@ Example ``train.yaml``::
     backbone_lr_mult: 0.1
     scheduler: cosine                   # cosine (with warm-up) | plateau | constant
     patience: 5
+    lp_epochs: 0                        # linear probe first: N epochs of head only, then model.finetune (LP-FT)
+    freeze_bn: false                    # keep backbone batch-norm statistics frozen (affine weights still train)
+    layer_decay: 1.0                    # layer-wise lr decay: last stage x d, the one before x d^2, ... (1 = off)
+    ema_decay: null                     # e.g. 0.999: validate, select and save an EMA of the weights
+    ema_warmup: true                    # timm's EMA warm-up: decay min(ema_decay, 1 - t^(-2/3)) at step t
+    tta_hflip: false                    # average the raw outputs of the image and its horizontal flip
     seed: 0
     out: runs
 """
@@ -61,6 +68,7 @@ class ModelConfig:
     shared_backbone: bool = True
     head_hidden: list[int] = field(default_factory=list)
     dropout: float = 0.0
+    fusion: str = "offset"
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +99,12 @@ class TrainConfig:
     warmup_epochs: int = 1
     patience: int = 5
     grad_clip: float = 1.0
+    lp_epochs: int = 0
+    freeze_bn: bool = False
+    layer_decay: float = 1.0
+    ema_decay: float | None = None
+    ema_warmup: bool = True
+    tta_hflip: bool = False
     class_balance: str = "weights"
     val_fraction: float = 0.15
     view_order: list[str] | None = None
@@ -135,10 +149,25 @@ class TrainConfig:
             raise bad("val_fraction", f"{self.val_fraction}.", "use a share of the training patients, e.g. 0.15.")
         if self.patience < 1:
             raise bad("patience", f"{self.patience}.", "use at least 1 epoch.")
+        if not 0 <= self.lp_epochs < self.epochs:
+            raise bad("lp_epochs", f"{self.lp_epochs} linear-probe epochs of {self.epochs}.",
+                      "use 0 (off) up to epochs - 1, so that fine-tuning has at least one epoch.")
+        if self.lp_epochs and self.model.finetune == "head":
+            raise bad("lp_epochs", "model.finetune is 'head', so the whole run is already a linear probe.",
+                      "set lp_epochs: 0, or model.finetune: all / last:N.")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise bad("layer_decay", f"{self.layer_decay}.", "use a factor in (0, 1], e.g. 0.75 (1 = off).")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise bad("ema_decay", f"{self.ema_decay}.", "use a decay in (0, 1), e.g. 0.999, or null (off).")
+        for key in ("freeze_bn", "ema_warmup", "tta_hflip"):
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, f"{getattr(self, key)!r} is not true or false.", f"write {key}: true or {key}: false.")
         if self.num_workers < 0:
             raise bad("num_workers", f"{self.num_workers}.", "use 0 (main process) or more loader workers.")
         if not re.fullmatch(r"all|head|last:\d+", self.model.finetune):
             raise bad("model.finetune", f"{self.model.finetune!r}.", "use all, head or last:N.")
+        if self.model.fusion not in ("offset", "concat"):
+            raise bad("model.fusion", f"{self.model.fusion!r}.", "use offset (covariates on their own path) or concat.")
         if self.positive is not None and self.task != "binary":
             raise bad("positive", "only meaningful for task binary.", "drop it, or set task: binary.")
         return self
@@ -201,8 +230,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         if data.get(key) and not Path(str(data[key])).is_absolute():
             data[key] = str(base / str(data[key]))
     model = data.get("model")
-    if isinstance(model, dict) and model.get("weights") and not Path(str(model["weights"])).is_absolute():
-        model["weights"] = str(base / str(model["weights"]))
+    weights = model.get("weights") if isinstance(model, dict) else None
+    # ``imagenet`` names the packaged weights (osteolens.models.weights), not a file.
+    if weights and str(weights).lower() != "imagenet" and not Path(str(weights)).is_absolute():
+        model["weights"] = str(base / str(weights))
     # Flags override the file; their paths are relative to the working directory.
     for key, value in (overrides or {}).items():
         if value is None:

@@ -31,7 +31,9 @@ from rich.console import Console
 
 from osteolens.data.manifest import Manifest
 from osteolens.errors import ConfigError
+from osteolens.evaluation.metrics import predicted_classes
 from osteolens.models import create_model, tabular as covariates, tasks
+from osteolens.training.checkpoint import state_tensors
 from osteolens.training.config import TrainConfig
 from osteolens.training.dataset import ImageStore, RadiographDataset, Samples, build_samples, effective_pipeline
 from osteolens.training.loop import FitSettings, fit, make_fabric, predict_outputs
@@ -121,6 +123,8 @@ def prepare_run(config: TrainConfig, *, resume: bool = False, progress: Training
         "tabular_scaling": covariates.fit_scaling(cv_rows, config.model.tabular) if config.model.tabular else {},
         "n_samples": len(samples.frame),
         "n_failed_files": len(failures),
+        "init_weights": config.model.weights,
+        "init_weights_sha256": _init_weights_sha256(config),
     }
     write_json(run_dir / "run.json", info)
     return PreparedRun(config, run_dir, samples, store, info, failures)
@@ -167,7 +171,7 @@ def build_model(config: TrainConfig, n_labels: int):
     return create_model(
         m.name, config.task, tasks.num_outputs(config.task, n_labels), pretrained=m.pretrained, weights=m.weights,
         finetune=m.finetune, tabular=m.tabular, views=m.views, shared_backbone=m.shared_backbone,
-        head_hidden=m.head_hidden, dropout=m.dropout, **m.params,
+        head_hidden=m.head_hidden, dropout=m.dropout, fusion=m.fusion, **m.params,
     )
 
 
@@ -188,7 +192,8 @@ def prediction_frame(rows: pd.DataFrame, outputs: np.ndarray, task: str, labels:
         probs = tasks.probabilities(task, raw).numpy()
         for c, name in enumerate(labels):
             out[f"prob_{name}"] = probs[:, c]
-        out["y_pred"] = [labels[i] for i in probs.argmax(axis=1)]
+        decided = predicted_classes(probs, cumulative=task == "ordinal")
+        out["y_pred"] = [labels[i] for i in decided]
     for column in SUBGROUP_COLUMNS:
         if column in rows.columns and not (column == "view" and rows["images"].map(len).max() > 1):
             out[column] = rows[column].to_numpy()
@@ -202,7 +207,6 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
     from osteolens.data.splits import inner_validation_split
     from osteolens.evaluation.thresholds import ThresholdRule
     from osteolens.training.augment import build_augmentation
-    from osteolens.training.checkpoint import state_tensors
 
     config, frame, labels = run.config, run.samples.frame, run.samples.labels
     progress = progress or TrainingProgress(quiet=True)
@@ -237,6 +241,12 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
 
     seed_everything(config.seed + k, verbose=False)
     net = build_model(config, len(labels))
+    start = None
+    if net.covariate_path is not None:
+        from osteolens.models.fusion import fit_covariate_offset
+
+        fit_covariate_offset(net, x_fit, y_fit, class_weights)
+        start = state_tensors(net)
     settings = FitSettings.from_config(config, seed=config.seed + 1000 * k)
     steps = config.epochs * -(-len(train_set) // config.batch_size)
     with progress.fold(k, config.epochs, steps) as callback:
@@ -246,6 +256,9 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
             resume=resume, callback=callback,
         )
     net.load_state_dict(best)
+    selected = "trained network"
+    if start is not None:
+        selected = _keep_better(net, start, RadiographDataset(val_rows, run.store, x_val, y_val), fabric, config, class_weights)
     common_target, common_tab = run.info["target_scaling"], run.info["tabular_scaling"]
     rescale_covariates(net, config.model.tabular, fold_tab, common_tab)
     if config.task == "regression":
@@ -255,10 +268,12 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
     if config.task == "binary":
         x_val_c, _ = _encode(val_rows, config, common_tab, common_target)
         val_prob = tasks.probabilities("binary", torch.from_numpy(
-            predict_outputs(net, RadiographDataset(val_rows, run.store, x_val_c, y_val), fabric, config.batch_size))).numpy()
+            predict_outputs(net, RadiographDataset(val_rows, run.store, x_val_c, y_val), fabric, config.batch_size,
+                            hflip=config.tta_hflip))).numpy()
         threshold = ThresholdRule().choose(y_val, val_prob) if len(set(y_val.tolist())) == 2 else 0.5
     x_test, y_test = _encode(test_rows, config, common_tab, common_target)
-    outputs = predict_outputs(net, RadiographDataset(test_rows, run.store, x_test, y_test), fabric, config.batch_size)
+    outputs = predict_outputs(net, RadiographDataset(test_rows, run.store, x_test, y_test), fabric, config.batch_size,
+                              hflip=config.tta_hflip)
     predictions = prediction_frame(test_rows, outputs, config.task, labels, common_target, threshold)
 
     from safetensors.torch import save_file
@@ -276,6 +291,7 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
         "best_epoch": best_rows[-1]["epoch"] if best_rows else None,
         "best_val_loss": min(r["val_loss"] for r in history) if history else None,
         "validation_stratified": stratified,
+        "selected": selected,
         "threshold": threshold,
         "fold_target_scaling": fold_target, "fold_tabular_scaling": fold_tab,
         "seconds": round(time.perf_counter() - started, 2),
@@ -283,6 +299,34 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
     write_json(fold_dir / "result.json", result)
     return result
+
+
+def _init_weights_sha256(config: TrainConfig) -> str | None:
+    """sha256 of the initial weights file (the converted ImageNet file for ``weights: imagenet``)."""
+    if not config.model.weights:
+        return None
+    from osteolens.models.weights import resolve_weights
+
+    return resolve_weights(config.model.weights, config.model.name).sha256
+
+
+def _keep_better(net, start: dict[str, torch.Tensor], val_set, fabric, config: TrainConfig,
+                 class_weights: np.ndarray | None) -> str:
+    """Load the covariates-only start into ``net`` when its inner-validation loss is not above
+    the trained network's: the image must earn its place. Returns which one was kept."""
+    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+    targets = torch.as_tensor(val_set.y)
+
+    def val_loss() -> float:
+        outputs = torch.from_numpy(predict_outputs(net, val_set, fabric, config.batch_size, hflip=config.tta_hflip))
+        return float(tasks.loss(config.task, outputs, targets, weights))
+
+    trained, trained_loss = state_tensors(net), val_loss()
+    net.load_state_dict(start)
+    if val_loss() <= trained_loss:
+        return "covariates only (the image did not lower the inner-validation loss)"
+    net.load_state_dict(trained)
+    return "trained network"
 
 
 # --------------------------------------------------------------------------- whole run
@@ -376,10 +420,12 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
                 run_dir / "oof_predictions.csv", run_dir / "report", task="regression" if task == "regression" else
                 ("binary" if task == "binary" else "multiclass"), positive=labels[1] if task == "binary" else None,
                 class_order=labels if task == "ordinal" else None, ordinal=task == "ordinal",
-                n_bootstrap=config.n_bootstrap, seed=config.seed,
+                decision="cumulative" if task == "ordinal" else "argmax",
+                n_bootstrap=config.n_bootstrap, seed=config.seed, manifest=run_dir / "manifest.csv",
                 title=f"osteolens run {run_dir.name}",
             )
         report_dir = run_dir / "report"
+        metrics["added_value"] = evaluation.added_value  # image model vs covariates-only / acquisition-only
         if task == "binary":
             if evaluation.threshold:
                 threshold = float(evaluation.threshold["threshold"])
@@ -400,7 +446,8 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
         fabric = make_fabric("cpu")
         x, y = _encode(test_rows, config, info["tabular_scaling"], info["target_scaling"])
         dataset = RadiographDataset(test_rows, run.store, x, y)
-        outputs = np.mean([_predict(net, dataset, fabric, config.batch_size) for net in models], axis=0)
+        outputs = np.mean([_predict(net, dataset, fabric, config.batch_size, hflip=config.tta_hflip) for net in models],
+                          axis=0)
         test = prediction_frame(test_rows, outputs, task, labels, info["target_scaling"], threshold)
         metrics["external_test"] = prediction_metrics(task, labels, test)
         test.drop(columns=["threshold"], errors="ignore").to_csv(run_dir / "test_predictions.csv", index=False)
@@ -413,13 +460,14 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
         "run": run_dir.name, "manifest": config.manifest, "folds": len(run.folds), "epochs": config.epochs,
         "seed": config.seed, "augmentation": config.augmentation, "n_samples": info["n_samples"],
         "init_weights": config.model.weights or ("hub" if config.model.pretrained else "random"),
+        "init_weights_sha256": info.get("init_weights_sha256"),
         "selection": "best inner-validation loss per fold (validation drawn by patient from the training folds)",
     }
     bundle = write_bundle(
         bundle_dir, models=models, preprocessing=info["preprocessing"], input_size=info["input_size"], task=task,
         labels=labels, target=config.target, target_scaling=info["target_scaling"],
         tabular_scaling=info["tabular_scaling"] or None, threshold=bundle_threshold, calibration=calibration,
-        views=info["views"] if config.model.views > 1 else None,
+        views=info["views"] if config.model.views > 1 else None, tta={"hflip": True} if config.tta_hflip else None,
         training_summary=summary, metrics={"pooled": metrics["pooled"], "fold_mean": metrics["fold_mean"],
                                            "fold_std": metrics["fold_std"]},
     )

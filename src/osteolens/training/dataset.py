@@ -20,11 +20,10 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from osteolens.classes import BONE_DENSITY_ORDER
 from osteolens.data.manifest import Manifest, file_sha256
 from osteolens.errors import ConfigError, OsteolensError
 from osteolens.transforms import Pipeline, PreprocessCache
-
-BONE_DENSITY_ORDER = ("normal", "osteopenia", "osteoporosis")
 
 
 def effective_pipeline(preprocessing: list[dict[str, Any]], input_size: Sequence[int]) -> Pipeline:

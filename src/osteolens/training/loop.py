@@ -1,16 +1,40 @@
 """One fold's optimisation on Lightning Fabric: AdamW, warm-up + cosine or plateau, clipping,
 early stopping and best-epoch selection on the inner validation split, resumable.
 
+Fine-tuning that keeps what pretraining learned (all off by default, see ``docs/training.md``):
+
+* **LP-FT** (``lp_epochs``; Kumar et al. 2022): the first ``lp_epochs`` epochs train only the
+  head (backbone frozen, its batch norms in eval mode): the *probe* phase; then the net's
+  ``finetune`` depth applies: the *fine-tune* phase. AdamW and the scheduler are rebuilt at
+  the switch (fresh moments, fresh warm-up, the cosine spans the phase's own epochs) and
+  the early-stopping counter restarts; early stopping never ends the probe phase.
+* **Frozen batch-norm statistics** (``freeze_bn``): :meth:`OsteoNet.freeze_norm_statistics`.
+* **Layer-wise learning-rate decay** (``layer_decay``): :meth:`OsteoNet.parameter_groups`.
+* **EMA of the weights** (``ema_decay``): timm's ``ModelEmaV3`` is updated after every
+  optimiser step ``t`` with decay ``min(ema_decay, 1 - t^(-2/3))`` (timm's warm-up, so short
+  small-data runs do not stay near the initial weights; ``ema_warmup: false``: ``ema_decay``
+  from the first step), i.e. ``e <- d e + (1 - d) w`` on every parameter; buffers
+  (batch-norm running statistics) are copied from the live network (timm's
+  ``exclude_buffers``: ``OsteoNet``'s state dict names shared modules twice, which timm's
+  buffer-averaging path would update twice). Validation, best-epoch selection and the
+  returned weights are the EMA's.
+* **Flip averaging** (``tta_hflip``): validation (and :func:`predict_outputs` with
+  ``hflip=True``) averages the raw outputs of each image and its horizontal mirror.
+
 Fabric runs the same code on CPU, one GPU (``precision="bf16-mixed"`` / ``"16-mixed"``) or
 several (DDP, ``devices``). Determinism: every epoch starts from seeds derived from
 (run seed, fold, epoch) for the global torch RNG (augmentation, dropout) and the loader's
 shuffling generator, so an epoch replays identically whether or not the run was
-interrupted before it; that is what makes ``--resume`` exact.
+interrupted before it; that is what makes ``--resume`` exact. The checkpoint also holds the
+optimiser step count and the EMA weights (``ema_epoch<e>.safetensors``, named in
+``state.json`` so a kill between two writes never pairs mismatched files); resuming at or
+across the probe / fine-tune boundary rebuilds the same phase an unbroken run would.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -47,6 +71,12 @@ class FitSettings:
     seed: int
     num_workers: int
     channels_last: bool
+    lp_epochs: int = 0
+    freeze_bn: bool = False
+    layer_decay: float = 1.0
+    ema_decay: float | None = None
+    ema_warmup: bool = True
+    tta_hflip: bool = False
 
     @classmethod
     def from_config(cls, config: Any, seed: int) -> FitSettings:
@@ -87,8 +117,23 @@ def _to_device(batch, fabric, channels_last: bool):
     return image, tab, y
 
 
-def predict_outputs(net: OsteoNet, dataset: Dataset, fabric, batch_size: int, channels_last: bool = False) -> np.ndarray:
-    """Raw outputs ``[N, num_outputs]`` in eval mode (no augmentation: the dataset has none)."""
+def _outputs(module, image: torch.Tensor, tab: torch.Tensor, hflip: bool) -> torch.Tensor:
+    """Raw outputs of a batch; with ``hflip`` the mean of those of the images and their mirrors
+    (the last axis, width, reversed; each view of a multi-view sample mirrored)."""
+    tabular = tab if tab.shape[1] else None
+    outputs = module(image, tabular).float()
+    if hflip:
+        outputs = (outputs + module(image.flip(-1), tabular).float()) / 2
+    return outputs
+
+
+def predict_outputs(net: OsteoNet, dataset: Dataset, fabric, batch_size: int, channels_last: bool = False,
+                    hflip: bool = False) -> np.ndarray:
+    """Raw outputs ``[N, num_outputs]`` in eval mode (no augmentation: the dataset has none).
+
+    With ``hflip`` each row is the mean of the raw outputs of the image and of its horizontal
+    flip (``tta_hflip``).
+    """
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     was_training = net.training
     net.eval()
@@ -96,9 +141,69 @@ def predict_outputs(net: OsteoNet, dataset: Dataset, fabric, batch_size: int, ch
     with torch.no_grad():
         for batch in loader:
             image, tab, _ = _to_device(batch, fabric, channels_last)
-            outputs.append(net(image, tab if tab.shape[1] else None).float().cpu())
+            outputs.append(_outputs(net, image, tab, hflip).cpu())
     net.train(was_training)
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, net.config["num_outputs"]), np.float32)
+
+
+PROBE, FINETUNE = "probe", "finetune"
+
+
+def phase_of(settings: FitSettings, epoch: int) -> str:
+    """``probe`` for the first ``lp_epochs`` epochs (0-based ``epoch``), then ``finetune``."""
+    return PROBE if epoch < settings.lp_epochs else FINETUNE
+
+
+def _start_phase(net: OsteoNet, settings: FitSettings, phase: str, steps_per_epoch: int):
+    """Trainable parameters, a fresh AdamW and its scheduler for one phase.
+
+    The probe phase trains the head only; the fine-tune phase the net's configured depth
+    (``net.config["finetune"]``). Without LP-FT the net's freezing is left as built. The
+    cosine schedule warms up over ``warmup_epochs`` and reaches 0 at the phase's last step.
+    """
+    if settings.lp_epochs:
+        net.apply_finetune("head" if phase == PROBE else str(net.config.get("finetune", "all")))
+    optimizer = torch.optim.AdamW(
+        net.parameter_groups(settings.lr, settings.backbone_lr_mult, settings.weight_decay, settings.layer_decay)
+    )
+    epochs = settings.lp_epochs if phase == PROBE else settings.epochs - settings.lp_epochs
+    scheduler: Any = None
+    if settings.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _lr_lambda(settings.warmup_epochs * steps_per_epoch, epochs * steps_per_epoch)
+        )
+    elif settings.scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, settings.patience // 2))
+    return optimizer, scheduler
+
+
+def make_ema(net: OsteoNet, settings: FitSettings):
+    """timm's ``ModelEmaV3`` of ``net`` (a copy of its current weights) for ``settings.ema_decay``:
+    parameters averaged, buffers copied (see the module docstring)."""
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(net, decay=float(settings.ema_decay), use_warmup=settings.ema_warmup, exclude_buffers=True)
+
+
+def update_ema(ema, net: OsteoNet, settings: FitSettings, step: int) -> None:
+    """One EMA update after optimiser step ``step`` (1-based): decay ``min(ema_decay,
+    1 - step^(-2/3))`` with warm-up (0 at step 1: a copy), else ``ema_decay``."""
+    if settings.ema_warmup:
+        ema.update(net, step=step)
+    else:
+        ema.update(net)
+
+
+def _save_ema(folder: Path, ema, epoch: int) -> str:
+    """Write the EMA weights as ``ema_epoch<epoch>.safetensors`` (atomically); return the name."""
+    from safetensors.torch import save_file
+
+    name = f"ema_epoch{epoch}.safetensors"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{name}.tmp"
+    save_file(state_tensors(ema.module), str(tmp))
+    os.replace(tmp, folder / name)
+    return name
 
 
 def fit(
@@ -118,7 +223,8 @@ def fit(
     """Train ``net`` and return (best-epoch weights, per-epoch history).
 
     Args:
-        net: the network (its weights are changed in place; the best ones are returned).
+        net: the network (its weights are changed in place; the best ones are returned: the
+            EMA's when ``settings.ema_decay`` is set).
         train_set: augmented training samples.
         val_set: inner validation samples (grouped by patient, from the training folds).
         settings: optimisation settings.
@@ -131,38 +237,44 @@ def fit(
         callback: receives ``{"event": "batch"|"epoch", ...}`` for progress display.
     """
     from lightning.fabric import seed_everything
+    from safetensors.torch import load_file
 
     seed_everything(settings.seed, verbose=False)
     if settings.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(net.parameter_groups(settings.lr, settings.backbone_lr_mult, settings.weight_decay))
+    if settings.freeze_bn:
+        net.freeze_norm_statistics()
     steps_per_epoch = math.ceil(len(train_set) / settings.batch_size)
-    scheduler: Any = None
-    if settings.scheduler == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(settings.warmup_epochs * steps_per_epoch, settings.epochs * steps_per_epoch)
-        )
-    elif settings.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, settings.patience // 2))
     weights = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
 
-    start_epoch, best_loss, bad_epochs, history = 0, math.inf, 0, []
+    start_epoch, best_loss, bad_epochs, updates, history = 0, math.inf, 0, 0, []
     best = state_tensors(net)
     saved = load_checkpoint(checkpoint_dir) if resume else None
     if saved is not None:
         net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None and saved.get("scheduler") is not None:
-            scheduler.load_state_dict(saved["scheduler"])
         best = saved["best"]
         start_epoch, best_loss, bad_epochs = saved["epoch"] + 1, saved["best_loss"], saved["bad_epochs"]
-        history = saved["history"]
+        updates, history = saved.get("updates", 0), saved["history"]
         if saved.get("stopped"):
             return best, history
 
-    model, optimizer = fabric.setup(net, optimizer)
     val_loader = DataLoader(val_set, batch_size=settings.batch_size, shuffle=False, num_workers=settings.num_workers)
+    phase, model, optimizer, scheduler, ema, ema_file = None, None, None, None, None, None
     for epoch in range(start_epoch, settings.epochs):
+        if phase_of(settings, epoch) != phase:
+            phase = phase_of(settings, epoch)
+            optimizer, scheduler = _start_phase(net, settings, phase, steps_per_epoch)
+            if saved is not None and epoch == start_epoch and phase_of(settings, saved["epoch"]) == phase:
+                optimizer.load_state_dict(saved["optimizer"])
+                if scheduler is not None and saved.get("scheduler") is not None:
+                    scheduler.load_state_dict(saved["scheduler"])
+            if phase == FINETUNE and epoch == settings.lp_epochs > 0:
+                bad_epochs = 0  # the fine-tune phase gets its own patience
+            model, optimizer = fabric.setup(net, optimizer)
+            if settings.ema_decay is not None and ema is None:
+                ema = make_ema(net, settings)  # after setup: on the training device
+                if saved is not None and saved.get("ema"):
+                    ema.module.load_state_dict(load_file(str(checkpoint_dir / saved["ema"])))
         started = time.perf_counter()
         torch.manual_seed(_epoch_seed(settings.seed, epoch))
         generator = torch.Generator().manual_seed(_epoch_seed(settings.seed + 1, epoch))
@@ -184,13 +296,17 @@ def fit(
             if settings.grad_clip > 0:
                 fabric.clip_gradients(model, optimizer, max_norm=settings.grad_clip)
             optimizer.step()
+            updates += 1
+            if ema is not None:
+                update_ema(ema, net, settings, updates)
             if settings.scheduler == "cosine":
                 scheduler.step()
             total += float(loss.detach()) * len(y)
             count += len(y)
             if callback is not None:
                 callback({"event": "batch", "epoch": epoch, "loss": float(loss.detach()), "images": len(y)})
-        val_outputs, val_loss = _evaluate(model, val_loader, fabric, settings, weights)
+        evaluated = ema.module if ema is not None else model
+        val_outputs, val_loss = _evaluate(evaluated, val_loader, fabric, settings, weights)
         if settings.scheduler == "plateau":
             scheduler.step(val_loss)
         record: dict[str, Any] = {
@@ -200,21 +316,27 @@ def fit(
             "lr": optimizer.param_groups[-1]["lr"],
             "seconds": round(time.perf_counter() - started, 3),
         }
+        if settings.lp_epochs:
+            record["phase"] = phase
         if val_metric is not None:
             name, value = val_metric(val_outputs)
             record[f"val_{name}"] = value
         improved = val_loss < best_loss - 1e-6
         if improved:
-            best_loss, bad_epochs, best = val_loss, 0, state_tensors(net)
+            best_loss, bad_epochs, best = val_loss, 0, state_tensors(ema.module if ema is not None else net)
         else:
             bad_epochs += 1
         record["best"] = improved
         history.append(record)
-        stopped = bad_epochs >= settings.patience
-        save_checkpoint(
-            checkpoint_dir, model=net, best=best, optimizer=optimizer, scheduler=scheduler,
-            state={"epoch": epoch, "best_loss": best_loss, "bad_epochs": bad_epochs, "history": history, "stopped": stopped},
-        )
+        stopped = phase == FINETUNE and bad_epochs >= settings.patience
+        state = {"epoch": epoch, "best_loss": best_loss, "bad_epochs": bad_epochs, "history": history,
+                 "stopped": stopped, "updates": updates, "phase": phase}
+        if ema is not None:
+            state["ema"] = ema_file = _save_ema(checkpoint_dir, ema, epoch)
+        save_checkpoint(checkpoint_dir, model=net, best=best, optimizer=optimizer, scheduler=scheduler, state=state)
+        for old in checkpoint_dir.glob("ema_epoch*.safetensors"):
+            if old.name != ema_file:
+                old.unlink()
         if callback is not None:
             callback({"event": "epoch", **record})
         if stopped:
@@ -223,12 +345,14 @@ def fit(
 
 
 def _evaluate(model, loader, fabric, settings: FitSettings, weights) -> tuple[np.ndarray, float]:
+    """Validation outputs (flip-averaged with ``tta_hflip``) and their loss; ``model`` is the
+    Fabric-wrapped net or the EMA copy (run under Fabric's autocast)."""
     model.eval()
     outputs, targets = [], []
-    with torch.no_grad():
+    with torch.no_grad(), fabric.autocast():
         for batch in loader:
             image, tab, y = _to_device(batch, fabric, settings.channels_last)
-            outputs.append(model(image, tab if tab.shape[1] else None).float())
+            outputs.append(_outputs(model, image, tab, settings.tta_hflip))
             targets.append(y)
     out, y = torch.cat(outputs), torch.cat(targets)
     return out.cpu().numpy(), float(tasks.loss(settings.task, out, y, weights))

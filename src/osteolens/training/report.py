@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from osteolens.classes import BONE_DENSITY_ORDER
 from osteolens.evaluation import metrics as M
 from osteolens.evaluation.plots import _figure, _save, confusion_plot, roc_plot, scatter_plot, weighted_roc
-
-ORDERED = ("normal", "osteopenia", "osteoporosis")
 
 
 def _probs(frame: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -41,8 +40,10 @@ def prediction_metrics(task: str, labels: list[str], frame: pd.DataFrame) -> dic
     else:
         index = {c: i for i, c in enumerate(labels)}
         y = frame["y_true"].astype(str).map(index).to_numpy(int)
-        ordered = task == "ordinal" or list(labels) == [c for c in ORDERED if c in labels]
-        out = M.multiclass_metrics(ones, y, _probs(frame, labels), labels, ordered)
+        ordered = task == "ordinal" or list(labels) == [c for c in BONE_DENSITY_ORDER if c in labels]
+        probs = _probs(frame, labels)
+        decided = M.predicted_classes(probs, cumulative=task == "ordinal")
+        out = M.multiclass_metrics(ones, y, probs, labels, ordered, decided)
     values = {k: float(v[0]) for k, v in out.items()}
     values["n"] = float(n)
     return values

@@ -10,8 +10,11 @@ and last linear layers after training:
   ``z = (y - m) / s = (m_k - m) / s + (s_k / s) z_k``, so the output layer becomes
   ``W <- (s_k / s) W``, ``b <- (s_k / s) b + (m_k - m) / s``.
 * covariate j: the fold saw ``x_k = (a - mu_k) / sd_k = (sd / sd_k) x + (mu - mu_k) / sd_k``
-  with ``x`` the common encoding, so column j of the first head layer is multiplied by
-  ``sd / sd_k`` and ``W[:, j] (mu - mu_k) / sd_k`` is added to its bias.
+  with ``x`` the common encoding, so column j of the layer that takes the covariates (the
+  covariate path of ``fusion: offset``, else the first head layer) is multiplied by
+  ``sd / sd_k`` and ``W[:, j] (mu - mu_k) / sd_k`` is added to the bias its output feeds.
+  With ``fusion: offset`` the covariate path also feeds the output, so the target's
+  ``s_k / s`` multiplies it too.
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ def rescale_covariates(
     """Make ``net`` take covariates standardised with ``common_scaling`` (see the module docstring)."""
     if not columns:
         return
-    layer, bias = _first_layer(net.head)
-    offset = layer.in_features - len(columns)
+    if net.covariate_path is not None:
+        layer, bias, offset = net.covariate_path, _output_bias(net), 0
+    else:
+        layer, bias = _first_layer(net.head)
+        offset = layer.in_features - len(columns)
     for j, column in enumerate(columns):
         if column not in fold_scaling:  # sex: encoded the same way in every fold
             continue
@@ -64,3 +70,10 @@ def rescale_target(net: OsteoNet, fold_scaling: Mapping[str, float], common_scal
     shift = (fold_scaling["mean"] - common_scaling["mean"]) / common_scaling["std"]
     out.weight.mul_(ratio)
     out.bias.mul_(ratio).add_(shift)
+    if net.covariate_path is not None:
+        net.covariate_path.weight.mul_(ratio)
+
+
+def _output_bias(net: OsteoNet) -> torch.Tensor:
+    last = net.head[-1]
+    return last.bias

@@ -6,6 +6,14 @@ bins of a numeric target). Any hyperparameter search runs inside each outer trai
 only, with an inner grouped split, so the held-out fold never tunes the model that scores
 it (the biplanar seed tuned and scored on the same, ungrouped folds).
 
+This is the classical experiment runner, beside the deep one (:mod:`osteolens.training.cv`);
+the pipelines themselves are :mod:`osteolens.models.classic`, the saved model
+:mod:`osteolens.models.classic_store`, and every metric comes from
+:mod:`osteolens.evaluation.metrics` (one weight row of ones: the plain metric).
+
+``positive`` on a target with more than two classes makes the task binary, that class
+against the rest, labelled ``[not_<positive>, <positive>]`` as ``osteolens train`` does.
+
 Run directory (the same layout as the deep-learning CV, so ``osteolens.evaluation`` reads both):
 
 | file | content |
@@ -17,7 +25,7 @@ Run directory (the same layout as the deep-learning CV, so ``osteolens.evaluatio
 | ``importance.csv``, ``importance.png`` | impurity and held-out permutation importances, top-N bar plot |
 | ``model.skops``, ``model.json`` | the final model: fitted (and tuned) on every CV row, saved without pickle (``osteolens.models.classic_store``); ``osteolens classic predict`` applies it |
 | ``test_predictions.csv`` | rows of fold ``-1`` (external test), predicted by the final model |
-| ``report/`` | the full report of :func:`osteolens.evaluation.evaluate` on the out-of-fold predictions |
+| ``report/`` | the full report of :func:`osteolens.evaluation.evaluate` on the out-of-fold predictions; with the manifest (``--manifest``, or the one the feature table's sidecar names) it includes the covariates-only and acquisition-only baselines in the same folds (``metrics.json`` ``baselines`` says whether they ran, and why not) |
 """
 
 from __future__ import annotations
@@ -33,14 +41,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from osteolens.classes import BONE_DENSITY_ORDER, order_classes
 from osteolens.errors import ConfigError, ManifestError
+from osteolens.evaluation import metrics as M
 from osteolens.models.classic import CLASSIC_MODELS, _estimator, build_classic_model, impurity_importances, search_space
 from osteolens.models.classic_store import save_classic_model
 
 DEFAULT_CATEGORICAL = ("vertebra", "sex", "view")
 COVARIATE_COLUMNS = ("sex", "age", "view", "vertebra", "site", "study")
 _NEGATIVE_NAMES = {"normal", "negative", "healthy", "control", "no", "false", "absent", "0"}
-_DENSITY_ORDER = ("normal", "osteopenia", "osteoporosis")
 
 
 @dataclass
@@ -49,7 +58,7 @@ class ClassicCVConfig:
 
     Attributes:
         target: column to predict (class names, 0/1, or a number such as ``bmd``).
-        model: ``rf``, ``svm``, ``logreg`` or ``hgb``.
+        model: ``rf``, ``svm``, ``logreg``, ``linear`` or ``hgb``.
         task: ``binary``, ``multiclass``, ``regression`` or None to infer (text or 0/1 ->
             classification, other numbers -> regression).
         search: ``none``, ``grid`` or ``random`` (nested in the training folds).
@@ -63,12 +72,20 @@ class ClassicCVConfig:
         categorical: one-hot columns; None = those of vertebra, sex, view present.
         params: fixed estimator hyperparameters (``{"n_estimators": 40}``).
         positive: positive class of a binary task (default: the class that is not
-            normal/negative, else the second in sorted order).
+            normal/negative, else the second in sorted order). On a target with more than
+            two classes it makes the task binary: this class against the rest.
         permutation_repeats: repeats of the held-out permutation importance (0 = skip).
+        permutation_max_columns: skip the permutation importance above this many input
+            columns (None: never skip). It costs one prediction per column and repeat: on a
+            2560-column CNN embedding table, 64,000 predictions, ~15 minutes on 2 cores, for
+            importances of single embedding channels that mean little.
         top_n: bars in ``importance.png``.
         jobs: parallel jobs of the search.
         report: call ``osteolens.evaluation.evaluate`` on the out-of-fold predictions.
         n_bootstrap: bootstrap resamples of that report.
+        manifest: the manifest the features came from; its covariates and images give the
+            report's covariates-only and acquisition-only baselines. None: the manifest
+            named in the feature table's sidecar, when that file exists.
     """
 
     target: str
@@ -85,10 +102,12 @@ class ClassicCVConfig:
     params: dict[str, Any] = field(default_factory=dict)
     positive: str | None = None
     permutation_repeats: int = 5
+    permutation_max_columns: int | None = 300
     top_n: int = 30
     jobs: int = 1
     report: bool = True
     n_bootstrap: int = 2000
+    manifest: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in CLASSIC_MODELS:
@@ -99,6 +118,8 @@ class ClassicCVConfig:
             raise ConfigError("task", f"unknown task '{self.task}'.", "use binary, multiclass, regression or leave it out.")
         if self.folds < 2 or self.inner_folds < 2:
             raise ConfigError("folds", f"folds={self.folds}, inner_folds={self.inner_folds}.", "use at least 2 of each.")
+        if self.positive is not None and self.task not in (None, "binary"):
+            raise ConfigError("positive", f"only meaningful for a binary task, not task {self.task}.", "drop --positive, or use --task binary.")
 
 
 @dataclass
@@ -170,9 +191,20 @@ def class_order(y: pd.Series, task: str, positive: str | None) -> list[str]:
         if positive not in classes:
             raise ConfigError("positive", f"'{positive}' is not a class of the target ({classes}).", "pass one of those names.")
         return [c for c in classes if c != positive] + [positive]
-    if task == "multiclass" and set(classes) <= set(_DENSITY_ORDER):
-        return [c for c in _DENSITY_ORDER if c in classes]
-    return classes
+    return order_classes(classes) if task == "multiclass" else classes
+
+
+def one_vs_rest(y: pd.Series, positive: str) -> pd.Series:
+    """``positive`` against every other class: other labels become ``not_<positive>``.
+
+    Example:
+        >>> one_vs_rest(pd.Series(["normal", "osteopenia", "osteoporosis"]), "osteoporosis").tolist()
+        ['not_osteoporosis', 'not_osteoporosis', 'osteoporosis']
+    """
+    names = y.astype(str)
+    if positive not in set(names):
+        raise ConfigError("positive", f"'{positive}' is not a class of the target ({sorted(set(names))}).", "pass one of those names.")
+    return names.where(names == positive, f"not_{positive}")
 
 
 def resolve_folds(table: pd.DataFrame, config: ClassicCVConfig) -> tuple[np.ndarray, str]:
@@ -200,69 +232,61 @@ def resolve_folds(table: pd.DataFrame, config: ClassicCVConfig) -> tuple[np.ndar
 
 # --------------------------------------------------------------------------- metrics
 def classification_metrics(y_true: Sequence[str], prob: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """AUC (from probabilities), accuracy, balanced accuracy, sensitivity, specificity, F1, confusion matrix.
+    """Metrics of class probabilities, from :mod:`osteolens.evaluation.metrics`.
 
-    Binary: sensitivity, specificity and F1 of the positive class (the last), predicted
-    class = the most probable (probability 0.5). Multiclass: AUC one-vs-rest macro, and the
-    macro means of per-class sensitivity, specificity and F1. A metric undefined on these
-    rows (AUC with one class present) is None.
+    The predicted class is the most probable one (binary: probability of the positive
+    class, the last, above 0.5). Binary: AUC, average precision, accuracy, balanced
+    accuracy, sensitivity / specificity / F1 / PPV / NPV of the positive class, Brier.
+    Several classes: one-vs-rest macro AUC, accuracy, balanced accuracy, the macro means of
+    per-class sensitivity, specificity and F1, Brier, and quadratic kappa for bone-density
+    classes. A metric undefined on these rows (AUC with a class absent) is None.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
-
-    y = np.asarray([str(v) for v in y_true])
-    y_pred = np.asarray(classes)[np.argmax(prob, axis=1)]
-    cm = confusion_matrix(y, y_pred, labels=classes)
-    tp = np.diag(cm).astype(float)
-    fn = cm.sum(axis=1) - tp
-    fp = cm.sum(axis=0) - tp
-    tn = cm.sum() - tp - fn - fp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sens = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
-        spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
-    present = set(y)
+    names = [str(v) for v in y_true]
+    unknown = sorted(set(names) - set(classes))
+    if unknown:
+        raise ConfigError("y_true", f"label(s) {unknown} are not among the classes {classes}.", "list every class.")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[v] for v in names], dtype=int)
+    prob = np.asarray(prob, dtype=float)
+    W = np.ones((1, len(y)))
+    predicted = M.predicted_classes(prob)
+    cm = M.weighted_confusion(W, y, predicted, len(classes))[0]
     if len(classes) == 2:
-        auc = float(roc_auc_score(y == classes[1], prob[:, 1])) if len(present) == 2 else None
-        out = {
-            "sensitivity": _num(sens[1]),
-            "specificity": _num(spec[1]),
-            "f1": float(f1_score(y, y_pred, pos_label=classes[1], labels=classes, average="binary", zero_division=0)),
-        }
+        m = {k: v[0] for k, v in M.binary_metrics(W, y.astype(float), prob[:, 1], predicted).items()}
+        keys = ("auc", "average_precision", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ppv", "npv", "brier")
+        out = {k: _num(m[k]) for k in keys}
     else:
-        auc = None
-        if present == set(classes):
-            auc = float(roc_auc_score(y, prob, labels=classes, multi_class="ovr", average="macro"))
+        ordered = set(classes) <= set(BONE_DENSITY_ORDER) and classes == order_classes(classes)
+        m = {k: v[0] for k, v in M.multiclass_metrics(W, y, prob, classes, ordered, predicted).items()}
+        tp = np.diag(cm)
+        negatives = cm.sum() - cm.sum(axis=1)  # per class: rows truly of another class
+        true_negatives = negatives - (cm.sum(axis=0) - tp)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            specificity = np.where(negatives > 0, true_negatives / np.maximum(negatives, 1), np.nan)
+        sensitivity = np.asarray([m[f"sensitivity_{c}"] for c in classes])
         out = {
-            "sensitivity": _num(np.nanmean(sens)),
-            "specificity": _num(np.nanmean(spec)),
-            "f1": float(f1_score(y, y_pred, labels=classes, average="macro", zero_division=0)),
+            "auc": _num(m["auc_macro"]),
+            "accuracy": _num(m["accuracy"]),
+            "balanced_accuracy": _num(m["balanced_accuracy"]),
+            "sensitivity": _num(np.nanmean(sensitivity)) if np.isfinite(sensitivity).any() else None,
+            "specificity": _num(np.nanmean(specificity)) if np.isfinite(specificity).any() else None,
+            "f1": _num(m["f1_macro"]),
+            "brier": _num(m["brier"]),
+            **({"kappa_quadratic": _num(m["kappa_quadratic"])} if ordered else {}),
         }
-    return {
-        "n": int(len(y)),
-        "auc": auc,
-        "accuracy": float(accuracy_score(y, y_pred)),
-        # Mean recall over the classes present (scikit-learn's definition, without its warning
-        # when a fold's predictions include a class absent from its truth).
-        "balanced_accuracy": _num(np.nanmean(sens)) if present else None,
-        **out,
-        "confusion_matrix": {"labels": classes, "matrix": cm.tolist()},
-    }
+    return {"n": int(len(y)), **out, "confusion_matrix": {"labels": classes, "matrix": cm.astype(int).tolist()}}
 
 
 def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, Any]:
-    """MAE, RMSE, R^2 (1 - SS_res / SS_tot) and Pearson's r."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
+    """MAE, RMSE, R^2 (1 - SS_res / SS_tot), bias and 95 % limits of agreement (from
+    :mod:`osteolens.evaluation.metrics`), and Pearson's r."""
     y, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-    return {
-        "n": int(len(y)),
-        "mae": float(mean_absolute_error(y, p)),
-        "rmse": float(np.sqrt(mean_squared_error(y, p))),
-        "r2": float(r2_score(y, p)) if len(y) > 1 else None,
-        "pearson_r": float(np.corrcoef(y, p)[0, 1]) if len(y) > 2 and np.std(p) > 0 and np.std(y) > 0 else None,
-    }
+    m = {k: v[0] for k, v in M.regression_metrics(np.ones((1, len(y))), y, p, within=()).items()}
+    pearson = float(np.corrcoef(y, p)[0, 1]) if len(y) > 2 and np.std(p) > 0 and np.std(y) > 0 else None
+    return {"n": int(len(y)), **{k: _num(v) for k, v in m.items()}, "pearson_r": pearson}
 
 
-def _num(value: float) -> float | None:
+def _num(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
@@ -343,18 +367,32 @@ def _run_classic_cv(
         if column not in table.columns:
             raise ConfigError(features_path or "features", f"the table has no '{column}' column.", "check --target, or extract features from a manifest.")
     table = table[table[config.target].notna()].reset_index(drop=True)
-    task = config.task or infer_task(table[config.target])
+    # A positive class makes the task binary; on more than two classes it is that class vs the rest.
+    task = config.task or ("binary" if config.positive is not None else infer_task(table[config.target]))
     numeric, categorical = resolve_columns(table, config, sidecar)
     fold, fold_source = resolve_folds(table, config)
     classify = task != "regression"
     y_all = table[config.target].astype(str) if classify else table[config.target].astype(float)
+    if task == "binary" and config.positive is not None and y_all.nunique() > 2:
+        y_all = one_vs_rest(y_all, config.positive)
     classes = class_order(y_all, task, config.positive) if classify else []
     if classify and task == "binary" and len(classes) != 2:
-        raise ConfigError("task", f"binary task but the target has {len(classes)} classes {classes}.", "use --task multiclass.")
+        raise ConfigError(
+            "task", f"binary task but the target has {len(classes)} classes {classes}.",
+            "use --task multiclass, or --positive CLASS for that class against the rest.",
+        )
     inputs = numeric + categorical
     groups_all = table["patient_id"].astype(str).to_numpy()
 
     oof_parts, per_fold, searches, impurity, permutation = [], {}, {}, [], []
+    permute = config.permutation_repeats > 0 and (config.permutation_max_columns is None or len(inputs) <= config.permutation_max_columns)
+    if config.permutation_repeats <= 0:
+        permutation_note = "not run (permutation_repeats = 0)"
+    elif not permute:
+        permutation_note = (f"skipped: {len(inputs)} input columns > permutation_max_columns = {config.permutation_max_columns} "
+                            "(raise it, --permutation-max-columns, to run it anyway)")
+    else:
+        permutation_note = f"{config.permutation_repeats} repeats on each held-out fold"
     for k in sorted(set(fold[fold >= 0])):
         train, test = np.flatnonzero((fold >= 0) & (fold != k)), np.flatnonzero(fold == k)
         X_train, X_test = table.loc[train, inputs], table.loc[test, inputs]
@@ -368,7 +406,7 @@ def _run_classic_cv(
         mdi = impurity_importances(fitted)
         if mdi is not None:
             impurity.append(mdi)
-        if config.permutation_repeats > 0:
+        if permute:
             scoring = None if task == "multiclass" else _scoring(task)
             if task == "binary" and y_test.nunique() < 2:
                 scoring = None
@@ -398,8 +436,11 @@ def _run_classic_cv(
         "per_fold": per_fold,
         "fold_mean_sd": summary,
         "search": searches or None,
+        "permutation_importance": permutation_note,
         "external_test": _metrics(external, task, classes) if external is not None else None,
     }
+    manifest, manifest_note = resolve_manifest(config, sidecar, features_path)
+    metrics["baselines"] = _baselines_status(config, run_dir, manifest, manifest_note)
     importance = _importance_table(impurity, permutation)
     resolved = {
         "features": features_path,
@@ -417,6 +458,7 @@ def _run_classic_cv(
         "numeric_columns": numeric,
         "categorical_columns": categorical,
         "extraction": sidecar.get("config") if sidecar else None,
+        "manifest": str(manifest) if manifest is not None else None,
         "versions": {p: _version(p) for p in ("osteolens", "scikit-learn", "numpy", "pandas")},
     }
     result = ClassicCVResult(oof, metrics, importance, resolved, Path(run_dir) if run_dir else None, test=external,
@@ -557,11 +599,51 @@ def _write_run(result: ClassicCVResult, config: ClassicCVConfig) -> None:
     if config.report:
         from osteolens.evaluation import evaluate
 
+        baselines = result.metrics["baselines"]
         result.evaluation = evaluate(
             run_dir / "oof_predictions.csv", run_dir / "report", task=result.metrics["task"],
             positive=result.metrics["positive"], class_order=result.metrics["classes"] or None,
             n_bootstrap=config.n_bootstrap, seed=config.seed, title=f"osteolens classic {config.model} on {config.target}",
+            manifest=baselines["manifest"],
         )
+        audit = getattr(result.evaluation, "audit", None)
+        if baselines["run"] and audit:
+            # The headline of the report's audit, beside the run's own metrics.
+            baselines.update({k: audit.get(k) for k in ("metric", "models", "comparisons", "warnings")})
+            (run_dir / "metrics.json").write_text(json.dumps(_plain(result.metrics), indent=2))
+
+
+def resolve_manifest(config: ClassicCVConfig, sidecar: dict[str, Any] | None, features_path: str | None) -> tuple[Path | None, str]:
+    """The manifest the features came from, and where it was found (or why there is none).
+
+    ``config.manifest`` when given (it must exist); else the ``manifest`` the feature table's
+    sidecar records, as written or relative to the table's folder.
+    """
+    if config.manifest is not None:
+        path = Path(config.manifest)
+        if not path.is_file():
+            raise ConfigError("manifest", f"{path}: manifest not found.", "give the manifest the features were extracted from.")
+        return path, "given (--manifest)"
+    source = (sidecar or {}).get("manifest")
+    if not source:
+        return None, "the feature table's sidecar names no manifest; pass --manifest to run the baselines"
+    candidates = [Path(source)]
+    if features_path is not None and not Path(source).is_absolute():
+        candidates.append(Path(features_path).parent / source)
+    for path in candidates:
+        if path.is_file():
+            return path, "named in the feature table's sidecar"
+    return None, f"the manifest named in the feature table's sidecar ({source}) does not exist here; pass --manifest to run the baselines"
+
+
+def _baselines_status(config: ClassicCVConfig, run_dir: str | Path | None, manifest: Path | None, note: str) -> dict[str, Any]:
+    """``metrics.json`` ``baselines``: whether the report runs the covariates-only and
+    acquisition-only baselines in the run's folds, with which manifest, or why not."""
+    if run_dir is None or not config.report:
+        return {"run": False, "manifest": None, "reason": "no report is written (no run directory, or --no-report)"}
+    if manifest is None:
+        return {"run": False, "manifest": None, "reason": note}
+    return {"run": True, "manifest": str(manifest), "source": note, "details": "report/metrics.json (audit)"}
 
 
 def _plain(obj: Any) -> Any:
