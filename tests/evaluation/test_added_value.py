@@ -13,7 +13,6 @@ import doctest
 import importlib
 import json
 import shutil
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from osteolens.evaluation.audit import acquisition_table, align_manifest, audit_
 from osteolens.evaluation.delong import delong_paired_test
 from osteolens.evaluation.evaluate import image_names
 from osteolens.io import write_png
+from tests.evaluation.test_cli_compare import _cli
 
 NOTHING = "The image adds nothing measurable here"
 GAIN = "The image adds a measurable gain"
@@ -95,17 +95,6 @@ def _covariate_oof(frame: pd.DataFrame, y: np.ndarray, fold: np.ndarray) -> np.n
         )
         out[test] = model.fit(frame[train], y[train]).predict_proba(frame[test])[:, 1]
     return out
-
-
-def _cli(monkeypatch, *args: str) -> int:
-    from osteolens.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["osteolens", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 class _Page(HTMLParser):

@@ -38,7 +38,8 @@ def _config(manifest: Path, out: Path, **changes) -> TrainConfig:
 def _settings(**changes) -> FitSettings:
     values = dict(task="binary", epochs=1, batch_size=4, lr=1e-2, backbone_lr_mult=1.0, weight_decay=1e-4,
                   scheduler="constant", warmup_epochs=0, patience=5, grad_clip=1.0, seed=0, num_workers=0,
-                  channels_last=False)
+                  channels_last=False, lp_epochs=0, freeze_bn=False, layer_decay=1.0, ema_decay=None, ema_warmup=True,
+                  tta_hflip=False)
     values.update(changes)
     return FitSettings(**values)
 

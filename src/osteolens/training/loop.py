@@ -71,12 +71,12 @@ class FitSettings:
     seed: int
     num_workers: int
     channels_last: bool
-    lp_epochs: int = 0
-    freeze_bn: bool = False
-    layer_decay: float = 1.0
-    ema_decay: float | None = None
-    ema_warmup: bool = True
-    tta_hflip: bool = False
+    lp_epochs: int
+    freeze_bn: bool
+    layer_decay: float
+    ema_decay: float | None
+    ema_warmup: bool
+    tta_hflip: bool
 
     @classmethod
     def from_config(cls, config: Any, seed: int) -> FitSettings:
