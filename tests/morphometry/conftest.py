@@ -106,3 +106,46 @@ def raster():
 def raster_outline():
     """The :func:`rasterise_outline` helper."""
     return rasterise_outline
+
+
+S_TILTS = (-10, -8, -5, 0, 8, 15, 25, 15, 5, -5, -15, -25, -20, -15, -10, -8, -6)
+"""Tilts (degrees) of the 17 vertebrae T1-L5 of :func:`s_spine`: main curve 25 - (-25) = 50 between
+T7 and T12, 25 - (-10) = 35 above it (from T1), -6 - (-25) = 19 below it (to L5)."""
+
+LEVELS_T1_L5 = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
+
+
+@pytest.fixture
+def s_spine() -> np.ndarray:
+    """A 17-vertebra S-shaped AP spine, ``(17, 4, 2)`` corners TL, TR, BL, BR.
+
+    Rectangles 40 x 20 px centred at ``(200 + 30 sin(2 pi k / 16), 100 + 30 k)``, tilted by
+    :data:`S_TILTS` (counter-clockwise as shown), so the angle between two vertebrae is the
+    difference of their tilts. The inferior endplate midpoints of the main curve's end
+    vertebrae (T7, T12) sum to 728.1 px: between the image height 800 (upper half: the
+    midline y = 400 runs between them) and twice the middle of the spine's own extent, 680.1.
+    """
+    quads = []
+    for k, tilt in enumerate(S_TILTS):
+        t = np.radians(tilt)
+        right = np.array([np.cos(t), -np.sin(t)]) * 20.0  # half the endplate
+        down = np.array([np.sin(t), np.cos(t)]) * 10.0  # half the side wall
+        c = np.array([200.0 + 30.0 * np.sin(2 * np.pi * k / 16), 100.0 + 30.0 * k])
+        quads.append([c - right - down, c + right - down, c - right + down, c + right + down])
+    return np.array(quads)
+
+
+@pytest.fixture
+def s_spine_table(s_spine):
+    """Write :func:`s_spine` as a corner table (AP view) at ``path``; extra columns per row."""
+
+    def write(path: Path, image: str = "s.png", **extra) -> Path:
+        rows = [
+            {"image": image, "vertebra": level, "corner": corner, "x": x, "y": y, "view": "AP", **extra}
+            for level, quad in zip(LEVELS_T1_L5, s_spine, strict=True)
+            for corner, (x, y) in zip(("top_left", "top_right", "bottom_left", "bottom_right"), quad, strict=True)
+        ]
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return path
+
+    return write

@@ -149,3 +149,53 @@ def test_pixel_spacing_from_a_manifest(tmp_path):
     assert result.exit_code == 0, result.output
     row = pd.read_csv(out).set_index("vertebra").loc["L1"]
     assert row["pixel_mm_row"] == 0.15 and row["anterior_height_mm"] == pytest.approx(125 * 0.15)
+
+
+def _cobb(tmp_path, marks, *options):
+    out = tmp_path / "res.csv"
+    result = runner.invoke(app, ["morphometry", "--landmarks", str(marks), "--out", str(out), *options])
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(tmp_path / "cobb.csv").iloc[0]
+
+
+def test_cobb_image_height_from_option_column_or_manifest(tmp_path, s_spine_table):
+    from osteolens.morphometry.spine import HEIGHT_FALLBACK_NOTE
+
+    marks = s_spine_table(tmp_path / "marks.csv")  # names s.png, which is not there
+    row = _cobb(tmp_path, marks)
+    assert row["tl"] == 0.0 and (row["tl_upper"], row["tl_lower"]) == ("T1", "T1")  # the fallback branch
+    assert row["note"] == HEIGHT_FALLBACK_NOTE
+
+    expected = [50.0, 35.0, 19.0]  # by hand: differences of the tilts (conftest.S_TILTS)
+    row = _cobb(tmp_path, marks, "--image-height", "800")
+    assert row[["pt", "mt", "tl"]].to_numpy(float) == pytest.approx(expected, abs=1e-5)
+    assert (row["tl_upper"], row["tl_lower"]) == ("T12", "L5") and pd.isna(row["note"])
+
+    row = _cobb(tmp_path, s_spine_table(tmp_path / "h.csv", image_height=800))  # a column, no width
+    assert row["tl"] == pytest.approx(19.0, abs=1e-5) and pd.isna(row["note"])
+    row = _cobb(tmp_path, s_spine_table(tmp_path / "h.csv", image_height=800), "--image-height", "700")
+    assert row["tl"] == 0.0 and pd.isna(row["note"])  # the option wins, and the height is known
+
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"image": ["images/s.png"], "image_height": [800]}).to_csv(labels, index=False)
+    row = _cobb(tmp_path, marks, "--manifest", str(labels))  # matched by file name
+    assert row["tl"] == pytest.approx(19.0, abs=1e-5) and pd.isna(row["note"])
+
+
+def test_cobb_image_height_from_the_header_without_decoding(tmp_path, s_spine_table, monkeypatch):
+    from osteolens.io import Radiograph, write_dicom
+    from osteolens.morphometry import batch
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} was decoded")
+
+    monkeypatch.setattr(batch, "read_radiograph", no_decoding)
+    Image.fromarray(np.zeros((800, 400), np.uint8)).save(tmp_path / "s.png")
+    row = _cobb(tmp_path, s_spine_table(tmp_path / "marks.csv"))
+    assert row["tl"] == pytest.approx(19.0, abs=1e-5) and pd.isna(row["note"])
+
+    write_dicom(Radiograph(np.zeros((800, 400), np.float32), spacing_mm=(0.2, 0.2)), tmp_path / "s.dcm")
+    row = _cobb(tmp_path, s_spine_table(tmp_path / "marks.csv", image="s.dcm"))
+    assert row["tl"] == pytest.approx(19.0, abs=1e-5) and pd.isna(row["note"])
+    vertebra = pd.read_csv(tmp_path / "res.csv").iloc[0]
+    assert vertebra["pixel_mm_row"] == 0.2 and vertebra["middle_height_mm"] == pytest.approx(20 * 0.2)

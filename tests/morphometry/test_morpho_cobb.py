@@ -8,6 +8,7 @@ import pytest
 from osteolens.errors import AnnotationError
 from osteolens.morphometry import cobb_angles, smape
 from osteolens.morphometry.cobb import is_s_shaped
+from osteolens.morphometry.spine import HEIGHT_FALLBACK_NOTE, measure_spine
 
 
 def _spine(offsets, tilts, height=20.0, width=40.0, gap=30.0, top=100.0):
@@ -51,6 +52,40 @@ def test_s_shaped_spine_upper_and_lower_main_curve():
     lower = cobb_angles(landmarks, image_height=400.0)  # main curve in the lower half
     assert lower.mt == pytest.approx(45.0) and lower.mt_vertebrae == (2, 4)
     assert lower.tl == pytest.approx(25.0) and lower.tl_vertebrae == (0, 2)  # the next curve up
+
+
+def test_s_spine_whose_main_curve_straddles_the_midline(s_spine):
+    # by hand: the angle between two vertebrae is the difference of their tilts (conftest.S_TILTS)
+    bottom_y = s_spine[:, 2:].mean(axis=1)[:, 1]  # inferior endplate midpoints
+    assert bottom_y[6] < 800 / 2 < bottom_y[11]  # T7 above the image's midline, T12 below
+    true = cobb_angles(s_spine, image_height=800.0)  # 289.1 + 439.1 < 800: main curve in the upper half
+    assert true.s_shaped and true.pt == pytest.approx(50.0) and true.pt_vertebrae == (6, 11)
+    assert true.mt == pytest.approx(35.0) and true.mt_vertebrae == (0, 6)  # largest above T7: T1
+    assert true.tl == pytest.approx(19.0) and true.tl_vertebrae == (11, 16)  # largest below T12: L5
+    # without the height, the spine's own middle (sum 680.1 < 728.1) sends it down the other
+    # branch: the next curve above T1, which is none
+    fallback = cobb_angles(s_spine)
+    assert fallback.pt == pytest.approx(50.0) and fallback.mt == pytest.approx(35.0)
+    assert fallback.tl == 0.0 and fallback.tl_vertebrae == (0, 0)
+    assert cobb_angles(s_spine, image_height=700.0).as_array() == pytest.approx(fallback.as_array())
+
+
+def test_measure_spine_notes_the_height_fallback(s_spine):
+    names = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    without = measure_spine(s_spine, names, view="AP")
+    assert without.cobb.tl == 0.0 and without.cobb_note == HEIGHT_FALLBACK_NOTE
+    for spine in (
+        measure_spine(s_spine, names, view="AP", image_height=800),
+        measure_spine(s_spine, names, view="AP", image_shape=(800, 400)),
+        measure_spine(s_spine, names, view="AP", image_shape=(600, 400), image_height=800),  # the height wins
+    ):
+        assert spine.cobb.tl == pytest.approx(19.0) and spine.cobb_note is None
+        assert spine.cobb_row()["tl_upper"] == "T12" and spine.cobb_row()["tl_lower"] == "L5"
+    # isotropic 0.5 mm pixels: corners and height scale together, the same branch
+    assert measure_spine(s_spine, names, view="AP", pixel_mm=0.5, image_height=800).cobb.tl == pytest.approx(19.0)
+    # a C-shaped spine never uses the height: no note
+    c_spine = _spine(30 * np.sin(np.pi * np.arange(7) / 6), [0, -8, 12, 20, 6, -10, 0])
+    assert measure_spine(c_spine, view="AP").cobb_note is None
 
 
 def test_s_shape_test():

@@ -121,3 +121,45 @@ def test_six_point_landmarks_give_the_middle_height(tmp_path):
     assert table.loc["L1", "middle_height_mm"] == pytest.approx(9.0)  # 18 px: biconcave
     assert (table.loc["L1", "genant_grade"], table.loc["L1", "fracture_type"]) == (2, "biconcave")  # exactly 40 %
     assert table.loc["L2", "middle_height_mm"] == pytest.approx(15.0)  # falls back to the endplate midpoints
+
+
+def test_read_image_table(tmp_path):
+    from osteolens.morphometry.inputs import read_image_table
+
+    table = tmp_path / "labels.csv"
+    pd.DataFrame(
+        {"image": ["images/a.png", "b.png"], "pixel_spacing_mm": [0.2, None], "image_height": [1024, 980]}
+    ).to_csv(table, index=False)
+    spacing, height = read_image_table(table)
+    assert spacing == {"images/a.png": 0.2, "a.png": 0.2}
+    assert height == {"images/a.png": 1024.0, "a.png": 1024.0, "b.png": 980.0}
+    pd.DataFrame({"image": ["a.png"], "image_height": [5]}).to_csv(table, index=False)
+    assert read_image_table(table) == ({}, {"a.png": 5.0})
+    pd.DataFrame({"image": ["a.png"], "patient_id": ["p"]}).to_csv(table, index=False)
+    with pytest.raises(ManifestError, match="image_height"):
+        read_image_table(table)
+
+
+def test_read_image_header(tmp_path):
+    import tifffile
+
+    from osteolens.errors import RadiographReadError
+    from osteolens.io import Radiograph, read_radiograph, write_dicom
+    from osteolens.morphometry.inputs import read_image_header
+
+    write_dicom(Radiograph(np.zeros((30, 20), np.float32), spacing_mm=(0.25, 0.125)), tmp_path / "a.dcm")
+    assert read_image_header(tmp_path / "a.dcm") == ((30, 20), (0.25, 0.125))
+    Image.fromarray(np.zeros((30, 20), np.uint8)).save(tmp_path / "a.png")
+    assert read_image_header(tmp_path / "a.png") == ((30, 20), None)
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((30, 20, 3), np.uint8))
+    assert read_image_header(tmp_path / "a.tif") == ((30, 20), None)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to display: read_radiograph gives 20 x 30
+    Image.fromarray(np.zeros((30, 20), np.uint8)).save(tmp_path / "turned.jpg", exif=exif)
+    assert read_image_header(tmp_path / "turned.jpg") == ((20, 30), None)
+    assert read_radiograph(tmp_path / "turned.jpg").shape == (20, 30)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(10))
+    with pytest.raises(RadiographReadError, match="bad.png"):
+        read_image_header(tmp_path / "bad.png")
+    with pytest.raises(RadiographReadError, match="missing.png"):
+        read_image_header(tmp_path / "missing.png")

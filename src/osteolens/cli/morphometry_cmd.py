@@ -38,7 +38,16 @@ def morphometry(
     anterior: Side = typer.Option(Side.left, "--anterior", help="Image side that is anterior on lateral views."),
     view: View = typer.Option(View.lateral, "--view", help="View of spines whose input does not name one."),
     manifest: Path | None = typer.Option(
-        None, "--manifest", help="Table (CSV/Parquet) with image and pixel_spacing_mm columns.", dir_okay=False
+        None,
+        "--manifest",
+        help="Table (CSV/Parquet) with image and pixel_spacing_mm and/or image_height columns.",
+        dir_okay=False,
+    ),
+    image_height: float | None = typer.Option(
+        None,
+        "--image-height",
+        min=1.0,
+        help="Image height in pixels for the AASCE Cobb rule (overrides table columns and image headers).",
     ),
     images: Path | None = typer.Option(None, "--images", help="Folder of the radiographs (default: beside the table).", file_okay=False),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
@@ -48,14 +57,16 @@ def morphometry(
 
     Writes one row per vertebra (heights, endplate and wedge angles, ratios, Genant grade and
     type, annotation problems) and, for AP spines, the AASCE Cobb angles (cobb.csv). Bad or
-    incomplete annotations are reported per vertebra, never fatal.
+    incomplete annotations are reported per vertebra, never fatal. The Cobb rule needs the
+    image height: --image-height, an image_height column, or the image's header; without
+    it, S-shaped spines are noted in cobb.csv.
 
     Example: osteolens morphometry --landmarks landmarks.csv --view AP --out results.csv --plot overlays/
     """
     from osteolens.errors import ConfigError
     from osteolens.morphometry import measure_inputs, read_landmarks, read_masks
     from osteolens.morphometry.batch import grade_counts, problem_count
-    from osteolens.morphometry.inputs import read_spacing_table
+    from osteolens.morphometry.inputs import read_image_table
 
     if (landmarks is None) == (masks is None):
         raise ConfigError("--landmarks/--masks", "give exactly one input.", "pass --landmarks CSV or --masks DIR.")
@@ -64,9 +75,16 @@ def morphometry(
         inputs = read_landmarks(landmarks, images)
     else:
         inputs, failures = read_masks(masks, images)  # type: ignore[arg-type]
-    spacing = read_spacing_table(manifest) if manifest is not None else None
+    spacing, heights = read_image_table(manifest) if manifest is not None else (None, None)
     result = measure_inputs(
-        inputs, pixel_mm=pixel_mm, view=view.value, anterior=anterior.value, plot_dir=plot, spacing_by_image=spacing
+        inputs,
+        pixel_mm=pixel_mm,
+        view=view.value,
+        anterior=anterior.value,
+        plot_dir=plot,
+        spacing_by_image=spacing,
+        image_height=image_height,
+        height_by_image=heights,
     )
     result.failures[:0] = failures
     out.parent.mkdir(parents=True, exist_ok=True)

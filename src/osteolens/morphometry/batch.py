@@ -2,9 +2,13 @@
 
 Pixel spacing, first found wins: the caller's ``pixel_mm`` (``--pixel-mm``), the input's
 column (``pixel_spacing_mm``), a manifest's ``pixel_spacing_mm`` for the image
-(``--manifest``), the DICOM header of the spine's radiograph
-(``read_radiograph(path).spacing_mm``); otherwise lengths stay in pixels. A radiograph
-that cannot be read is recorded as a failure and the spine is measured without it.
+(``--manifest``), the DICOM header of the spine's radiograph; otherwise lengths stay in
+pixels. The image height of the AASCE Cobb rule, likewise: the caller's ``image_height``
+(``--image-height``), the input's ``image_height`` column or image shape, the manifest's
+``image_height``, the radiograph's header; otherwise the spine's own extent, noted in the
+Cobb table. Headers are read without decoding pixels; only overlays decode the radiograph.
+A radiograph that cannot be read is recorded as a failure and the spine is measured
+without it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pandas as pd
 
 from osteolens.errors import OsteolensError
 from osteolens.io import read_radiograph
-from osteolens.morphometry.inputs import SpineInput
+from osteolens.morphometry.inputs import SpineInput, read_image_header
 from osteolens.morphometry.overlay import draw_overlay, write_overlay
 from osteolens.morphometry.spine import SpineMeasurement, measure_spine
 
@@ -49,6 +53,13 @@ class BatchResult:
         return pd.DataFrame([s.cobb_row() for s in self.spines if s.view == "AP" and len(s.vertebrae) >= 3])
 
 
+def _lookup(by_image: Mapping[str, float] | None, key: str) -> float | None:
+    """A manifest value by the spine's image key, else by its file name."""
+    if not by_image:
+        return None
+    return by_image.get(key, by_image.get(Path(key).name))
+
+
 def _safe_name(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key).strip("._") or "spine"
 
@@ -61,6 +72,8 @@ def measure_inputs(
     anterior: str = "left",
     plot_dir: str | Path | None = None,
     spacing_by_image: Mapping[str, float] | None = None,
+    image_height: float | None = None,
+    height_by_image: Mapping[str, float] | None = None,
 ) -> BatchResult:
     """Measure each spine; draw an overlay per spine when ``plot_dir`` is given.
 
@@ -71,24 +84,37 @@ def measure_inputs(
         anterior: the anterior image side of lateral views.
         plot_dir: folder for ``<spine>.png`` overlays, or None.
         spacing_by_image: pixel spacing (mm) by image key or file name, from a manifest
-            (:func:`osteolens.morphometry.inputs.read_spacing_table`).
+            (:func:`osteolens.morphometry.inputs.read_image_table`).
+        image_height: image height in pixels for every spine's Cobb rule (overrides the rest).
+        height_by_image: image height (pixels) by image key or file name, from a manifest.
     """
     result = BatchResult()
     for spine_input in inputs:
         image = None
         spacing: float | tuple[float, float] | None = pixel_mm if pixel_mm is not None else spine_input.pixel_mm
-        if spacing is None and spacing_by_image:
-            spacing = spacing_by_image.get(spine_input.key, spacing_by_image.get(Path(spine_input.key).name))
+        if spacing is None:
+            spacing = _lookup(spacing_by_image, spine_input.key)
         shape = spine_input.image_shape
+        heights = (
+            image_height,
+            spine_input.image_height,
+            shape[0] if shape else None,
+            _lookup(height_by_image, spine_input.key),
+        )
+        height = next((h for h in heights if h is not None), None)
         if spine_input.image_path is not None and (plot_dir is not None or spacing is None or shape is None):
             try:
-                radiograph = read_radiograph(spine_input.image_path)
+                if plot_dir is not None:
+                    radiograph = read_radiograph(spine_input.image_path)
+                    image, found_shape, found_spacing = radiograph.pixels, radiograph.shape, radiograph.spacing_mm
+                else:
+                    found_shape, found_spacing = read_image_header(spine_input.image_path)
             except OsteolensError as exc:
                 result.failures.append((str(spine_input.image_path), str(exc)))
             else:
-                image = radiograph.pixels
-                shape = shape or radiograph.shape
-                spacing = spacing if spacing is not None else radiograph.spacing_mm
+                shape = shape or found_shape
+                spacing = spacing if spacing is not None else found_spacing
+                height = height if height is not None else shape[0]
         try:
             spine = measure_spine(
                 spine_input.corners,
@@ -97,6 +123,7 @@ def measure_inputs(
                 view=spine_input.view or view,
                 anterior=anterior,
                 image_shape=shape,
+                image_height=height,
                 midpoints=spine_input.midpoints,
                 key=spine_input.key,
                 extra_problems=spine_input.problems,

@@ -109,7 +109,8 @@ def cobb_angles(landmarks: np.ndarray | list, image_height: float | None = None)
         image_height: the image height in the landmarks' pixels; it decides whether an
             S-shaped spine's main curve is in the upper or lower half. None: the midpoint of
             the spine's own vertical extent is used instead (a departure from the reference,
-            which only matters when the main curve straddles the middle).
+            which matters when the main curve lies between the two middles; ``measure_spine``
+            says so in its ``cobb_note``).
 
     Returns:
         The three angles and their end vertebrae.

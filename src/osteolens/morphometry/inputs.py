@@ -7,7 +7,7 @@ Landmark table (CSV), one row per corner, the layout of the AASCE set in ``share
 * six-point morphometry: ``corner`` may also be ``top_middle`` and ``bottom_middle``, the
   points of the middle height on the superior and inferior endplates (both, or neither);
 * optional, per image: ``view``, ``pixel_spacing_mm`` (or ``pixel_mm``),
-  ``image_height`` / ``image_width`` (pixels).
+  ``image_height`` / ``image_width`` (pixels; the height alone is enough for Cobb angles).
 
 Vertebrae keep the order of their first row (it must be cranial to caudal; the checks say
 when it is not). A missing or unknown corner becomes a problem on its vertebra.
@@ -60,6 +60,7 @@ class SpineInput:
         pixel_mm: spacing from the input (column), or None.
         image_path: the radiograph, when found.
         image_shape: ``(rows, columns)`` when known.
+        image_height: the image height in pixels (an ``image_height`` column), when known.
         midpoints: ``(n, 2, 2)`` middle-height points (masks, six-point tables; NaN where
             not given), else None.
         outlines: mask outlines (for drawing), else empty.
@@ -73,6 +74,7 @@ class SpineInput:
     pixel_mm: float | None = None
     image_path: Path | None = None
     image_shape: tuple[int, int] | None = None
+    image_height: float | None = None
     midpoints: np.ndarray | None = None
     outlines: list[np.ndarray] = field(default_factory=list)
     problems: dict[int, list[str]] = field(default_factory=dict)
@@ -152,6 +154,7 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
                 pixel_mm=float(spacing) if spacing is not None else None,  # type: ignore[arg-type]
                 image_path=find_image(str(image), path.parent, images),
                 image_shape=shape,
+                image_height=float(height) if height is not None else None,  # type: ignore[arg-type]
                 midpoints=middles if given.all(axis=1).any() else None,
                 problems=problems,
             )
@@ -159,28 +162,93 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
     return spines
 
 
-def read_spacing_table(path: str | Path) -> dict[str, float]:
-    """Pixel spacing by image from a manifest (CSV or Parquet with ``image`` and ``pixel_spacing_mm``).
+def read_image_table(path: str | Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Pixel spacing and image height by image from a manifest or labels table.
 
-    Keys are the ``image`` values as written and their file names, so a spine keyed
-    ``images/a.png`` finds a manifest row ``a.png`` and the other way round.
+    The table (CSV or Parquet) has an ``image`` column and ``pixel_spacing_mm`` (or
+    ``pixel_mm``), ``image_height`` (pixels) or both. Keys are the ``image`` values as
+    written and their file names, so a spine keyed ``images/a.png`` finds a row ``a.png``
+    and the other way round.
+
+    Returns:
+        ``(spacing_by_image, height_by_image)``, each empty when its column is absent.
 
     Raises:
-        ManifestError: unreadable, or without the two columns.
+        ManifestError: unreadable, no ``image`` column, or neither value column.
     """
     path = Path(path)
     try:
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise ManifestError(path, f"cannot read the manifest ({exc}).", "give a CSV or Parquet manifest.") from exc
-    column = next((c for c in _SPACING_COLUMNS if c in frame.columns), None)
-    if "image" not in frame.columns or column is None:
-        raise ManifestError(path, "needs an 'image' and a 'pixel_spacing_mm' column.", "add the pixel spacing per image.")
-    table: dict[str, float] = {}
-    for image, spacing in frame[["image", column]].dropna().itertuples(index=False):
-        table.setdefault(str(image), float(spacing))
-        table.setdefault(Path(str(image)).name, float(spacing))
-    return table
+    spacing_column = next((c for c in _SPACING_COLUMNS if c in frame.columns), None)
+    height_column = "image_height" if "image_height" in frame.columns else None
+    if "image" not in frame.columns or (spacing_column is None and height_column is None):
+        raise ManifestError(
+            path,
+            "needs an 'image' column and a 'pixel_spacing_mm' or 'image_height' column.",
+            "add the pixel spacing (mm) or the image height (pixels) per image.",
+        )
+    tables: list[dict[str, float]] = []
+    for column in (spacing_column, height_column):
+        table: dict[str, float] = {}
+        if column is not None:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            for image, value in zip(frame["image"], values, strict=True):
+                if pd.notna(image) and pd.notna(value):
+                    table.setdefault(str(image), float(value))
+                    table.setdefault(Path(str(image)).name, float(value))
+        tables.append(table)
+    return tables[0], tables[1]
+
+
+def read_image_header(path: str | Path) -> tuple[tuple[int, int], tuple[float, float] | None]:
+    """``(rows, columns)`` and the DICOM pixel spacing of a radiograph, without decoding pixels.
+
+    DICOM: ``Rows``, ``Columns`` and ``PixelSpacing`` / ``ImagerPixelSpacing`` (pydicom,
+    ``stop_before_pixels``); TIFF: the first page's tags (tifffile); PNG, JPEG, BMP: Pillow's
+    lazy size, swapped when the EXIF orientation turns the image by 90 degrees (as
+    :func:`osteolens.io.read_radiograph` does). Raster files have no spacing (None).
+
+    Raises:
+        RadiographReadError: the file is missing, not an image, or its header is unreadable.
+    """
+    from osteolens.errors import RadiographReadError
+    from osteolens.io.sniff import SNIFF_BYTES, sniff_format
+
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            fmt = sniff_format(handle.read(SNIFF_BYTES))
+    except OSError as exc:
+        raise RadiographReadError(path, f"cannot be read ({exc.strerror or exc}).", "check the path.") from exc
+    if fmt is None:
+        raise RadiographReadError(path, "is not a recognised image.", "pass a DICOM, PNG, JPEG, TIFF or BMP file.")
+    try:
+        if fmt == "DICOM":
+            from pydicom import dcmread
+
+            from osteolens.io.dicom_tags import spacing_from
+
+            ds = dcmread(path, stop_before_pixels=True, force=True)
+            found = spacing_from(ds)
+            return (int(ds.Rows), int(ds.Columns)), found[0] if found else None
+        if fmt == "TIFF":
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                return (int(page.imagelength), int(page.imagewidth)), None
+        from PIL import Image
+
+        with Image.open(path) as image:
+            cols, rows = image.size
+            turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: transposed
+        return ((cols, rows) if turned else (rows, cols)), None
+    except Exception as exc:  # any parser failure on a damaged header
+        raise RadiographReadError(
+            path, f"its {fmt} header cannot be read ({type(exc).__name__}: {exc}).", "re-export the image."
+        ) from exc
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -35,6 +35,12 @@ LEVELS: tuple[str, ...] = (
 )
 """Vertebral levels from cranial to caudal (L6 for the lumbosacral transitional vertebra)."""
 
+HEIGHT_FALLBACK_NOTE = (
+    "image height unknown: the half of the main curve was judged from the spine's own extent, not the "
+    "image height of the AASCE rule; give the height (--image-height or an image_height column)"
+)
+"""``cobb_note`` of an S-shaped spine measured without the image height."""
+
 _LEVEL_RE = re.compile(r"^([CTLS])(\d{1,2})$", re.I)
 
 
@@ -137,6 +143,7 @@ def measure_spine(
     view: str = "lateral",
     anterior: str = "left",
     image_shape: tuple[int, int] | None = None,
+    image_height: float | None = None,
     midpoints: np.ndarray | None = None,
     key: str | None = None,
     extra_problems: dict[int, list[str]] | None = None,
@@ -152,6 +159,9 @@ def measure_spine(
         anterior: the anterior image side on a lateral view.
         image_shape: ``(rows, columns)``: finds corners outside the image and gives the
             image height of the AASCE Cobb rule.
+        image_height: the image height in pixels for the Cobb rule (wins over
+            ``image_shape``); with neither, an S-shaped spine's angles use the fallback of
+            :func:`cobb_angles` and ``cobb_note`` says so.
         midpoints: optional ``(n, 2, 2)`` middle-height points (masks, six-point
             annotations); a vertebra whose points are NaN uses its endplate midpoints.
         key: the spine's identifier, carried into the result.
@@ -187,12 +197,17 @@ def measure_spine(
         spine.cobb_note = "Cobb angles need complete corners of at least 3 vertebrae"
     else:
         scale = np.array([spacing[1], spacing[0]]) if spacing else np.ones(2)
-        height = image_shape[0] * scale[1] if image_shape else None
+        rows = image_height if image_height is not None else (image_shape[0] if image_shape else None)
+        height = rows * scale[1] if rows is not None else None
         try:
             spine.cobb = cobb_angles(quads * scale, image_height=height)
         except AnnotationError as exc:
             spine.cobb_note = str(exc)
         else:
+            notes = []
             if problems:
-                spine.cobb_note = f"{len(problems)} annotation problem(s): check them before trusting these angles"
+                notes.append(f"{len(problems)} annotation problem(s): check them before trusting these angles")
+            if height is None and spine.cobb.s_shaped:
+                notes.append(HEIGHT_FALLBACK_NOTE)
+            spine.cobb_note = "; ".join(notes) or None
     return spine
