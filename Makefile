@@ -28,6 +28,11 @@ chromium:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: browser tests will be skipped"; \
 	fi
+	@# The DICOM writer's tests validate files with dicom3tools' dciodvfy.
+	@if ! command -v dciodvfy >/dev/null && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null) \
+		|| echo "dicom3tools could not be installed: the dciodvfy tests will be skipped"; \
+	fi
 
 demo: install
 	$(BIN)/osteolens demo --out demo_output

@@ -8,13 +8,19 @@ texture. Model: ``efficientnet_b0`` (random init, one channel) at 512 x 512, one
   radius 180 on the fast path, ``resize`` 512), ONNX Runtime, Grad-CAM (torch), heat map and
   overlay at 2048 x 2500, and the JSON record written with ``write_prediction``.
   Median of ``--runs`` (>= 10) warm runs.
+* osteolens cold start (issue 13): the whole process of ``osteolens predict knee.dcm --model
+  bundle --cam`` on a 1024 x 1024 DICOM, each run a fresh process (imports, bundle load,
+  first prediction with Grad-CAM, PNGs + JSON, exit), median of ``--cold-runs`` after one
+  untimed run (numba's kernel cache and the OS file cache warm, as on a machine in use);
+  beside it the same image predicted by a Predictor already loaded and warmed up. The
+  bundle carries its ONNX graph, as bundles written by ``osteolens train`` do.
 * dental-seed style (the seed's runner rebuilt with osteolens' pieces, model loaded once):
   read, rolling ball radius 180 (paraboloid, presmoothing) exactly at full resolution with
   scikit-image (``_reference.skimage_rolling_ball``), resize to 512, torch eager forward, plain
   gradient saliency (a full backward pass to the input), matplotlib figures (hot colour
   map and red overlay) saved as PNG. Run ``--baseline-runs`` times (it is slow).
 
-Run: ``.venv/bin/python benchmarks/predict_latency.py [--runs 10] [--baseline-runs 1]``
+Run: ``.venv/bin/python benchmarks/predict_latency.py [--runs 10] [--baseline-runs 1] [--cold-runs 5]``
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +45,7 @@ from _reference import skimage_rolling_ball  # noqa: E402
 from _report import machine_description, write_section  # noqa: E402
 
 SHAPE = (2500, 2048)  # rows, columns
+KNEE = (1024, 1024)  # the cold-start image (issue 13's knee radiograph)
 INPUT = 512
 PREPROCESSING = [
     {"name": "percentile_normalise", "params": {"low": 0.5, "high": 99.5}},
@@ -46,15 +54,16 @@ PREPROCESSING = [
 ]
 
 
-def synthetic_dicom(path: Path) -> Path:
-    """A 16-bit DICOM the size of a panoramic / spine radiograph with bone-like texture."""
+def synthetic_dicom(path: Path, shape: tuple[int, int] = SHAPE) -> Path:
+    """A 16-bit DICOM (by default the size of a panoramic / spine radiograph) with bone-like texture."""
     from osteolens.io import Radiograph, RadiographMeta, write_dicom
 
     rng = np.random.default_rng(0)
-    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(np.float32)
-    bone = np.exp(-(((rows - SHAPE[0] / 2) / 700) ** 2 + ((cols - SHAPE[1] / 2) / 500) ** 2))
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    half_r, half_c = 700 * shape[0] / SHAPE[0], 500 * shape[1] / SHAPE[1]  # the bone's extent scales with the image
+    bone = np.exp(-(((rows - shape[0] / 2) / half_r) ** 2 + ((cols - shape[1] / 2) / half_c) ** 2))
     texture = 0.15 * np.sin(rows / 6.0) * np.cos(cols / 8.0)
-    image = 0.15 + 0.35 * bone + texture * bone + 0.2 * rows / SHAPE[0] + 0.02 * rng.standard_normal(SHAPE)
+    image = 0.15 + 0.35 * bone + texture * bone + 0.2 * rows / shape[0] + 0.02 * rng.standard_normal(shape)
     meta = RadiographMeta(patient_id="BENCH", sex="F", age_years=68.0)
     return write_dicom(Radiograph(np.clip(image, 0, 1).astype(np.float32), (0.1, 0.1), meta), path, bits_stored=16)
 
@@ -62,13 +71,14 @@ def synthetic_dicom(path: Path) -> Path:
 def make_bundle(path: Path) -> Path:
     import torch
 
-    from osteolens.inference import write_bundle
+    from osteolens.inference import export_onnx, write_bundle
     from osteolens.models import create_model
 
     torch.manual_seed(0)
     model = create_model("efficientnet_b0", "binary", 1).eval()
     return write_bundle(path, models=[model], preprocessing=PREPROCESSING, input_size=(INPUT, INPUT), task="binary",
-                        labels=["normal", "osteoporosis"], target="label", threshold=0.5)
+                        labels=["normal", "osteoporosis"], target="label", threshold=0.5,
+                        onnx_model=export_onnx([model], (INPUT, INPUT)))  # as `osteolens train` stores it
 
 
 def osteolens_runs(
@@ -94,6 +104,27 @@ def osteolens_runs(
             stages.append({**prediction.timing_ms, "write PNGs + JSON": (end - mark) * 1000})
     median_stages = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
     return times, median_stages, record
+
+
+def cold_runs(bundle: Path, dicom: Path, out: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Whole-process seconds of ``osteolens predict DICOM --model BUNDLE --cam``, each run a fresh
+    process, after one untimed run: (wall times, CPU times of the child, user + system)."""
+    import resource
+
+    script = Path(sys.executable).with_name("osteolens")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "osteolens.cli.main"]
+    command += ["predict", str(dicom), "--model", str(bundle), "--cam", "--out", str(out)]
+    walls, cpus = [], []
+    for i in range(runs + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if i:
+            walls.append(wall)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return walls, cpus
 
 
 def seed_style_run(bundle: Path, dicom: Path, out: Path) -> dict[str, float]:
@@ -144,6 +175,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--baseline-runs", type=int, default=1)
+    parser.add_argument("--cold-runs", type=int, default=5, help="fresh `osteolens predict` processes (cold start)")
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="thread counts to measure (default: all cores, then 1)")
     args = parser.parse_args()
@@ -159,7 +191,10 @@ def main() -> None:
         dicom = synthetic_dicom(tmp_path / "radiograph.dcm")
         bundle = make_bundle(tmp_path / "bundle")
         measured = {n: osteolens_runs(bundle, dicom, tmp_path / "out", max(args.runs, 10), n) for n in settings}
+        knee = synthetic_dicom(tmp_path / "knee.dcm", KNEE)
+        knee_warm = osteolens_runs(bundle, knee, tmp_path / "knee_warm", 5, default_threads())[0]
         torch.set_num_threads(default_torch_threads)
+        knee_cold, knee_cold_cpu = cold_runs(bundle, knee, tmp_path / "knee_cold", max(args.cold_runs, 1))
         baseline = [seed_style_run(bundle, dicom, tmp_path) for _ in range(args.baseline_runs)]
     best = min(measured, key=lambda n: statistics.median(measured[n][0]))
     times, stages, record = measured[best]
@@ -184,7 +219,22 @@ def main() -> None:
     for n, (t, _, _) in measured.items():
         lines.append(f"| osteolens Predictor (ONNX Runtime, Grad-CAM, PNGs on two threads) | {n} | {statistics.median(t):.3f} | "
                      f"{min(t):.3f} - {max(t):.3f} | {seed_total / statistics.median(t):.0f}x |")
+    cold = statistics.median(knee_cold)
     lines += [
+        "",
+        f"Cold start, whole process (issue 13): `osteolens predict knee.dcm --model bundle --cam` on a synthetic "
+        f"16-bit {KNEE[1]} x {KNEE[0]} DICOM, the same efficientnet_b0 bundle carrying its model.onnx (as training "
+        f"writes it); each run a fresh process (imports, bundle load, first prediction with Grad-CAM, PNGs + JSON, "
+        f"exit), median of {len(knee_cold)} after one untimed run (numba's kernel cache and the OS file cache warm).",
+        "",
+        "| same image | seconds (median) | min - max | CPU seconds of the process (median) |",
+        "|---|---:|---:|---:|",
+        f"| cold: whole `osteolens predict --cam` process | {cold:.2f} | {min(knee_cold):.2f} - {max(knee_cold):.2f} | "
+        f"{statistics.median(knee_cold_cpu):.2f} |",
+        f"| warm: Predictor already loaded and warmed up ({default_threads()} threads) | "
+        f"{statistics.median(knee_warm):.3f} | {min(knee_warm):.3f} - {max(knee_warm):.3f} | - |",
+        "",
+        "Goal (issue 13): <= 3 s whole process, with Grad-CAM PNGs.",
         "",
         f"osteolens stages with {best} thread(s) (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()) + ".",
         "",
@@ -195,7 +245,7 @@ def main() -> None:
     ]
     write_section("predict_latency", "\n".join(lines))
     print("\n".join(lines))
-    print(json.dumps({"osteolens_s": ours, "seed_s": seed_total}))
+    print(json.dumps({"osteolens_s": ours, "seed_s": seed_total, "cold_start_s": cold}))
 
 
 if __name__ == "__main__":

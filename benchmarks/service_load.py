@@ -1,13 +1,16 @@
-"""Load on the HTTP service: ``--requests`` concurrent uploads on loopback, latency and errors.
+"""Load on the HTTP service: ``--requests`` concurrent uploads on loopback, latency, errors, memory.
 
 The service is started as ``osteolens serve`` in a child process on 127.0.0.1 (a free port,
 no token, two predictions at a time) with an ``efficientnet_b0`` bundle (random init) at
-256 x 256. All uploads (a 1024 x 1024 16-bit PNG, Grad-CAM on, PNGs shrunk to 512 px) are
-sent at once from one asyncio client; each has a timeout, and the child is stopped at the
-end, so the benchmark always finishes. Latency is from sending a request to its full
-answer; p50 / p95 over all requests; an error is any non-200 answer or failed request.
+256 x 256. All uploads (a ``--size`` 16-bit PNG of noise, 1024 x 1024 by default; Grad-CAM
+on, PNGs shrunk to 512 px) are sent at once from one asyncio client; each has a timeout,
+and the child is stopped at the end, so the benchmark always finishes. Latency is from
+sending a request to its full answer; p50 / p95 over all requests; an error is any non-200
+answer or failed request. The server's memory is read from ``/proc/<pid>/status``: VmRSS
+once it is up, and VmHWM (its peak resident set) after the burst; queued requests wait
+before their bodies are read, so the peak should not grow with ``--requests``.
 
-Run: ``.venv/bin/python benchmarks/service_load.py [--requests 200]``
+Run: ``.venv/bin/python benchmarks/service_load.py [--requests 200] [--size 5000x4000] [--no-write]``
 """
 
 from __future__ import annotations
@@ -75,11 +78,33 @@ async def _load(url: str, payload: bytes, n: int, timeout: float) -> tuple[list[
     return latencies, errors
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``"5000x4000"`` -> (width 5000, height 4000)."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit()) or int(width) < 16 or int(height) < 16:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (each >= 16), e.g. 5000x4000, got {text!r}")
+    return int(width), int(height)
+
+
+def _memory_mib(pid: int, field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of a process in MiB (Linux /proc; NaN elsewhere)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--size", type=_size, default=(1024, 1024), help="upload WIDTHxHEIGHT (default 1024x1024)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds each request may take")
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
     args = parser.parse_args()
+    width, height = args.size
 
     from osteolens.io import write_png
 
@@ -87,12 +112,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         bundle = _bundle(tmp_path / "bundle")
-        image = write_png(np.random.default_rng(0).random((1024, 1024), dtype=np.float32), tmp_path / "x.png")
+        image = write_png(np.random.default_rng(0).random((height, width), dtype=np.float32), tmp_path / "x.png")
+        payload = image.read_bytes()
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             [sys.executable, "-m", "osteolens.cli.main", "serve", "--model", str(bundle), "--host", "127.0.0.1",
-             "--port", str(port), "--max-concurrent", "2"],
+             "--port", str(port), "--max-concurrent", "2", "--max-upload-mb", str(max(50, len(payload) / 2**20 + 1))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
@@ -107,9 +133,11 @@ def main() -> None:
                     time.sleep(0.5)
             else:
                 sys.exit("the service did not start within 180 s")
+            rss_ready = _memory_mib(server.pid, "VmRSS")
             started = time.perf_counter()
-            latencies, errors = asyncio.run(_load(url, image.read_bytes(), args.requests, args.timeout))
+            latencies, errors = asyncio.run(_load(url, payload, args.requests, args.timeout))
             wall = time.perf_counter() - started
+            peak = _memory_mib(server.pid, "VmHWM")
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -123,18 +151,24 @@ def main() -> None:
         + (" (shared machine: other jobs were running)." if load_before > 1.5 else "."),
         "",
         f"`osteolens serve` (efficientnet_b0 random init at {INPUT} x {INPUT}, ONNX Runtime, Grad-CAM on, two "
-        f"predictions at a time); {args.requests} uploads of a 1024 x 1024 16-bit PNG sent at once.",
+        f"predictions at a time); {args.requests} uploads of a {width} x {height} 16-bit PNG of noise "
+        f"({len(payload) / 2**20:.1f} MiB each) sent at once.",
         "",
-        "| requests | errors | p50 latency (s) | p95 latency (s) | wall time (s) | throughput (requests/s) |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {args.requests} | {len(errors)} | {p50:.2f} | {p95:.2f} | {wall:.1f} | {len(latencies) / wall:.1f} |",
+        "| requests | errors | p50 latency (s) | p95 latency (s) | wall time (s) | throughput (requests/s) "
+        "| server RSS when up (MiB) | server peak RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {args.requests} | {len(errors)} | {p50:.2f} | {p95:.2f} | {wall:.1f} | {len(latencies) / wall:.1f} "
+        f"| {rss_ready:.0f} | {peak:.0f} |",
         "",
         "Every request waits for the ones queued before it, so p95 is about the time to serve the whole burst; "
-        "the goal is 0 errors. Run: `.venv/bin/python benchmarks/service_load.py`.",
+        "the goal is 0 errors. Queued requests are not read until a slot frees, so the peak resident memory "
+        "(VmHWM) stays near two requests' worth whatever the burst. Run: "
+        f"`.venv/bin/python benchmarks/service_load.py --requests {args.requests} --size {width}x{height}`.",
     ]
     if errors:
         lines.insert(-1, f"Errors: {sorted(set(errors))}.")
-    write_section("service_load", "\n".join(lines))
+    if not args.no_write:
+        write_section("service_load", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -35,12 +35,16 @@ class RadiographReadError(OsteolensError):
         super().__init__(_describe(self.path, reason, fix))
 
 
-class RadiographWriteError(OsteolensError):
-    """A radiograph could not be written (bad array, unwritable path)."""
+class FileWriteError(OsteolensError):
+    """A file could not be written (unwritable folder, full disk)."""
 
     def __init__(self, path: str | Path, reason: str, fix: str | None = None) -> None:
         self.path = Path(path)
         super().__init__(_describe(self.path, reason, fix))
+
+
+class RadiographWriteError(FileWriteError):
+    """A radiograph could not be written (bad array, unwritable path)."""
 
 
 class ManifestError(OsteolensError):

@@ -18,7 +18,9 @@ def knee(request):
 
     root = shared_dataset("knee_osteoporosis")
     if root is None:
-        pytest.skip("real data 'knee_osteoporosis' not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
+        from tests.conftest import require_or_skip
+
+        require_or_skip("real data 'knee_osteoporosis' not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
     labels = pd.read_csv(root / "labels.csv")
     report = check_manifest(from_class_folders(root / "images"), jobs=2)
     return labels, report

@@ -12,7 +12,6 @@ from __future__ import annotations
 import doctest
 import importlib
 import json
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -300,9 +299,9 @@ def test_docstring_examples():
 @pytest.mark.browser
 @pytest.mark.slow
 def test_box_is_on_the_first_screen_in_chromium(tmp_path, monkeypatch):
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists() and shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    from tests.conftest import require_chromium
+
+    chromium = require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     frame, y = _cohort(tmp_path, 60, seed=7, by_age=True)
     run_manifest = _run_like(tmp_path, frame, monkeypatch)

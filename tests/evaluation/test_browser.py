@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from osteolens.evaluation import evaluate
+from tests.conftest import require_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
     "--headless",
@@ -23,15 +20,14 @@ ARGS = [
 @pytest.mark.browser
 @pytest.mark.slow
 def test_report_renders_without_console_errors(tmp_path, make_multiclass):
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    chromium = require_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     evaluate(make_multiclass(), tmp_path, n_bootstrap=50)
     report = tmp_path / "report.html"
     problems: list[str] = []
     requests: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(chromium), args=ARGS)
         page = browser.new_page()
         page.on("console", lambda msg: problems.append(msg.text) if msg.type in ("error", "warning") else None)
         page.on("pageerror", lambda exc: problems.append(str(exc)))

@@ -38,7 +38,9 @@ def asah() -> pd.DataFrame:
 
     folder = shared_dataset("delong_reference")
     if folder is None:
-        pytest.skip("real data 'delong_reference' not found")
+        from tests.conftest import require_or_skip
+
+        require_or_skip("real data 'delong_reference' not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
     return pd.read_csv(Path(folder) / "aSAH.csv")
 
 

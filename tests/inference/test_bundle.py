@@ -156,9 +156,8 @@ def test_write_refuses_inconsistent_input(tmp_path, create_model):
         _write(tmp_path / "d", [models[0], other])
 
 
-def test_add_onnx_records_hash(tmp_path, create_model):
+def test_add_onnx_refuses_bytes_that_are_not_the_model(tmp_path, create_model):
     path = _write(tmp_path / "b.zip", _models(create_model, folds=1))
-    add_onnx(path, b"fake onnx bytes")
-    bundle = load_bundle(path)
-    assert bundle.onnx_model == b"fake onnx bytes"
-    assert "model.onnx" in bundle.manifest["files"]
+    with pytest.raises(BundleError, match="ONNX Runtime cannot load the graph to attach"):
+        add_onnx(path, b"fake onnx bytes")
+    assert load_bundle(path).onnx_model is None

@@ -195,9 +195,15 @@ def test_cam_heatmap_is_on_the_original_grid(make_bundle, radiograph_png):
     assert prediction.cam_method == "gradcam++" and "explain" in prediction.timing_ms
 
 
-def test_warm_up_runs_the_whole_path(make_bundle):
-    predictor = Predictor(make_bundle(tabular=("sex", "age")), backend="onnx")
-    predictor.warm_up()
+def test_warm_up_runs_the_whole_path_and_changes_no_result(make_bundle, radiograph_png):
+    path = make_bundle(tabular=("sex", "age"))
+    covariates = {"sex": "F", "age": 71}
+    cold = Predictor(path, backend="torch").predict(radiograph_png, covariates=covariates, cam=True)
+    warm = Predictor(path, backend="torch")
+    warm.warm_up()  # synthetic sample through preprocessing, model, post-processing and Grad-CAM
+    after = warm.predict(radiograph_png, covariates=covariates, cam=True)
+    assert after.probability == pytest.approx(cold.probability, abs=1e-6) and after.label == cold.label
+    assert np.allclose(after.heatmap, cold.heatmap, atol=1e-6)
 
 
 def test_predict_many_goes_on_after_failures_and_keeps_order(make_bundle, radiograph_png, tmp_path):

@@ -23,7 +23,9 @@ def rg3():
 
     root = shared_dataset("dicom_radiographs")
     if root is None:
-        pytest.skip("real data 'dicom_radiographs' not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
+        from tests.conftest import require_or_skip
+
+        require_or_skip("real data 'dicom_radiographs' not found: set $OSTEOLENS_DATA or place ../shared/data beside the checkout")
     return root, read_radiograph(root / "RG3_UNCR.dcm")
 
 

@@ -159,11 +159,11 @@ def test_patient_orientation_and_anatomic_region(tmp_path):
 @pytest.mark.parametrize("secondary_capture", [False, True])
 def test_dciodvfy_finds_no_errors(tmp_path, secondary_capture):
     """dicom3tools' IOD validator (Debian package dicom3tools), when installed."""
-    import shutil
     import subprocess
 
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
+    from tests.conftest import require_dciodvfy
+
+    dciodvfy = require_dciodvfy()
     meta = RadiographMeta(**{**_META.to_dict(), "body_part": "KNEE"})
     path = write_dicom(
         Radiograph(_image(), (0.2, 0.2), meta),
@@ -173,7 +173,7 @@ def test_dciodvfy_finds_no_errors(tmp_path, secondary_capture):
         modality="OT" if secondary_capture else "DX",
         patient_orientation=("L", "F"),
     )
-    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
     output = report.stdout + report.stderr
     assert ("SCImage" if secondary_capture else "DXImageForPresentation") in output
     assert "Error" not in output, output

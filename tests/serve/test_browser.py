@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -52,8 +51,9 @@ def live_server(make_predictor):
 
 
 def _browser(sync_api, p):
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from tests.conftest import require_chromium
+
+    require_chromium()
     return p.chromium.launch(executable_path=CHROMIUM, args=[
         "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"])

@@ -101,6 +101,7 @@ def predict(
     batch_size: int = typer.Option(8, help="Images per model call without --cam / --saliency."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Serve the JSON-lines protocol on stdin/stdout instead."),
     allowed_root: list[Path] = typer.Option(None, "--allowed-root", help="With --jsonl: a folder requests may read from and write to (repeatable)."),
+    trusted_key: Path = typer.Option(None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."),
 ) -> None:
     """Predict radiographs with a trained bundle: one JSON per image, PNG heat maps with --cam.
 
@@ -117,10 +118,12 @@ def predict(
     import sys
 
     from osteolens.errors import ConfigError, OsteolensError
-    from osteolens.inference import Predictor
+    from osteolens.inference import Predictor, load_bundle
     from osteolens.inference.report import fail_record, write_prediction
 
     inference_process(threads)
+    if trusted_key is not None:
+        model = load_bundle(model, trusted_key=trusted_key)
     if jsonl:
         if images:
             raise ConfigError("--jsonl", "takes requests on stdin, not image arguments.", "drop the image paths.")
@@ -136,6 +139,9 @@ def predict(
         return
     given = _pairs(covariate or [], "--covariate", "age=71")
     predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
+    if backend == "onnx" and predictor.bundle.onnx_model is None:
+        console.print(f"note: {predictor.bundle.path} has no model.onnx, so it was exported at load (seconds); "
+                      f"'osteolens export-onnx {predictor.bundle.path}' stores it once.", highlight=False)
     if predictor.views or view:
         files, samples = _study(predictor.views, images or [], _pairs(view or [], "--view", "AP=ap.dcm"))
         names = [" ".join(f"{k}={v}" for k, v in sample.items()) for sample in samples]
@@ -186,7 +192,7 @@ def export_onnx(
     in_chans = int(loaded.architecture.get("in_chans", 1))
     model, difference = export_checked(loaded.models, loaded.input_size, in_chans, len(loaded.tabular), tolerance,
                                        views=max(1, len(loaded.views)))
-    add_onnx(bundle, model)
+    add_onnx(bundle, model, tolerance)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(model)

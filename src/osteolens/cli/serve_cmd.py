@@ -17,9 +17,13 @@ def serve(
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload in MiB (413 above)."),
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
     threads: int = typer.Option(None, help="Threads of ONNX Runtime and torch per prediction (default: cores / --max-concurrent)."),
-    max_concurrent: int = typer.Option(2, help="Predictions running at once; further requests queue."),
+    max_concurrent: int = typer.Option(2, help="Predictions running at once; further requests queue (bodies unread)."),
+    max_queue: int = typer.Option(None, min=0, help="Requests allowed to queue; beyond that 503 with Retry-After (default: no bound)."),
+    max_pixels: int = typer.Option(50_000_000, min=1, help="Largest accepted image in pixels, from its header (413 above)."),
+    docs: bool = typer.Option(False, "--docs", help="Serve /docs, /redoc and /openapi.json (Swagger UI loads from a CDN)."),
+    trusted_key: Path = typer.Option(None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."),
 ) -> None:
-    """Serve a bundle over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, /docs, and a web page at /.
+    """Serve a bundle over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, and a web page at /.
 
     Example: osteolens serve --model runs/knee/bundle --port 8000 --token-file ~/.osteolens-token
     """
@@ -51,11 +55,16 @@ def serve(
             raise ConfigError(token_file, "the token file is empty.", "write a long random token into it.")
     elif host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] serving on {host} without --token-file: anyone who can reach it may use it.")
+    if trusted_key is not None:
+        from osteolens.inference import load_bundle
+
+        model = load_bundle(model, trusted_key=trusted_key)
     predictor = Predictor(model, backend=backend, threads=threads)
     predictor.warm_up()
-    app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent)
+    app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent,
+                     max_queue=max_queue, max_pixels=max_pixels, docs=docs)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    console.print(f"serving {predictor.bundle.name} on http://{host}:{port}/ (docs at /docs)")
+    console.print(f"serving {predictor.bundle.name} on http://{host}:{port}/" + (" (docs at /docs)" if docs else ""))
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
@@ -91,18 +92,72 @@ def from_class_folders(root: str | Path, *, patient_pattern: str | None = None) 
 
 
 def read_table(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read CSV (separator sniffed: ``,``, ``;``, tab) or Excel (``.xlsx``/``.xls``) into a DataFrame."""
+    """Read CSV (separator sniffed: ``,``, ``;``, tab) or Excel (``.xlsx``/``.xls``) into a DataFrame.
+
+    CSV text is UTF-8, or UTF-16 / UTF-8 with a byte-order mark. Raises :class:`ManifestError`
+    for anything unreadable: another encoding, NUL bytes, formula cells without a saved
+    result, a damaged file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(path, "label table not found.", "check the path.")
-    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
-        return pd.read_excel(path, sheet_name=sheet if sheet is not None else 0)
-    sample = path.read_text(errors="replace")[:8192]
+    excel = path.suffix.lower() in (".xlsx", ".xlsm", ".xls")
     try:
-        sep = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
-    except csv.Error:
-        sep = ","
-    return pd.read_csv(path, sep=sep)
+        if excel:
+            frame = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0)
+            cells = _formulas_without_values(path, sheet) if path.suffix.lower() != ".xls" else []
+            if cells:
+                raise ManifestError(path, f"cell(s) {', '.join(cells[:5])} hold a formula without a saved result, which reads as empty.",
+                                    "open and save the workbook in Excel or LibreOffice (that stores the results), or paste values.")
+            return frame
+        raw = path.read_bytes()
+        encoding = _text_encoding(raw[:3])
+        if encoding != "utf-16" and b"\x00" in raw:
+            raise ManifestError(path, "contains NUL bytes: it is binary, damaged, or UTF-16 text without a byte-order mark.",
+                                "save the table as UTF-8 CSV (Excel: 'CSV UTF-8').")
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise ManifestError(path, f"is not valid {exc.encoding} text (line {line}, byte {exc.start}: {exc.reason}).",
+                                "save the table as UTF-8 (Excel: 'CSV UTF-8') or UTF-16 with a byte-order mark.") from exc
+        try:
+            sep = csv.Sniffer().sniff(text[:8192], delimiters=",;\t").delimiter
+        except csv.Error:
+            sep = ","
+        return pd.read_csv(io.StringIO(text), sep=sep)
+    except ManifestError:
+        raise
+    except Exception as exc:  # any parser failure on a damaged or foreign file
+        kind = "an Excel workbook" if excel else "a CSV table"
+        raise ManifestError(path, f"cannot be read as {kind} ({type(exc).__name__}: {exc}).",
+                            "re-export the table from its source as CSV (UTF-8) or .xlsx.") from exc
+
+
+def _formulas_without_values(path: Path, sheet: str | int | None) -> list[str]:
+    """Cells of an .xlsx sheet holding a formula but no cached result (a workbook written by a
+    script and never opened in a spreadsheet program): pandas would read them as empty."""
+    import openpyxl
+
+    books = [openpyxl.load_workbook(path, read_only=True, data_only=flag) for flag in (False, True)]
+    try:
+        formulas, values = (book[sheet] if isinstance(sheet, str) else book.worksheets[sheet or 0] for book in books)
+        return [
+            f.coordinate
+            for row_f, row_v in zip(formulas.iter_rows(), values.iter_rows(), strict=False)
+            for f, v in zip(row_f, row_v, strict=False)
+            if isinstance(f.value, str) and f.value.startswith("=") and v.value is None
+        ]
+    finally:
+        for book in books:
+            book.close()
+
+
+def _text_encoding(head: bytes) -> str:
+    """``utf-16`` or ``utf-8-sig`` when ``head`` starts with that byte-order mark, else ``utf-8``."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    return "utf-8-sig" if head == b"\xef\xbb\xbf" else "utf-8"
 
 
 def from_table(

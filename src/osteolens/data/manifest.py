@@ -160,7 +160,11 @@ class Manifest:
         path = Path(path)
         if not path.is_file():
             raise ManifestError(path, "manifest not found.", "check the path, or build one with 'osteolens data check'.")
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"patient_id": str})
+        try:
+            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"patient_id": str})
+        except Exception as exc:  # any parser failure on a damaged file
+            raise ManifestError(path, f"cannot be read as a manifest ({type(exc).__name__}: {exc}).",
+                                "rebuild it with 'osteolens data check', or save it as UTF-8 CSV.") from exc
         root = frame.attrs.get("root") if path.suffix == ".parquet" else None
         return cls(frame, Path(root) if root else path.parent, path)
 
@@ -172,11 +176,9 @@ class Manifest:
         for column in ("image", "mask"):
             if column in frame.columns:
                 frame[column] = [_relative_to(self.resolve(v), path.parent) if isinstance(v, str) else v for v in frame[column]]
-        if path.suffix == ".parquet":
-            frame.to_parquet(path, index=False)
-        else:
-            frame.to_csv(path, index=False)
-        return path
+        from osteolens.io._files import write_atomic  # a killed run never leaves half a manifest
+
+        return write_atomic(path, frame.to_parquet(index=False) if path.suffix == ".parquet" else frame.to_csv(index=False))
 
 
 def _relative_to(path: Path, base: Path) -> str:

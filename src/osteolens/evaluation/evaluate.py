@@ -33,6 +33,7 @@ from osteolens.evaluation.delong import delong_auc
 from osteolens.evaluation.predictions import Predictions, load_predictions
 from osteolens.evaluation.subgroups import subgroup_table
 from osteolens.evaluation.thresholds import ThresholdRule, choose_threshold
+from osteolens.io._files import write_atomic
 
 PRIMARY = {"binary": "auc", "multiclass": "auc_macro", "regression": "mae"}
 
@@ -76,7 +77,7 @@ class EvaluationResult:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            write_atomic(path, text + "\n")
         return text
 
     def operating_point(self) -> dict[str, Any] | None:

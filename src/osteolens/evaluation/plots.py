@@ -7,10 +7,13 @@ so no global backend is set and nothing happens at import time.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from osteolens.io._files import write_atomic
 
 
 def _figure(width: float = 5.0, height: float = 4.5):
@@ -23,10 +26,10 @@ def _figure(width: float = 5.0, height: float = 4.5):
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return write_atomic(path, buffer.getvalue())
 
 
 def weighted_roc(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from osteolens.evaluation.bootstrap import bootstrap_weights, patient_strata
 from osteolens.evaluation.calibration import cross_fitted_calibration, reliability_curve
 from osteolens.evaluation.predictions import Predictions
 from osteolens.evaluation.subgroups import HEADLINE
+from osteolens.io._files import write_atomic
 
 BAND_RESAMPLES = 200  # bootstrap curves behind the ROC / PR bands (the metrics use n_bootstrap)
 INTENDED_USE = (
@@ -582,9 +583,9 @@ def write_outputs(
     result.files.update(make_thumbnails(result, manifest, out_dir / "failures"))
     point = result.operating_point()
     if point is not None:
-        (out_dir / "operating_point.json").write_text(json.dumps(point, indent=2) + "\n")
+        write_atomic(out_dir / "operating_point.json", json.dumps(point, indent=2) + "\n")
         result.files["operating_point"] = "operating_point.json"
     result.files.update({"metrics": "metrics.json", "report": "report.html", "model_card": "model_card.md"})
-    (out_dir / "report.html").write_text(render_html(result, out_dir, title), encoding="utf-8")
-    (out_dir / "model_card.md").write_text(render_model_card(result, title), encoding="utf-8")
+    write_atomic(out_dir / "report.html", render_html(result, out_dir, title))
+    write_atomic(out_dir / "model_card.md", render_model_card(result, title))
     result.to_json(out_dir / "metrics.json")

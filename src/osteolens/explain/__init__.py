@@ -1,5 +1,8 @@
 """Explanations: Grad-CAM / Grad-CAM++ (pytorch-grad-cam), gradient saliency, overlays, figure grids.
 
+The names below are imported on first use: importing ``osteolens.explain`` loads neither
+torch nor pytorch-grad-cam.
+
 Example:
     >>> from osteolens.explain import colorize
     >>> import numpy as np
@@ -9,20 +12,10 @@ Example:
 
 from __future__ import annotations
 
-from osteolens.explain.cam import CAM_METHODS, OrdinalTarget, RegressionTarget, cam_target, grad_cam
-from osteolens.explain.render import colorize, encode_png, heatmap_png, overlay, save_png
-from osteolens.explain.saliency import gradient_saliency
+from osteolens import lazy_exports
 
-__all__ = [
-    "CAM_METHODS",
-    "OrdinalTarget",
-    "RegressionTarget",
-    "cam_target",
-    "colorize",
-    "encode_png",
-    "grad_cam",
-    "gradient_saliency",
-    "heatmap_png",
-    "overlay",
-    "save_png",
-]
+__all__ = lazy_exports(__name__, {
+    "cam": ["CAM_METHODS", "OrdinalTarget", "RegressionTarget", "cam_target", "grad_cam"],
+    "render": ["colorize", "encode_png", "heatmap_png", "overlay", "save_png"],
+    "saliency": ["gradient_saliency"],
+})

@@ -8,19 +8,11 @@ Example:
 
 from __future__ import annotations
 
-from osteolens.inference.bundle import FORMAT_VERSION, Bundle, add_onnx, load_bundle, write_bundle
-from osteolens.inference.predictor import BACKENDS, Prediction, Predictor
-from osteolens.inference.runtime import export_checked, export_onnx
+from osteolens import lazy_exports
 
-__all__ = [
-    "BACKENDS",
-    "FORMAT_VERSION",
-    "Bundle",
-    "Prediction",
-    "Predictor",
-    "add_onnx",
-    "export_checked",
-    "export_onnx",
-    "load_bundle",
-    "write_bundle",
-]
+# Imported on first use: reading or writing a bundle does not load torch's inference stack.
+__all__ = lazy_exports(__name__, {
+    "bundle": ["FORMAT_VERSION", "Bundle", "add_onnx", "load_bundle", "write_bundle"],
+    "predictor": ["BACKENDS", "Prediction", "Predictor"],
+    "runtime": ["export_checked", "export_onnx"],
+})

@@ -8,16 +8,22 @@ A bundle is a directory (or a ``.zip`` of the same files) holding
   sha256 of every other file, and the test-time augmentation to replay (``"tta": {"hflip": true}``:
   average the raw outputs of the image and its horizontal flip; absent in older bundles);
 * ``fold<k>.safetensors``: the weights of each cross-validation fold's model;
-* optionally ``model.onnx``: the fold ensemble exported by :func:`osteolens.inference.onnx.export_onnx`.
+* optionally ``model.onnx``: the fold ensemble exported by :func:`osteolens.inference.runtime.export_onnx`,
+  attached only when it matches the torch folds (``onnx_parity`` in ``bundle.json`` records the check);
+* optionally ``bundle.sig``: a detached Ed25519 signature of ``bundle.json`` (:mod:`osteolens.inference.signing`).
 
-Loading verifies every hash before anything is parsed and never unpickles: weights are
-read with ``safetensors`` and the network is rebuilt with ``osteolens.models.create_model``.
+Loading verifies every hash (and, given a trusted key, the signature) before anything is built
+and never unpickles: weights are read with ``safetensors`` and the network is rebuilt with
+``osteolens.models.create_model`` from an allow-listed set of architecture keys, so a bundle
+cannot make timm read a file it names (``checkpoint_path``, ``pretrained_cfg_overlay``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import re
 import shutil
 import tempfile
 import zipfile
@@ -27,15 +33,22 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from osteolens.errors import BundleError
+from osteolens.errors import BundleError, ModelError
 
 #: Version of the bundle layout this code writes; loading refuses newer major versions.
 FORMAT_VERSION = 1
 MANIFEST_NAME = "bundle.json"
 ONNX_NAME = "model.onnx"
+#: Detached signature of ``bundle.json`` (not listed in ``files``: it signs that list).
+SIGNATURE_NAME = "bundle.sig"
 TASKS = ("binary", "multiclass", "ordinal", "regression")
 #: Test-time augmentations a bundle may ask for (``bundle.json`` ``tta``).
 TTA_KEYS = ("hflip",)
+#: timm keyword arguments a bundle's architecture may carry besides ``create_model``'s own and the
+#: osteolens backbone's parameters: regularisation only. Keys that name files or configs
+#: (``checkpoint_path``, ``pretrained_cfg``, ``pretrained_cfg_overlay``, ``cache_dir`` ...) are refused.
+TIMM_ARCHITECTURE_KEYS = ("drop_rate", "drop_path_rate", "drop_block_rate")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.]+")
 _REQUIRED_KEYS = ("format_version", "architecture", "preprocessing", "input_size", "task", "labels", "files", "folds")
 
 
@@ -213,7 +226,8 @@ def write_bundle(
         calibration: ``Calibrator.to_dict()`` fitted on out-of-fold predictions.
         training_summary: free-form JSON (epochs, folds, seed, data fingerprint ...).
         metrics: cross-validated metrics with intervals.
-        onnx_model: serialised ONNX ensemble to store beside the weights.
+        onnx_model: serialised ONNX ensemble to store beside the weights, attached with
+            :func:`add_onnx` (refused unless it reproduces the folds' outputs).
         views: names of the views of a multi-view model, in input order (e.g. ``["AP", "LAT"]``).
         tta: test-time augmentation the Predictor replays: ``{"hflip": True}`` averages the raw
             outputs of the image and its horizontal flip (as the run's ``tta_hflip`` predictions).
@@ -222,7 +236,8 @@ def write_bundle(
         The path written.
 
     Raises:
-        BundleError: inconsistent arguments (no models, mixed architectures, bad task ...).
+        BundleError: inconsistent arguments (no models, mixed architectures, bad task, an
+            architecture key a bundle may not carry, an ONNX graph that differs from the folds ...).
     """
     from osteolens import __version__
 
@@ -239,6 +254,7 @@ def write_bundle(
     if any(config != configs[0] for config in configs[1:]):
         raise BundleError("write_bundle: the fold models have different architectures. "
                           "Fix: bundle only folds of one training run.")
+    check_architecture(configs[0], path)
     if task not in TASKS:
         raise BundleError(f"write_bundle: unknown task {task!r}. Fix: use one of {', '.join(TASKS)}.")
     labels = [str(label) for label in labels]
@@ -261,8 +277,6 @@ def write_bundle(
         raise BundleError(f"write_bundle: input_size must be (height, width), got {input_size!r}.")
 
     blobs: dict[str, bytes] = {f"fold{k}.safetensors": _state_bytes(model) for k, model in enumerate(models)}
-    if onnx_model is not None:
-        blobs[ONNX_NAME] = onnx_model
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -283,24 +297,36 @@ def write_bundle(
         "training_summary": _jsonable(dict(training_summary), "training_summary") if training_summary else None,
         "metrics": _jsonable(dict(metrics), "metrics") if metrics else None,
         "folds": [f"fold{k}.safetensors" for k in range(len(models))],
-        "onnx": ONNX_NAME if onnx_model is not None else None,
+        "onnx": None,
         "files": {name: _sha256(data) for name, data in sorted(blobs.items())},
     }
     _store(path, manifest, blobs)
+    if onnx_model is not None:
+        try:
+            add_onnx(path, onnx_model)
+        except BundleError:  # nothing is left behind when the graph is refused
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            raise
     return path
 
 
 def _store(path: Path, manifest: dict[str, Any], blobs: Mapping[str, bytes]) -> None:
     """Write the files atomically enough: to a temporary sibling, then moved into place."""
+    import io
+
+    from osteolens.io._files import write_atomic
+
     text = json.dumps(manifest, indent=2, sort_keys=False) + "\n"
     if path.suffix == ".zip":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST_NAME, text)
             for name, data in blobs.items():
                 archive.writestr(name, data)
-        tmp.replace(path)
+        write_atomic(path, buffer.getvalue())
         return
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not (path / MANIFEST_NAME).exists():
         raise BundleError(f"{path}: exists and is not an empty folder or an earlier bundle. "
@@ -309,8 +335,8 @@ def _store(path: Path, manifest: dict[str, Any], blobs: Mapping[str, bytes]) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         for name, data in blobs.items():
-            (tmp / name).write_bytes(data)
-        (tmp / MANIFEST_NAME).write_text(text)
+            write_atomic(tmp / name, data)
+        write_atomic(tmp / MANIFEST_NAME, text)
         if path.exists():
             shutil.rmtree(path)
         tmp.replace(path)
@@ -328,8 +354,9 @@ def _safe_member(name: str, where: Path) -> str:
     return pure.name
 
 
-def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Read ``bundle.json`` and the bytes of every file it lists, from a folder or a zip."""
+def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes], bytes | None]:
+    """Read ``bundle.json``, the bytes of every file it lists and the signature (None when
+    unsigned), from a folder or a zip."""
     if not path.exists():
         raise BundleError(f"{path}: no such model bundle. Fix: check the path, or train one with "
                           "'osteolens train' / write one with osteolens.inference.write_bundle.")
@@ -350,9 +377,10 @@ def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                         raise BundleError(f"{path}: file '{member}' listed in {MANIFEST_NAME} is missing. "
                                           "Fix: re-export the bundle.")
                     blobs[member] = archive.read(member)
+                signature = archive.read(SIGNATURE_NAME) if SIGNATURE_NAME in names else None
         except (zipfile.BadZipFile, OSError) as exc:
             raise BundleError(f"{path}: the zip archive is damaged ({exc}). Fix: copy the bundle again.") from exc
-        return manifest, blobs
+        return manifest, blobs, signature
     manifest_path = path / MANIFEST_NAME
     if not manifest_path.is_file():
         raise BundleError(f"{path}: no {MANIFEST_NAME} in this folder. Fix: pass a bundle folder written by write_bundle.")
@@ -363,7 +391,8 @@ def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
         if not member.is_file():
             raise BundleError(f"{member}: listed in {MANIFEST_NAME} but missing. Fix: re-export the bundle.")
         blobs[member.name] = member.read_bytes()
-    return manifest, blobs
+    signature = path / SIGNATURE_NAME
+    return manifest, blobs, signature.read_bytes() if signature.is_file() else None
 
 
 def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
@@ -397,6 +426,40 @@ def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
     return manifest
 
 
+def allowed_architecture_keys(name: str) -> set[str]:
+    """The ``architecture`` keys a bundle of backbone ``name`` may carry: :func:`create_model`'s own
+    arguments, the parameters of osteolens' backbone ``name`` (``simple_cnn``: ``conv_layers``,
+    ``filters``, ``dense_units``) or, for a timm backbone, :data:`TIMM_ARCHITECTURE_KEYS`."""
+    from osteolens.models import create_model
+    from osteolens.models.registry import get_builder
+
+    own = {p.name for p in inspect.signature(create_model).parameters.values() if p.kind is not p.VAR_KEYWORD}
+    builder = get_builder(name)
+    family = set(TIMM_ARCHITECTURE_KEYS) if builder is None else set(inspect.signature(builder).parameters) - {"in_chans"}
+    return own | family
+
+
+def check_architecture(architecture: Mapping[str, Any], where: Path) -> None:
+    """Refuse an architecture whose name is not a plain model name or that carries a key outside
+    :func:`allowed_architecture_keys` (keys such as ``checkpoint_path`` would make timm read files).
+
+    Raises:
+        BundleError: naming the bundle, the keys and the fix.
+    """
+    if not isinstance(architecture, Mapping):
+        raise BundleError(f"{where}: {MANIFEST_NAME} 'architecture' must be a JSON object. Fix: re-export the bundle.")
+    name = architecture.get("name")
+    if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+        raise BundleError(f"{where}: {MANIFEST_NAME} names architecture {name!r}, not a plain osteolens or timm model "
+                          "name (hub, URL and folder references are refused). Fix: re-export the bundle with osteolens.")
+    allowed = allowed_architecture_keys(name)
+    unknown = sorted(set(architecture) - allowed)
+    if unknown:
+        raise BundleError(f"{where}: {MANIFEST_NAME} 'architecture' holds key(s) {unknown} that osteolens never writes "
+                          f"for {name!r} and refuses to pass to the model builder (they could make it read files). "
+                          f"Fix: delete them from 'architecture' or re-export the bundle; allowed keys: {sorted(allowed)}.")
+
+
 def _build_model(architecture: dict[str, Any], where: Path) -> Any:
     from osteolens.errors import OsteolensError
 
@@ -413,26 +476,24 @@ def _build_model(architecture: dict[str, Any], where: Path) -> Any:
                           "Fix: use the osteolens version that trained it.") from exc
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Load and verify a bundle folder or zip.
+def _check_hashes(manifest: dict[str, Any], blobs: Mapping[str, bytes], where: Path) -> None:
+    for name, expected in manifest["files"].items():
+        if _sha256(blobs[name]) != expected:
+            raise BundleError(f"{where}: '{name}' is corrupt (sha256 differs from {MANIFEST_NAME}). "
+                              "Fix: copy or re-export the bundle.")
 
-    Every file listed in ``bundle.json`` must exist with the recorded sha256; the weights are
-    read with ``safetensors`` (no pickle) into a network rebuilt from the stored architecture,
-    with strict key and shape checking.
 
-    Raises:
-        BundleError: missing, corrupt (hash mismatch, bad JSON, damaged zip) or incompatible
-            (newer format, unknown task or architecture, weights that do not fit) bundles.
-    """
+def _load(path: Path, trusted_key: Any) -> tuple[Bundle, dict[str, bytes]]:
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
 
-    path = Path(path)
-    manifest, blobs = _read_raw(path)
-    for name, expected in manifest["files"].items():
-        if _sha256(blobs[name]) != expected:
-            raise BundleError(f"{path}: '{name}' is corrupt (sha256 differs from {MANIFEST_NAME}). "
-                              "Fix: copy or re-export the bundle.")
+    manifest, blobs, signature = _read_raw(path)
+    if trusted_key is not None:
+        from osteolens.inference.signing import check_signature
+
+        check_signature(manifest, signature, trusted_key, path)
+    _check_hashes(manifest, blobs, path)
+    check_architecture(manifest["architecture"], path)
     models = []
     for name in manifest["folds"]:
         model = _build_model(manifest["architecture"], path)
@@ -444,18 +505,99 @@ def load_bundle(path: str | Path) -> Bundle:
                               f"({str(exc).splitlines()[0]}). Fix: re-export the bundle.") from exc
         models.append(model.eval())
     onnx_name = manifest.get("onnx")
-    return Bundle(path=path, manifest=manifest, models=models, onnx_model=blobs.get(onnx_name) if onnx_name else None)
+    bundle = Bundle(path=path, manifest=manifest, models=models, onnx_model=blobs.get(onnx_name) if onnx_name else None)
+    return bundle, blobs
 
 
-def add_onnx(path: str | Path, onnx_model: bytes) -> Path:
-    """Store (or replace) the ONNX ensemble in an existing bundle and record its sha256."""
+def load_bundle(path: str | Path, trusted_key: Any = None) -> Bundle:
+    """Load and verify a bundle folder or zip.
+
+    Every file listed in ``bundle.json`` must exist with the recorded sha256; the weights are
+    read with ``safetensors`` (no pickle) into a network rebuilt from the stored architecture
+    (allow-listed keys only, see :func:`check_architecture`), with strict key and shape checking.
+
+    Args:
+        path: the bundle folder or zip.
+        trusted_key: an Ed25519 public key (PEM file path or key object): the bundle must then
+            carry a valid signature by it (``osteolens bundle sign``); None accepts unsigned bundles.
+
+    Raises:
+        BundleError: missing, corrupt (hash mismatch, bad JSON, damaged zip), incompatible
+            (newer format, unknown task or architecture, weights that do not fit) or, with
+            ``trusted_key``, unsigned or not signed by that key.
+    """
+    return _load(Path(path), trusted_key)[0]
+
+
+def check_onnx(bundle: Bundle, onnx_model: bytes, tolerance: float | None = None, seed: int = 0,
+               batch: int = 2) -> dict[str, Any]:
+    """Run ``onnx_model`` with ONNX Runtime and the bundle's torch folds on the same random inputs.
+
+    Images are uniform in [0, 1) and covariates standard normal (``numpy.random.default_rng(seed)``).
+
+    Returns:
+        ``{"max_abs_difference", "tolerance", "inputs": {...}}``, as stored in ``bundle.json``.
+
+    Raises:
+        BundleError: the graph cannot run on the bundle's inputs, its outputs have another
+            shape, or they differ from torch by more than ``tolerance``.
+    """
+    import numpy as np
+
+    from osteolens.inference.runtime import PARITY_TOLERANCE, OnnxBackend, TorchBackend
+
+    tolerance = PARITY_TOLERANCE if tolerance is None else float(tolerance)
+    architecture = bundle.architecture
+    views, n_tabular = int(architecture.get("views", 1)), len(bundle.tabular)
+    sample = (int(architecture.get("in_chans", 1)), *bundle.input_size)
+    shape = (batch, *sample) if views == 1 else (batch, views, *sample)
+    generator = np.random.default_rng(seed)
+    images = generator.random(shape, dtype=np.float32)
+    tabular = generator.standard_normal((batch, n_tabular)).astype(np.float32) if n_tabular else None
+    reference = TorchBackend(bundle.models, n_tabular > 0)(images, tabular)
+    fix = "Fix: attach the graph exported from this bundle ('osteolens export-onnx BUNDLE')."
+    try:
+        backend = OnnxBackend(onnx_model, threads=1)
+    except ModelError as exc:
+        reason = str(exc.__cause__ or exc).splitlines()[0]
+        raise BundleError(f"{bundle.path}: ONNX Runtime cannot load the graph to attach ({reason}). {fix}") from exc
+    try:
+        candidate = np.asarray(backend(images, tabular))
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidArgument types
+        reason = (str(exc).splitlines() or [""])[0]
+        raise BundleError(f"{bundle.path}: the ONNX graph does not run on this bundle's inputs "
+                          f"({type(exc).__name__}: {reason}). {fix}") from exc
+    if candidate.shape != reference.shape:
+        raise BundleError(f"{bundle.path}: the ONNX graph outputs shape {list(candidate.shape)}, the bundle's folds "
+                          f"{list(reference.shape)}: it is another model. {fix}")
+    difference = float(np.max(np.abs(reference - candidate)))
+    if not difference <= tolerance:
+        raise BundleError(f"{bundle.path}: the ONNX graph differs from the bundle's torch folds by {difference:.2e} "
+                          f"(> tolerance {tolerance:.0e}): it is another model or a broken export. {fix}")
+    inputs = {"seed": seed, "images": list(shape), "images_distribution": "uniform [0, 1)",
+              "tabular": [batch, n_tabular] if n_tabular else None}
+    return {"max_abs_difference": difference, "tolerance": tolerance, "inputs": inputs}
+
+
+def add_onnx(path: str | Path, onnx_model: bytes, tolerance: float | None = None) -> Path:
+    """Store (or replace) the ONNX ensemble in an existing bundle after :func:`check_onnx`.
+
+    ``bundle.json`` records the graph's sha256 and the parity result (``onnx_parity``). The
+    bundle changes, so a signature is dropped: sign it again (``osteolens bundle sign``).
+
+    Raises:
+        BundleError: the bundle does not load, or the graph is not this bundle's model.
+    """
     path = Path(path)
-    manifest, blobs = _read_raw(path)
+    bundle, blobs = _load(path, None)
+    parity = check_onnx(bundle, onnx_model, tolerance)
+    manifest = dict(bundle.manifest)
     blobs[ONNX_NAME] = onnx_model
     manifest["onnx"] = ONNX_NAME
+    manifest["onnx_parity"] = parity
     manifest["files"] = {name: _sha256(data) for name, data in sorted(blobs.items())}
     _store(path, manifest, blobs)
     return path
 
 
-__all__ = ["FORMAT_VERSION", "Bundle", "add_onnx", "load_bundle", "write_bundle"]
+__all__ = ["FORMAT_VERSION", "Bundle", "add_onnx", "check_architecture", "check_onnx", "load_bundle", "write_bundle"]

@@ -1,13 +1,15 @@
-"""Shared helpers of the writers: checking an image array and writing a file atomically."""
+"""Shared helpers of the writers: checking an image array, and the one atomic file writer
+every output of osteolens (images, run directories, checkpoints, reports, bundles) goes through."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
 
-from osteolens.errors import RadiographWriteError
+from osteolens.errors import FileWriteError, RadiographWriteError
 
 
 def unit_array(pixels: object, path: Path) -> np.ndarray:
@@ -37,18 +39,32 @@ def quantise(arr: np.ndarray, bits: int) -> np.ndarray:
     return np.rint(arr * full).astype(np.uint8 if bits <= 8 else np.uint16)
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (text as UTF-8) to a temporary file beside ``path``, flush it to disk
+    (fsync) and rename it into place with ``os.replace``.
 
-    A reader (or a crashed batch job) never sees a half-written image. Parent folders are
-    created.
+    A reader, or a run resumed after a kill or power cut, sees the old file or the new one,
+    never half of one. Parent folders are created.
+
+    Raises:
+        FileWriteError: the folder is not writable or the disk is full.
     """
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        with open(tmp, "xb") as handle:  # not mkstemp: the file gets the umask's permissions
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise RadiographWriteError(path, f"cannot be written ({exc.strerror or exc}).",
-                                   "check that the folder exists and is writable, and that the disk has space.") from exc
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FileWriteError(path, f"cannot be written ({exc.strerror or exc}).",
+                                 "check that the folder exists and is writable, and that the disk has space.") from exc
+        raise
     return path

@@ -9,9 +9,10 @@ settings of the training table, the chosen hyperparameters, package versions, an
 sha256 of ``model.skops``.
 
 Loading checks the hash, then refuses to build anything beyond skops' default-trusted types
-but scikit-learn classes and NumPy dtypes (``skops.io.get_untrusted_types`` lists what the
-file would build; a function reference such as ``numpy.load`` is refused), so a tampered or
-foreign file cannot run code.
+(containers, NumPy arrays and dtypes, scikit-learn estimators) except :data:`TRUSTED_TYPES`,
+the scikit-learn internals of the models osteolens fits (``skops.io.get_untrusted_types``
+lists what the file would build; a function such as ``numpy.load`` or
+``sklearn.datasets.fetch_openml`` is refused), so a tampered or foreign file cannot run code.
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ from osteolens.errors import ModelError
 MODEL_FILE = "model.skops"
 INFO_FILE = "model.json"
 
-
-def _trusted(name: str) -> bool:
-    """Types skops does not trust by default that an osteolens model may hold: scikit-learn's
-    own (trees, calibrators, histogram predictors) and NumPy's dtype; never a function."""
-    return name == "numpy.dtype" or name.startswith("sklearn.")
+#: Types skops does not trust by default that the pipelines of :mod:`osteolens.models.classic`
+#: hold (random forest and HGB trees, the SVM's sigmoid calibration): classes, never a function.
+TRUSTED_TYPES = frozenset({
+    "numpy.dtype",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+})
 
 
 @dataclass
@@ -84,9 +89,11 @@ def save_classic_model(pipeline: Any, folder: str | Path, info: dict[str, Any]) 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    from osteolens.io._files import write_atomic
+
     data = sio.dumps(pipeline)
-    (folder / MODEL_FILE).write_bytes(data)
-    (folder / INFO_FILE).write_text(json.dumps({**info, "sha256": hashlib.sha256(data).hexdigest()}, indent=2) + "\n")
+    write_atomic(folder / MODEL_FILE, data)
+    write_atomic(folder / INFO_FILE, json.dumps({**info, "sha256": hashlib.sha256(data).hexdigest()}, indent=2) + "\n")
     return folder / MODEL_FILE
 
 
@@ -95,7 +102,7 @@ def load_classic_model(path: str | Path) -> ClassicModel:
 
     Raises:
         ModelError: missing files, a hash that differs from ``model.json``, or a file that
-            would build anything but scikit-learn objects and NumPy dtypes.
+            would build anything but skops' default-trusted types and :data:`TRUSTED_TYPES`.
     """
     import skops.io as sio
 
@@ -111,8 +118,8 @@ def load_classic_model(path: str | Path) -> ClassicModel:
         raise ModelError(f"{model_path}: the file differs from the sha256 in {INFO_FILE} (corrupt or altered). "
                          "Fix: copy the run directory again, or re-run 'osteolens classic cv'.")
     types = sio.get_untrusted_types(data=data)
-    foreign = [t for t in types if not _trusted(t)]
+    foreign = [t for t in types if t not in TRUSTED_TYPES]
     if foreign:
-        raise ModelError(f"{model_path}: refuses to build {foreign} (only scikit-learn objects and NumPy dtypes "
-                         "are loaded). Fix: use a model saved by 'osteolens classic cv'.")
+        raise ModelError(f"{model_path}: refuses to build {foreign} (only the scikit-learn classes of osteolens' "
+                         "classical models are loaded). Fix: use a model saved by 'osteolens classic cv'.")
     return ClassicModel(sio.loads(data, trusted=types), info, model_path)

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from osteolens.errors import AnnotationError, ManifestError
+from osteolens.io.header import read_header
+from osteolens.io.reader import DEFAULT_MAX_PIXELS
 from osteolens.morphometry.masks import cranial_directions, mask_centroid, outline_from_mask, split_label_image
 from osteolens.morphometry.spine import level_index
 from osteolens.morphometry.vertebra import CORNERS, normalise_view
@@ -98,6 +100,17 @@ def find_image(name: str, table_dir: Path, images_dir: Path | None) -> Path | No
     return next((c for c in candidates if c.is_file()), None)
 
 
+def _positive(path: Path, image: object, column: str, value: object) -> float | None:
+    """``value`` as a finite positive number (None stays None); a ManifestError naming the row otherwise."""
+    if value is None:
+        return None
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    if not np.isfinite(number) or number <= 0:
+        raise ManifestError(path, f"image {image}: {column} is '{value}', not a positive number.",
+                            f"give {column} in pixels (height, width) or mm per pixel (spacing), or leave it empty.")
+    return float(number)
+
+
 def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> list[SpineInput]:
     """Read a corner-landmark CSV into one :class:`SpineInput` per image.
 
@@ -142,19 +155,20 @@ def read_landmarks(path: str | Path, images_dir: str | Path | None = None) -> li
         for i in np.flatnonzero(given.any(axis=1) & ~given.all(axis=1)):
             problems.setdefault(int(i), []).append("incomplete_middle: give both top_middle and bottom_middle; ignored")
         view = _first_value(rows, ("view",))
-        spacing = _first_value(rows, _SPACING_COLUMNS)
-        height, width = _first_value(rows, ("image_height",)), _first_value(rows, ("image_width",))
-        shape = (int(height), int(width)) if height is not None and width is not None else None  # type: ignore[call-overload]
+        spacing = _positive(path, image, "pixel spacing", _first_value(rows, _SPACING_COLUMNS))
+        height = _positive(path, image, "image_height", _first_value(rows, ("image_height",)))
+        width = _positive(path, image, "image_width", _first_value(rows, ("image_width",)))
+        shape = (int(height), int(width)) if height is not None and width is not None else None
         spines.append(
             SpineInput(
                 key=str(image),
                 names=names,
                 corners=corners,
                 view=normalise_view(str(view)) if view is not None else None,
-                pixel_mm=float(spacing) if spacing is not None else None,  # type: ignore[arg-type]
+                pixel_mm=spacing,
                 image_path=find_image(str(image), path.parent, images),
                 image_shape=shape,
-                image_height=float(height) if height is not None else None,  # type: ignore[arg-type]
+                image_height=height,
                 midpoints=middles if given.all(axis=1).any() else None,
                 problems=problems,
             )
@@ -251,33 +265,52 @@ def read_image_header(path: str | Path) -> tuple[tuple[int, int], tuple[float, f
         ) from exc
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read one mask or label image as a 2-D integer array.
 
+    The size is checked from the header (``.npy``: its array header; images: their format
+    header) before anything is decoded, so a damaged or hostile file cannot claim gigabytes.
+
     Raises:
-        AnnotationError: the file cannot be read or is not a 2-D image.
+        AnnotationError: the file cannot be read, is over ``max_pixels`` or is not a 2-D image.
     """
     path = Path(path)
+    fix = "Fix: give a PNG, TIFF or .npy mask."
     try:
         if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            array = tifffile.imread(path)
+            lazy = np.load(path, mmap_mode="r", allow_pickle=False)
+            _check_mask_size(path, int(np.prod(lazy.shape[:2])) if lazy.ndim >= 2 else lazy.size, max_pixels)
+            array = np.asarray(lazy)
         else:
-            from PIL import Image
+            header = read_header(path.read_bytes(), path)
+            _check_mask_size(path, header.pixels * header.frames, max_pixels)
+            if header.format == "TIFF":
+                import tifffile
 
-            with Image.open(path) as image:
-                array = np.asarray(image)
-    except (OSError, ValueError) as exc:
-        raise AnnotationError(f"{path}: cannot read the mask ({exc}). Fix: give a PNG, TIFF or .npy mask.") from exc
+                array = tifffile.imread(path)
+            else:
+                from PIL import Image
+
+                with Image.open(path) as image:
+                    array = np.asarray(image)
+    except AnnotationError:
+        raise
+    except Exception as exc:  # decoders raise many types (zlib, struct, SyntaxError, ...) on damaged files
+        raise AnnotationError(f"{path}: cannot read the mask ({type(exc).__name__}: {exc}). {fix}") from exc
     array = np.squeeze(array)
     if array.ndim == 3:  # colour-saved mask: any channel on is foreground
         array = array.max(axis=-1)
     if array.ndim != 2:
         raise AnnotationError(f"{path}: a mask must be a 2-D image, got shape {array.shape}.")
     return array
+
+
+def _check_mask_size(path: Path, pixels: int, max_pixels: int) -> None:
+    if pixels > max_pixels:
+        raise AnnotationError(
+            f"{path}: the mask claims {pixels:,} pixels, more than the limit of {max_pixels:,} (damaged or hostile "
+            "file). Fix: re-export the mask, or pass a larger max_pixels to read_mask if it is genuine."
+        )
 
 
 def _view_hint(prefix: str) -> str | None:

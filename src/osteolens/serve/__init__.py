@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from osteolens.serve.app import DEFAULT_MAX_UPLOAD_BYTES, create_app
+from osteolens.serve.app import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SERVE_MAX_PIXELS, create_app
 from osteolens.serve.jsonl import run_jsonl
 
-__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "run_jsonl"]
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_SERVE_MAX_PIXELS", "create_app", "run_jsonl"]

@@ -10,26 +10,29 @@ Routes:
   prediction record (see ``osteolens.inference.report``) with the heat map and overlay as
   PNG data URLs (``heatmap_png``, ``overlay_png``; multi-view: the first view's, and every
   view's in ``view_pngs``) and the request id.
-* ``GET /v1/model``: the model card. ``GET /healthz``: liveness. ``/docs``: OpenAPI.
+* ``GET /v1/model``: the model card. ``GET /healthz``: liveness (the model digest too when no
+  token is configured or the caller sends it). ``/docs``, ``/redoc``, ``/openapi.json``: only
+  with ``docs=True`` (Swagger UI loads its scripts from a CDN, which fails air-gapped).
 * ``GET /``: the web page (``serve/static``), no external resources.
 
 Safety: ``/v1/*`` need ``Authorization: Bearer <token>`` when a token is configured (401
 otherwise, compared in constant time); bodies above ``max_upload_bytes`` are refused with
-413 before they are read in full; uploads whose first bytes are no known image format get
-415; unreadable images and missing covariates get 422. Logs carry a random request id,
+413 before they are read in full; images whose header claims more than ``max_pixels``
+pixels get 413 before they are decoded; uploads whose first bytes are no known image format
+get 415; unreadable images and missing covariates get 422. Logs carry a random request id,
 the route, the status and the duration, never a file name, a patient tag or a pixel.
-The predictor is built once; at most ``max_concurrent`` predictions run at a time (the
-rest queue), so concurrent uploads cannot oversubscribe the CPU.
+The predictor is built once; at most ``max_concurrent`` predict requests are served at a
+time and the rest wait *before their bodies are read* (:mod:`osteolens.serve.admission`),
+at most ``max_queue`` of them (503 with ``Retry-After`` beyond), so a burst of uploads
+neither oversubscribes the CPU nor piles up in memory.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import logging
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,9 +45,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from osteolens.errors import OsteolensError
 from osteolens.inference.predictor import Predictor
+from osteolens.serve.admission import UNAUTHORISED, Admission, Slots, bearer_ok
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
+#: Largest image the service decodes by default: 5 * 10^7 pixels (200 MB as float32).
+DEFAULT_SERVE_MAX_PIXELS = 50_000_000
 log = logging.getLogger("osteolens.serve")
 
 
@@ -122,6 +128,9 @@ def create_app(
     token: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_concurrent: int = 2,
+    max_queue: int | None = None,
+    max_pixels: int = DEFAULT_SERVE_MAX_PIXELS,
+    docs: bool = False,
 ) -> FastAPI:
     """Build the service around a loaded predictor.
 
@@ -129,18 +138,33 @@ def create_app(
         predictor: the model, loaded once and shared by every request.
         token: bearer token required on ``/v1/*``; None disables authentication (loopback use).
         max_upload_bytes: request bodies above this get 413 (default 50 MiB).
-        max_concurrent: predictions running at once; more requests wait their turn.
+        max_concurrent: predict requests served at once; more wait their turn without their
+            bodies being read.
+        max_queue: predict requests allowed to wait; beyond that 503 with ``Retry-After``
+            (None: no bound).
+        max_pixels: images whose header claims more pixels (rows x columns) get 413 before
+            decoding (default 5 * 10^7).
+        docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off by default: Swagger UI
+            and ReDoc load their scripts from a CDN).
     """
     from osteolens import __version__
+    from osteolens.io.header import read_header
     from osteolens.io.sniff import SNIFF_BYTES, sniff_format
 
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     app = FastAPI(
         title="osteolens",
         version=__version__,
         description="Bone-health predictions with Grad-CAM explanations from a trained osteolens bundle.",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
+    app.state.slots = Slots(max_concurrent, max_queue)
+    # Added first, so it runs inside BodyLimit (a declared oversize body is refused without queueing).
+    app.add_middleware(Admission, slots=app.state.slots, path="/v1/predict", token=token)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
-    slots = threading.BoundedSemaphore(max_concurrent)
     card = predictor.bundle.model_card()
     card["backend"] = predictor.backend_name
 
@@ -159,15 +183,14 @@ def create_app(
     def authorise(request: Request) -> None:
         if token is None:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token. Fix: send "
-                                "'Authorization: Bearer <token>'.", headers={"WWW-Authenticate": "Bearer"})
+        if not bearer_ok(request.headers.get("authorization", ""), token):
+            raise HTTPException(status_code=401, detail=UNAUTHORISED, headers={"WWW-Authenticate": "Bearer"})
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, Any]:
-        """Liveness: the model is loaded."""
+    def healthz(request: Request) -> dict[str, Any]:
+        """Liveness: the model is loaded. The model digest only without a token or with the right one."""
+        if token is not None and not bearer_ok(request.headers.get("authorization", ""), token):
+            return {"status": "ok"}
         return {"status": "ok", "model": card["digest"], "auth": token is not None}
 
     @app.get("/v1/model", tags=["model"], dependencies=[Depends(authorise)])
@@ -196,10 +219,18 @@ def create_app(
         request_id = request.state.request_id
         uploads = [part.file.read() for part in file]
         for k, data in enumerate(uploads):
+            which = "the upload" if len(uploads) == 1 else f"upload {k + 1}"
             if sniff_format(data[:SNIFF_BYTES]) is None:
-                which = "the upload" if len(uploads) == 1 else f"upload {k + 1}"
                 raise HTTPException(status_code=415, detail=f"{which} is not a DICOM, PNG, JPEG, TIFF or BMP image "
                                     "(checked from its content, not its name).")
+            try:
+                header = read_header(data)
+            except OsteolensError as exc:
+                raise HTTPException(status_code=422, detail=_client_message(exc, "upload")) from exc
+            if header.pixels > max_pixels:
+                raise HTTPException(status_code=413, detail=f"{which} is {header.cols} x {header.rows} = "
+                                    f"{header.pixels:,} pixels, more than this service's limit of {max_pixels:,} "
+                                    "pixels. Fix: send a downsampled image, or ask the operator to raise --max-pixels.")
         names = _view_names(predictor.views, len(uploads), view)
         given: dict[str, Any] = {}
         if covariates:
@@ -218,13 +249,12 @@ def create_app(
                 paths.append(Path(folder) / f"{k}.bin")
                 paths[-1].write_bytes(data)
             sample = dict(zip(names, paths, strict=True)) if names else paths[0]
-            with slots:
-                try:
-                    prediction = predictor.predict(sample, covariates=given, cam=cam, cam_method=cam_method,
-                                                   cam_class=cam_class)
-                except OsteolensError as exc:
-                    raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
-                images = render_pngs(prediction, max_side=max_side)
+            try:
+                prediction = predictor.predict(sample, covariates=given, cam=cam, cam_method=cam_method,
+                                               cam_class=cam_class)
+            except OsteolensError as exc:
+                raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
+            images = render_pngs(prediction, max_side=max_side)
         record = ok_record(prediction, image=None)
         record["request_id"] = request_id
         first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order

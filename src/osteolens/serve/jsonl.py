@@ -12,7 +12,9 @@ For a multi-view model, ``img_path`` is an object naming one file per view,
 Differences from the seed: a failure says why (``"error"``), both paths must lie inside one
 of the allowed roots (after resolving symbolic links and ``..``), a bad line (not JSON,
 missing fields, unreadable image, unexpected exception) gets a ``"fail"`` answer and the
-loop goes on, and every answer is flushed at once. Output files get a timestamp, as in the
+loop goes on, and every answer is flushed at once. The files read and written are the
+resolved paths that were checked, never the names as given, so a symbolic link swapped
+after the check cannot redirect them. Output files get a timestamp, as in the
 seed, so repeated requests never overwrite each other.
 """
 
@@ -31,7 +33,10 @@ from osteolens.inference.report import fail_record, write_prediction
 
 def inside(path: Path, roots: Sequence[Path]) -> bool:
     """True when ``path`` (resolved, symbolic links followed) lies in one of the resolved ``roots``."""
-    resolved = path.resolve()
+    return _within(path.resolve(), roots)
+
+
+def _within(resolved: Path, roots: Sequence[Path]) -> bool:
     return any(resolved == root or resolved.is_relative_to(root) for root in roots)
 
 
@@ -54,17 +59,19 @@ def handle_line(line: str, predictor: Predictor, roots: Sequence[Path], cam: boo
             return fail_record(requested if isinstance(requested, str) else None,
                                f"missing or empty field(s) {', '.join(missing)} (strings expected).")
         image = " ".join(value if view is None else f"{view}={value}" for view, value in views.items())
-        for name, value in fields.items():
-            if not inside(Path(value), roots):
+        resolved = {name: Path(value).resolve() for name, value in fields.items()}
+        for name, path in resolved.items():
+            if not _within(path, roots):
                 return fail_record(image, f"{name} is outside the allowed roots; refused. "
                                           "Fix: use a path under one of the --allowed-root folders.")
-        paths = {view: Path(value) for view, value in views.items()}
+        # Read and write the checked (resolved) paths, not the names as given.
+        paths = {view: resolved["img_path" if view is None else f"img_path.{view}"] for view in views}
         covariates = request.get("covariates") if isinstance(request.get("covariates"), dict) else {}
         covariates.update({key: request[key] for key in predictor.covariates if key in request})
         sample = paths.get(None, paths)  # one file, or {view: file}
         prediction = predictor.predict(sample, covariates=covariates, cam=cam)
-        stem = f"{next(iter(paths.values())).stem}_{datetime.now():%Y%m%d%H%M%S%f}"
-        return write_prediction(prediction, Path(destination), stem, image)
+        stem = f"{Path(next(iter(views.values()))).stem}_{datetime.now():%Y%m%d%H%M%S%f}"  # the name as given
+        return write_prediction(prediction, resolved["destination_path"], stem, image)
     except OsteolensError as exc:
         return fail_record(image, str(exc))
     except Exception as exc:  # the loop must survive anything one request does

@@ -1,23 +1,29 @@
 """Resumable training state as safetensors + JSON (no pickle).
 
-A fold's ``checkpoint/`` folder holds ``model.safetensors`` (current weights),
-``best.safetensors`` (weights of the best validation epoch), ``optimizer.safetensors``
-(AdamW moments and step counts) and ``state.json`` (epoch, early-stopping counters,
-optimizer hyper-parameters, scheduler state, history). It is rewritten after every epoch,
-each file through a temporary name and ``os.replace``, ``state.json`` last, so a run killed
-at any moment resumes from the last complete epoch.
+After every epoch ``e`` a fold's ``checkpoint/`` folder gets ``epoch<e>.safetensors`` (the
+current weights, the weights of the best validation epoch and the AdamW moments, as
+``model.*``, ``best.*`` and ``optimizer.*`` tensors) and then ``state.json`` (epoch,
+early-stopping counters, optimizer hyper-parameters, scheduler state, history, and the names
+of that epoch's tensor files). Each file is written atomically (``io._files.write_atomic``)
+and ``state.json`` last, so a run killed at any moment, even between two files, resumes from
+the last complete epoch: ``state.json`` only ever names files of its own epoch. Files of
+earlier epochs are removed once the new ``state.json`` is in place.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from osteolens.errors import ConfigError
+from osteolens.io._files import write_atomic
+
+_GROUPS = ("model", "best", "optimizer")
 
 
 def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -25,10 +31,9 @@ def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> Path:
+    """Write tensors as a safetensors file, atomically."""
+    return write_atomic(path, save(tensors))
 
 
 def _json_safe(value: Any) -> Any:
@@ -86,24 +91,41 @@ def save_checkpoint(
     scheduler: Any,
     state: dict[str, Any],
 ) -> None:
-    """Write the resumable state of a fold after an epoch."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _save_tensors(state_tensors(model), folder / "model.safetensors")
-    _save_tensors(best, folder / "best.safetensors")
+    """Write the resumable state of a fold after epoch ``state["epoch"]``.
+
+    ``state`` may name other files of the same epoch (``state["ema"]``); they are kept, and
+    every other ``*.safetensors`` or leftover temporary file in ``folder`` is removed.
+    """
+    name = f"epoch{state['epoch']}.safetensors"
     opt_tensors, opt_meta = optimizer_split(optimizer.state_dict())
-    _save_tensors(opt_tensors, folder / "optimizer.safetensors")
-    payload = dict(state, optimizer=opt_meta, scheduler=scheduler.state_dict() if scheduler is not None else None)
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps(_json_safe(payload), indent=1))
-    os.replace(tmp, folder / "state.json")
+    parts = {"model": state_tensors(model), "best": best, "optimizer": opt_tensors}
+    save_tensors({f"{group}.{key}": value for group, tensors in parts.items() for key, value in tensors.items()},
+                 folder / name)
+    payload = dict(state, tensors=name, optimizer=opt_meta,
+                   scheduler=scheduler.state_dict() if scheduler is not None else None)
+    write_atomic(folder / "state.json", json.dumps(_json_safe(payload), indent=1))
+    keep = {name, state.get("ema")}
+    for old in [*folder.glob("*.safetensors"), *folder.glob(".*.tmp")]:
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 def load_checkpoint(folder: Path) -> dict[str, Any] | None:
-    """The saved state (``model``, ``best``, ``optimizer`` state dicts and the JSON fields), or None."""
+    """The saved state (``model``, ``best``, ``optimizer`` state dicts and the JSON fields), or None.
+
+    Raises:
+        ConfigError: the checkpoint was written by an osteolens without ``epoch<e>.safetensors``.
+    """
     if not (folder / "state.json").is_file():
         return None
     payload = _json_restore(json.loads((folder / "state.json").read_text()))
-    payload["model"] = load_file(str(folder / "model.safetensors"))
-    payload["best"] = load_file(str(folder / "best.safetensors"))
-    payload["optimizer"] = optimizer_join(load_file(str(folder / "optimizer.safetensors")), payload["optimizer"])
+    if "tensors" not in payload:
+        raise ConfigError(folder, "this checkpoint was written by an older osteolens and cannot be resumed.",
+                          "delete the checkpoint folder to retrain this fold from its start.")
+    parts: dict[str, dict[str, torch.Tensor]] = {group: {} for group in _GROUPS}
+    for key, value in load_file(str(folder / payload["tensors"])).items():
+        group, name = key.split(".", 1)
+        parts[group][name] = value
+    payload["model"], payload["best"] = parts["model"], parts["best"]
+    payload["optimizer"] = optimizer_join(parts["optimizer"], payload["optimizer"])
     return payload

@@ -31,6 +31,7 @@ Run directory (the same layout as the deep-learning CV, so ``osteolens.evaluatio
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ import pandas as pd
 from osteolens.classes import BONE_DENSITY_ORDER, order_classes
 from osteolens.errors import ConfigError, ManifestError
 from osteolens.evaluation import metrics as M
+from osteolens.io._files import write_atomic
 from osteolens.models.classic import CLASSIC_MODELS, _estimator, build_classic_model, impurity_importances, search_space
 from osteolens.models.classic_store import save_classic_model
 
@@ -561,9 +563,10 @@ def plot_importance(importance: pd.DataFrame, out: Path, top_n: int = 30) -> Pat
         ax.set_title(f"top {len(top)} by {key}")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
-    return out
+    return write_atomic(out, buffer.getvalue())
 
 
 def _write_run(result: ClassicCVResult, config: ClassicCVConfig) -> None:
@@ -572,12 +575,12 @@ def _write_run(result: ClassicCVResult, config: ClassicCVConfig) -> None:
     run_dir = result.run_dir
     assert run_dir is not None
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(_plain(result.resolved), sort_keys=False))
-    result.oof.to_csv(run_dir / "oof_predictions.csv", index=False)
+    write_atomic(run_dir / "config.resolved.yaml", yaml.safe_dump(_plain(result.resolved), sort_keys=False))
+    write_atomic(run_dir / "oof_predictions.csv", result.oof.to_csv(index=False))
     if result.test is not None:
-        result.test.to_csv(run_dir / "test_predictions.csv", index=False)
-    (run_dir / "metrics.json").write_text(json.dumps(_plain(result.metrics), indent=2))
-    result.importance.to_csv(run_dir / "importance.csv", index=False)
+        write_atomic(run_dir / "test_predictions.csv", result.test.to_csv(index=False))
+    write_atomic(run_dir / "metrics.json", json.dumps(_plain(result.metrics), indent=2))
+    write_atomic(run_dir / "importance.csv", result.importance.to_csv(index=False))
     resolved = result.resolved
     save_classic_model(result.model, run_dir, _plain({
         "task": resolved["task"], "classes": resolved["classes"], "target": resolved["target"],
@@ -595,7 +598,7 @@ def _write_run(result: ClassicCVResult, config: ClassicCVConfig) -> None:
         for name, block in blocks.items():
             labels = block["labels"]
             frame = pd.DataFrame(block["matrix"], index=pd.Index(labels, name="true"), columns=[f"pred_{c}" for c in labels])
-            frame.to_csv(confusion / f"{name}.csv")
+            write_atomic(confusion / f"{name}.csv", frame.to_csv())
     if config.report:
         from osteolens.evaluation import evaluate
 
@@ -610,7 +613,7 @@ def _write_run(result: ClassicCVResult, config: ClassicCVConfig) -> None:
         if baselines["run"] and audit:
             # The headline of the report's audit, beside the run's own metrics.
             baselines.update({k: audit.get(k) for k in ("metric", "models", "comparisons", "warnings")})
-            (run_dir / "metrics.json").write_text(json.dumps(_plain(result.metrics), indent=2))
+            write_atomic(run_dir / "metrics.json", json.dumps(_plain(result.metrics), indent=2))
 
 
 def resolve_manifest(config: ClassicCVConfig, sidecar: dict[str, Any] | None, features_path: str | None) -> tuple[Path | None, str]:

@@ -32,8 +32,9 @@ from rich.console import Console
 from osteolens.data.manifest import Manifest
 from osteolens.errors import ConfigError
 from osteolens.evaluation.metrics import predicted_classes
+from osteolens.io._files import write_atomic
 from osteolens.models import create_model, tabular as covariates, tasks
-from osteolens.training.checkpoint import state_tensors
+from osteolens.training.checkpoint import save_tensors, state_tensors
 from osteolens.training.config import TrainConfig
 from osteolens.training.dataset import ImageStore, RadiographDataset, Samples, build_samples, effective_pipeline
 from osteolens.training.loop import FitSettings, fit, make_fabric, predict_outputs
@@ -112,7 +113,7 @@ def prepare_run(config: TrainConfig, *, resume: bool = False, progress: Training
         bad = {p for p, _ in failures}
         keep = [not (set(v) & bad) for v in samples.frame["images"]]
         samples.frame = samples.frame[keep].reset_index(drop=True)
-        pd.DataFrame(failures, columns=["path", "reason"]).to_csv(run_dir / "failures.csv", index=False)
+        write_atomic(run_dir / "failures.csv", pd.DataFrame(failures, columns=["path", "reason"]).to_csv(index=False))
     cv_rows = samples.frame[samples.frame["fold"] >= 0]
     info = {
         "labels": samples.labels,
@@ -276,11 +277,9 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
                               hflip=config.tta_hflip)
     predictions = prediction_frame(test_rows, outputs, config.task, labels, common_target, threshold)
 
-    from safetensors.torch import save_file
-
-    save_file(state_tensors(net), str(fold_dir / "model.safetensors"))
-    pd.DataFrame(history).to_csv(fold_dir / "history.csv", index=False)
-    predictions.to_csv(fold_dir / "predictions.csv", index=False)
+    save_tensors(state_tensors(net), fold_dir / "model.safetensors")
+    write_atomic(fold_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    write_atomic(fold_dir / "predictions.csv", predictions.to_csv(index=False))
     best_rows = [r for r in history if r["best"]]
     result = {
         "fold": k,
@@ -296,8 +295,8 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
         "fold_target_scaling": fold_target, "fold_tabular_scaling": fold_tab,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    write_json(fold_dir / "result.json", result)  # marks the fold finished, so before the checkpoint goes
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
-    write_json(fold_dir / "result.json", result)
     return result
 
 
@@ -400,7 +399,7 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
     metrics["folds"] = results
     histories = {k: pd.read_csv(run_dir / f"fold{k}" / "history.csv") for k in run.folds}
     plots = write_plots(run_dir, task, labels, oof, histories)
-    oof.drop(columns=["threshold"], errors="ignore").to_csv(run_dir / "oof_predictions.csv", index=False)
+    write_atomic(run_dir / "oof_predictions.csv", oof.drop(columns=["threshold"], errors="ignore").to_csv(index=False))
 
     models = []
     for k in run.folds:
@@ -450,7 +449,7 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
                           axis=0)
         test = prediction_frame(test_rows, outputs, task, labels, info["target_scaling"], threshold)
         metrics["external_test"] = prediction_metrics(task, labels, test)
-        test.drop(columns=["threshold"], errors="ignore").to_csv(run_dir / "test_predictions.csv", index=False)
+        write_atomic(run_dir / "test_predictions.csv", test.drop(columns=["threshold"], errors="ignore").to_csv(index=False))
 
     write_json(run_dir / "metrics.json", metrics)
     bundle_dir = run_dir / "bundle"
@@ -471,5 +470,22 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
         training_summary=summary, metrics={"pooled": metrics["pooled"], "fold_mean": metrics["fold_mean"],
                                            "fold_std": metrics["fold_std"]},
     )
+    _attach_onnx(bundle, models, info["input_size"], config, progress)
     progress.note(f"run directory {run_dir}: {len(plots)} plots, bundle {bundle}")
     return RunResult(run_dir, run.folds, metrics=metrics, bundle=bundle, report=report_dir)
+
+
+def _attach_onnx(bundle: Path, models: list, input_size: list[int], config: TrainConfig,
+                 progress: TrainingProgress) -> None:
+    """Store the fold ensemble's ONNX graph in the bundle (``add_onnx`` checks its parity), so
+    that a Predictor starts without exporting; a model the exporter refuses gets none."""
+    from osteolens.errors import OsteolensError
+    from osteolens.inference.bundle import add_onnx
+    from osteolens.inference.runtime import export_onnx
+
+    in_chans = int(models[0].config.get("in_chans", 1))
+    try:
+        add_onnx(bundle, export_onnx(models, tuple(input_size), in_chans, len(config.model.tabular),
+                                     views=config.model.views))
+    except OsteolensError as exc:
+        progress.note(f"bundle {bundle} has no model.onnx ({exc}); predict it with --backend torch.")

@@ -34,7 +34,6 @@ across the probe / fine-tune boundary rebuilds the same phase an unbroken run wo
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -47,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from osteolens.models import tasks
 from osteolens.models.net import OsteoNet
-from osteolens.training.checkpoint import load_checkpoint, save_checkpoint, state_tensors
+from osteolens.training.checkpoint import load_checkpoint, save_checkpoint, save_tensors, state_tensors
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -196,13 +195,8 @@ def update_ema(ema, net: OsteoNet, settings: FitSettings, step: int) -> None:
 
 def _save_ema(folder: Path, ema, epoch: int) -> str:
     """Write the EMA weights as ``ema_epoch<epoch>.safetensors`` (atomically); return the name."""
-    from safetensors.torch import save_file
-
     name = f"ema_epoch{epoch}.safetensors"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{name}.tmp"
-    save_file(state_tensors(ema.module), str(tmp))
-    os.replace(tmp, folder / name)
+    save_tensors(state_tensors(ema.module), folder / name)
     return name
 
 
@@ -259,7 +253,7 @@ def fit(
             return best, history
 
     val_loader = DataLoader(val_set, batch_size=settings.batch_size, shuffle=False, num_workers=settings.num_workers)
-    phase, model, optimizer, scheduler, ema, ema_file = None, None, None, None, None, None
+    phase, model, optimizer, scheduler, ema = None, None, None, None, None
     for epoch in range(start_epoch, settings.epochs):
         if phase_of(settings, epoch) != phase:
             phase = phase_of(settings, epoch)
@@ -332,11 +326,8 @@ def fit(
         state = {"epoch": epoch, "best_loss": best_loss, "bad_epochs": bad_epochs, "history": history,
                  "stopped": stopped, "updates": updates, "phase": phase}
         if ema is not None:
-            state["ema"] = ema_file = _save_ema(checkpoint_dir, ema, epoch)
+            state["ema"] = _save_ema(checkpoint_dir, ema, epoch)
         save_checkpoint(checkpoint_dir, model=net, best=best, optimizer=optimizer, scheduler=scheduler, state=state)
-        for old in checkpoint_dir.glob("ema_epoch*.safetensors"):
-            if old.name != ema_file:
-                old.unlink()
         if callback is not None:
             callback({"event": "epoch", **record})
         if stopped:

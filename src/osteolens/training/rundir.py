@@ -1,4 +1,5 @@
-"""The run directory's bookkeeping files: resolved config, environment, run facts."""
+"""The run directory's bookkeeping files: resolved config, environment, run facts (all written
+atomically, see ``io._files.write_atomic``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from osteolens.errors import ConfigError
+from osteolens.io._files import write_atomic
 from osteolens.training.config import TrainConfig
 
 # Keys that change how a run is executed or reported, not what it learns.
@@ -58,10 +60,8 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Pretty JSON (NaN written as null)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=2) + "\n")
-    return path
+    """Pretty JSON (NaN written as null), written atomically."""
+    return write_atomic(path, json.dumps(_clean(data), indent=2) + "\n")
 
 
 def _clean(value: Any) -> Any:
@@ -95,5 +95,4 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
                 f"this run directory was made with a different configuration (differs in {differ}).",
                 "give the run another name (--name) or output folder (--out), or delete the folder.",
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False))

@@ -34,6 +34,7 @@ import yaml
 from rich.console import Console
 
 from osteolens.errors import ConfigError
+from osteolens.io._files import write_atomic
 from osteolens.training.config import TrainConfig
 
 #: The metric each task is tuned on by default, and whether higher is better.
@@ -193,13 +194,13 @@ def tune(
     frame = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs", "duration"))
     frame = frame.rename(columns=lambda c: c.replace("params_", "").replace("user_attrs_", "")).rename(
         columns={"value": metric})
-    frame.to_csv(out / "trials.csv", index=False)
+    write_atomic(out / "trials.csv", frame.to_csv(index=False))
     best_config = with_values(config, best.params)
-    (out / "best_config.yaml").write_text(yaml.safe_dump(best_config.to_dict(), sort_keys=False))
+    write_atomic(out / "best_config.yaml", yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     summary = {"metric": metric, "direction": direction, "best_value": best.value, "best_trial": best.number,
                "best_values": best.params, "best_run": best.user_attrs.get("run_dir"), "trials": len(study.trials),
                "note": "the best cross-validated value is optimistic (chosen among trials); "
                        "judge the tuned config on the external test fold or new data"}
-    (out / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "best.json", json.dumps(summary, indent=2) + "\n")
     return TuneResult(out, metric, direction, dict(best.params), float(best.value),
                       Path(best.user_attrs.get("run_dir", "")), frame)

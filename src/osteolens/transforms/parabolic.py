@@ -22,17 +22,32 @@ direct minimum over offsets (scikit-image's ``rolling_ball`` with a 1-D kernel) 
 Written here, compiled with numba, because no maintained library offers it: SciPy's
 ``distance_transform_edt`` runs the same sweep only on binary images and scikit-image's
 morphology takes flat or explicit kernels.
+
+The compiled kernel is cached on disk (numba's ``cache=True``): compiled once per machine,
+then loaded by every later process (first call 0.4 s of CPU instead of 0.8 s). Numba keeps the
+cache in ``$NUMBA_CACHE_DIR``, else beside this file, else in the user's cache folder
+(``~/.cache/numba``); where none is writable the kernel is compiled in each process instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(function: Callable) -> Callable:
+    """``numba.njit(nogil=True)`` with the on-disk cache, or without it where numba finds no
+    writable cache folder (it then raises ``RuntimeError`` at decoration)."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def _erode_lines(values, curvature, first, step, out):  # pragma: no cover - compiled
     """``out[i, k] = min_q values[i, q] + curvature * (first + k * step - q)^2`` for every row ``i``."""
     rows, n = values.shape
