@@ -499,6 +499,8 @@ def fuzz(sources: list[Source], files: int, seed: int, *, limit: float = 2.0, ki
 def report(result: FuzzResult, args: argparse.Namespace, n_sources: int, shared: bool) -> str:
     findings = Counter((reader, outcome) for _, _, reader, outcome, _ in result.findings)
     lines = [
+        "## Reader fuzzing: damaged files raise only OsteolensError (`benchmarks/fuzz_readers.py`)",
+        "",
         f"Machine: {machine_description()}; {args.workers} worker process(es); "
         f"{result.files:,} fuzzed files ({result.runs:,} reader runs) in {result.seconds:.0f} s, seed {args.seed}.",
         "",
