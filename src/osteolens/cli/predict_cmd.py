@@ -86,6 +86,26 @@ def _stems(files: list[Path]) -> list[str]:
     return stems
 
 
+def _dicom_patient(dicom_out: Path | None, files: list[Path], views: list[str], patient_id: str | None,
+                   name: str, birth_date: str, sex: str, accession: str):
+    """The checked ``--patient-*`` data (or None); refuses ``--dicom-out`` before any work when it cannot be done."""
+    from osteolens.dicom_out import Patient, read_header
+    from osteolens.errors import ConfigError
+
+    if dicom_out is None:
+        return None
+    if views:
+        raise ConfigError("--dicom-out", "is not available for multi-view models yet.", "drop --dicom-out.")
+    if patient_id is not None:
+        return Patient(patient_id, name, birth_date, sex.upper(), accession).check()
+    for path in files:
+        if path.is_file() and read_header(path) is None:
+            raise ConfigError(path, "is not a DICOM file, so --dicom-out has no study to put its results in.",
+                              "give --patient-id (and --patient-name, --patient-birth-date, --patient-sex, "
+                              "--accession-number) to make a new study, or predict the DICOM original.")
+    return None
+
+
 def predict(
     images: list[Path] = typer.Argument(None, help="Image files or folders (searched recursively)."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip."),
@@ -102,6 +122,12 @@ def predict(
     jsonl: bool = typer.Option(False, "--jsonl", help="Serve the JSON-lines protocol on stdin/stdout instead."),
     allowed_root: list[Path] = typer.Option(None, "--allowed-root", help="With --jsonl: a folder requests may read from and write to (repeatable)."),
     trusted_key: Path = typer.Option(None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."),
+    dicom_out: Path = typer.Option(None, "--dicom-out", help="Also write a DICOM SR and a Grad-CAM Secondary Capture per image here, in the input's study (computes the Grad-CAM as --cam does; docs/dicom.md)."),
+    patient_id: str = typer.Option(None, "--patient-id", help="With --dicom-out: Patient ID of a new study for PNG / JPEG / TIFF inputs (DICOM inputs keep their own)."),
+    patient_name: str = typer.Option("", "--patient-name", help="With --patient-id: Patient's Name, e.g. DOE^JANE."),
+    patient_birth_date: str = typer.Option("", "--patient-birth-date", help="With --patient-id: birth date YYYYMMDD."),
+    patient_sex: str = typer.Option("", "--patient-sex", help="With --patient-id: M, F or O."),
+    accession_number: str = typer.Option("", "--accession-number", help="With --patient-id: the new study's Accession Number."),
 ) -> None:
     """Predict radiographs with a trained bundle: one JSON per image, PNG heat maps with --cam.
 
@@ -113,6 +139,8 @@ def predict(
     Example (runner): osteolens predict --jsonl --model bundle.zip --allowed-root /data <requests.jsonl
 
     Example (two views): osteolens predict --model spine2v/bundle --view AP=ap.dcm --view LAT=lat.dcm --cam
+
+    Example (DICOM SR + Secondary Capture in the input's study): osteolens predict knee.dcm --model B --dicom-out dicom/
     """
     import json
     import sys
@@ -150,6 +178,9 @@ def predict(
         names = [str(path) for path in files]
     if not files:
         raise ConfigError("IMAGES", "no image given or found.", "pass image files or folders holding them.")
+    patient = _dicom_patient(dicom_out, files, predictor.views, patient_id, patient_name, patient_birth_date,
+                             patient_sex, accession_number)
+    cam = cam or dicom_out is not None
     failures: list[tuple[str, str]] = []
     ok = 0
     stems = _stems(files)
@@ -163,6 +194,13 @@ def predict(
             if isinstance(result, Exception):
                 raise result
             record = write_prediction(result, out, stem, name)
+            if dicom_out is not None:
+                from osteolens.dicom_out import write_dicom_results
+                from osteolens.explain import overlay
+
+                rgb = None if result.heatmap is None else overlay(result.image, result.heatmap, alpha=0.4)
+                write_dicom_results(files[i], record, predictor.bundle, dicom_out, overlay_rgb=rgb, patient=patient,
+                                    stem=stem)
             ok += 1
             shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
             console.print(f"{name}: {record['diagnosis']} ({shown})", markup=False, highlight=False)

@@ -7,7 +7,10 @@ Protocol (one request per stdin line, one answer per stdout line, in order)::
         "error": null, "label": ..., "probability": ..., ...}
 
 For a multi-view model, ``img_path`` is an object naming one file per view,
-``{"AP": "/data/in/ap.dcm", "LAT": "/data/in/lat.dcm"}``.
+``{"AP": "/data/in/ap.dcm", "LAT": "/data/in/lat.dcm"}``. An optional
+``"dicom_destination_path"`` (inside the roots too) also writes the DICOM SR and Grad-CAM
+Secondary Capture there (:mod:`osteolens.dicom_out`; ``"patient": {"patient_id": ...}`` for a
+non-DICOM image), listed in the answer's ``"dicom_paths"``.
 
 Differences from the seed: a failure says why (``"error"``), both paths must lie inside one
 of the allowed roots (after resolving symbolic links and ``..``), a bad line (not JSON,
@@ -54,6 +57,8 @@ def handle_line(line: str, predictor: Predictor, roots: Sequence[Path], cam: boo
         views = requested if isinstance(requested, dict) and requested else {None: requested}
         fields = {("img_path" if view is None else f"img_path.{view}"): value for view, value in views.items()}
         fields["destination_path"] = destination
+        if "dicom_destination_path" in request:  # optional: also the DICOM SR and SC (docs/dicom.md)
+            fields["dicom_destination_path"] = request["dicom_destination_path"]
         missing = [name for name, value in fields.items() if not isinstance(value, str) or not value]
         if missing:
             return fail_record(requested if isinstance(requested, str) else None,
@@ -71,11 +76,35 @@ def handle_line(line: str, predictor: Predictor, roots: Sequence[Path], cam: boo
         sample = paths.get(None, paths)  # one file, or {view: file}
         prediction = predictor.predict(sample, covariates=covariates, cam=cam)
         stem = f"{Path(next(iter(views.values()))).stem}_{datetime.now():%Y%m%d%H%M%S%f}"  # the name as given
-        return write_prediction(prediction, resolved["destination_path"], stem, image)
+        record = write_prediction(prediction, resolved["destination_path"], stem, image)
+        if "dicom_destination_path" in resolved:
+            record["dicom_paths"] = _write_dicom(predictor, prediction, paths, record, request.get("patient"),
+                                                 resolved["dicom_destination_path"], stem)
+        return record
     except OsteolensError as exc:
         return fail_record(image, str(exc))
     except Exception as exc:  # the loop must survive anything one request does
         return fail_record(image, f"internal error ({type(exc).__name__}: {exc}).")
+
+
+def _write_dicom(predictor: Predictor, prediction: Any, paths: dict, record: dict[str, Any], patient: Any,
+                 out_dir: Path, stem: str) -> list[str]:
+    """The SR and SC of a request with ``dicom_destination_path`` (``patient``: an object of
+    :class:`~osteolens.dicom_out.Patient` fields, for a non-DICOM image)."""
+    from osteolens.dicom_out import Patient, write_dicom_results
+    from osteolens.errors import ConfigError
+    from osteolens.explain import overlay
+
+    if None not in paths:
+        raise ConfigError("dicom_destination_path", "is not available for multi-view models yet.", "drop it.")
+    try:
+        given = None if patient is None else Patient(**patient)
+    except TypeError as exc:
+        raise ConfigError("patient", f"is not an object of patient_id, name, birth_date, sex, accession_number "
+                                     f"({exc}).", 'send e.g. {"patient_id": "P7", "name": "DOE^JOHN"}.') from exc
+    rgb = None if prediction.heatmap is None else overlay(prediction.image, prediction.heatmap, alpha=0.4)
+    return [str(path) for path in write_dicom_results(paths[None], record, predictor.bundle, out_dir,
+                                                      overlay_rgb=rgb, patient=given, stem=stem)]
 
 
 def run_jsonl(
