@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -285,72 +286,36 @@ def mutate(source: Source, rng: np.random.Generator) -> tuple[str, bytes]:
 
 
 # ------------------------------------------------------------------ readers
-def _read_radiograph(path: Path) -> object:
-    from osteolens.io import read_radiograph
-
-    return read_radiograph(path)
-
-
-def _read_mask(path: Path) -> object:
-    from osteolens.morphometry.inputs import read_mask
-
-    return read_mask(path)
-
-
-def _open_dataset(path: Path) -> object:
-    from osteolens.data import open_dataset
-
-    return open_dataset(path)
-
-
-def _manifest_read(path: Path) -> object:
-    from osteolens.data import Manifest
-
-    return Manifest.read(path)
-
-
-def _read_landmarks(path: Path) -> object:
-    from osteolens.morphometry import read_landmarks
-
-    return read_landmarks(path)
-
-
-def _read_image_table(path: Path) -> object:
-    from osteolens.morphometry.inputs import read_image_table
-
-    return read_image_table(path)
-
-
-def _read_image_header(path: Path) -> object:
-    from osteolens.morphometry.inputs import read_image_header
-
-    return read_image_header(path)
-
-
-def _read_masks(path: Path) -> object:
-    from osteolens.morphometry import read_masks
-
-    return read_masks(path)
-
-
-READERS: dict[str, tuple[Callable[[Path], object], ...]] = {
-    "image": (_read_radiograph, _read_image_header, _read_mask),
-    "table": (_open_dataset, _manifest_read, _read_landmarks, _read_image_table, _read_masks),
-    "xlsx": (_open_dataset,),
+# "module:function", imported in the worker on first use (the parent never imports the readers).
+READERS: dict[str, tuple[str, ...]] = {
+    "image": ("osteolens.io:read_radiograph", "osteolens.morphometry.inputs:read_image_header",
+              "osteolens.morphometry.inputs:read_mask"),
+    "table": ("osteolens.data:open_dataset", "osteolens.data:Manifest.read", "osteolens.morphometry:read_landmarks",
+              "osteolens.morphometry.inputs:read_image_table", "osteolens.morphometry:read_masks"),
+    "xlsx": ("osteolens.data:open_dataset",),
 }
 
 
-def reader_name(reader: Callable[[Path], object]) -> str:
-    return reader.__name__.lstrip("_")
+def reader_name(reader: str) -> str:
+    """``read_mask``, ``manifest_read``: the reader's short name in tables and test ids."""
+    return reader.split(":")[1].replace("Manifest.", "manifest_")
 
 
-def run_reader(reader: Callable[[Path], object], path: Path) -> tuple[str | None, str]:
+def _resolve(reader: str) -> Callable[[Path], object]:
+    module, attribute = reader.split(":")
+    target: Any = importlib.import_module(module)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def run_reader(reader: str, path: Path) -> tuple[str | None, str]:
     """Run one reader: ``(None, "")`` on success, else the exception's class name and message;
     the name is prefixed ``OK:`` for an OsteolensError."""
     from osteolens.errors import OsteolensError
 
     try:
-        reader(path)
+        _resolve(reader)(path)
     except OsteolensError as exc:
         return f"OK:{type(exc).__name__}", str(exc)[:300]
     except Exception as exc:
