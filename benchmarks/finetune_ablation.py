@@ -91,7 +91,8 @@ def markdown(name: str, rows: list[dict[str, Any]]) -> str:
         f"Machine: {machine_description()}; torch threads {torch.get_num_threads()}.",
         f"Command: `.venv/bin/python benchmarks/finetune_ablation.py --set {name}`. The five patient-grouped folds "
         "of `benchmarks/real_data.py`, every image scored once out of fold; the difference is the variant minus the "
-        "full recipe on the same images (paired patient bootstrap, 2000, for MAE; DeLong for AUC).",
+        "full recipe on the same images (paired patient bootstrap, 2000, for MAE; DeLong for AUC). Training time is "
+        "the sum of the folds' own seconds; it is inflated where the machine was shared with other jobs.",
         "",
         f"| variant | {metric} [95 % CI] | difference vs the full recipe [95 % CI], p | training time (5 folds) |",
         "|---|---|---|---|",
