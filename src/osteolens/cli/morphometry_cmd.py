@@ -52,6 +52,9 @@ def morphometry(
     images: Path | None = typer.Option(None, "--images", help="Folder of the radiographs (default: beside the table).", file_okay=False),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
+    dicom_out: Path | None = typer.Option(
+        None, "--dicom-out", help="Folder for a TID 1500 SR per spine whose radiograph is DICOM.", file_okay=False
+    ),
 ) -> None:
     """Measure vertebrae from corner landmarks or body masks.
 
@@ -108,6 +111,13 @@ def morphometry(
             console.print(f"  {key} {name}: {problem}", highlight=False, markup=False)
     if result.overlays:
         console.print(f"{len(result.overlays)} overlay(s) -> {plot}")
+    if dicom_out is not None:
+        from osteolens.dicom_out.morphometry_sr import write_morphometry_results
+
+        written, skipped = write_morphometry_results(result.spines, {i.key: i.image_path for i in inputs}, dicom_out)
+        console.print(f"{len(written)} DICOM SR(s) -> {dicom_out}")
+        for key, reason in skipped:
+            console.print(f"no DICOM SR for {key}: {reason}", highlight=False, markup=False)
     report_failures(result.failures, out.with_name(f"{out.stem}_failures.csv") if result.failures else None)
 
 

@@ -36,6 +36,8 @@ TARGETS = {
 CALIBRATIONS = {"platt": "Platt scaling", "isotonic": "Isotonic regression", "temperature": "Temperature scaling",
                 None: "Not calibrated"}
 SERIES_NUMBER = 990
+#: The procedure reported of every osteolens SR.
+RADIOGRAPHY = ("363680008", "SCT", "Radiographic imaging procedure")
 
 
 def _code(value: str, scheme: str, meaning: str) -> Any:
@@ -117,22 +119,46 @@ def library_entry(reference: Any) -> Any:
     return entry
 
 
-def build_sr(reference: Any, record: dict[str, Any], bundle: Any, uids: ResultUIDs) -> Any:
-    """A ``highdicom.sr.ComprehensiveSR`` of ``record`` (the prediction's JSON record) about the
-    radiograph ``reference`` (its header), in its study, in a new series."""
-    from highdicom.sr import (ComprehensiveSR, DeviceObserverIdentifyingAttributes, MeasurementReport,
-                              MeasurementsAndQualitativeEvaluations, ObservationContext, ObserverContext,
-                              SourceImageForMeasurementGroup, TrackingIdentifier)
-    from pydicom.dataset import Dataset
+def device_context(uid: str, name: str, model_name: str) -> Any:
+    """TID 1002 observation context: osteolens as the device observer ``uid`` (name, model name)."""
+    from highdicom.sr import DeviceObserverIdentifyingAttributes, ObservationContext, ObserverContext
     from pydicom.sr.codedict import codes
+
+    device = DeviceObserverIdentifyingAttributes(uid=uid, name=name[:64], manufacturer_name="osteolens",
+                                                 model_name=model_name[:64])
+    return ObservationContext(observer_device_context=ObserverContext(
+        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+
+
+def comprehensive_sr(reference: Any, report: Any, *, series_uid: str, instance_uid: str, series_number: int,
+                     description: str) -> Any:
+    """A complete ``ComprehensiveSR`` of ``report`` with ``reference`` as evidence, in its study, in a new
+    series, declaring the private coding scheme."""
+    from highdicom.sr import ComprehensiveSR
+    from pydicom.dataset import Dataset
 
     from osteolens import __version__
 
-    device = DeviceObserverIdentifyingAttributes(
-        uid=uids.device, name=bundle.name[:64], manufacturer_name="osteolens",
-        model_name=str(bundle.architecture.get("name") or "unknown")[:64])
-    context = ObservationContext(observer_device_context=ObserverContext(
-        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+    sr = ComprehensiveSR(
+        evidence=[reference], content=report, series_instance_uid=series_uid, series_number=series_number,
+        sop_instance_uid=instance_uid, instance_number=1, manufacturer="osteolens", is_complete=True,
+        series_description=description[:64], software_versions=__version__,
+    )
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = PRIVATE
+    scheme.CodingSchemeName = "osteolens private codes (docs/dicom.md)"
+    scheme.CodingSchemeResponsibleOrganization = "osteolens"
+    sr.CodingSchemeIdentificationSequence = [scheme]
+    return sr
+
+
+def build_sr(reference: Any, record: dict[str, Any], bundle: Any, uids: ResultUIDs) -> Any:
+    """A ``highdicom.sr.ComprehensiveSR`` of ``record`` (the prediction's JSON record) about the
+    radiograph ``reference`` (its header), in its study, in a new series."""
+    from highdicom.sr import (MeasurementReport, MeasurementsAndQualitativeEvaluations,
+                              SourceImageForMeasurementGroup, TrackingIdentifier)
+
+    context = device_context(uids.device, bundle.name, str(bundle.architecture.get("name") or "unknown"))
     group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(uid=uids.tracking, identifier=f"osteolens {bundle.name}"[:64]),
         algorithm_id=algorithm(bundle),
@@ -142,18 +168,9 @@ def build_sr(reference: Any, record: dict[str, Any], bundle: Any, uids: ResultUI
     )
     report = MeasurementReport(
         observation_context=context,
-        procedure_reported=_code("363680008", "SCT", "Radiographic imaging procedure"),
+        procedure_reported=_code(*RADIOGRAPHY),
         imaging_measurements=[group],
         referenced_images=[library_entry(reference)],
     )
-    sr = ComprehensiveSR(
-        evidence=[reference], content=report, series_instance_uid=uids.sr_series, series_number=SERIES_NUMBER,
-        sop_instance_uid=uids.sr_instance, instance_number=1, manufacturer="osteolens", is_complete=True,
-        series_description=f"osteolens {bundle.name} results"[:64], software_versions=__version__,
-    )
-    scheme = Dataset()
-    scheme.CodingSchemeDesignator = PRIVATE
-    scheme.CodingSchemeName = "osteolens private codes (docs/dicom.md)"
-    scheme.CodingSchemeResponsibleOrganization = "osteolens"
-    sr.CodingSchemeIdentificationSequence = [scheme]
-    return sr
+    return comprehensive_sr(reference, report, series_uid=uids.sr_series, instance_uid=uids.sr_instance,
+                            series_number=SERIES_NUMBER, description=f"osteolens {bundle.name} results")
