@@ -22,6 +22,7 @@ def serve(
     max_pixels: int = typer.Option(50_000_000, min=1, help="Largest accepted image in pixels, from its header (413 above)."),
     docs: bool = typer.Option(False, "--docs", help="Serve /docs, /redoc and /openapi.json (Swagger UI loads from a CDN)."),
     trusted_key: Path = typer.Option(None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."),
+    dicom_out: Path = typer.Option(None, "--dicom-out", help="Also write a DICOM SR and a Grad-CAM Secondary Capture here for every uploaded DICOM, in its study (single-view models; docs/dicom.md)."),
 ) -> None:
     """Serve a bundle over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, and a web page at /.
 
@@ -62,7 +63,7 @@ def serve(
     predictor = Predictor(model, backend=backend, threads=threads)
     predictor.warm_up()
     app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent,
-                     max_queue=max_queue, max_pixels=max_pixels, docs=docs)
+                     max_queue=max_queue, max_pixels=max_pixels, docs=docs, dicom_out=dicom_out)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     console.print(f"serving {predictor.bundle.name} on http://{host}:{port}/" + (" (docs at /docs)" if docs else ""))
     uvicorn.run(app, host=host, port=port, log_level="info")

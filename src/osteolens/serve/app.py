@@ -9,7 +9,9 @@ Routes:
   one), ``max_side`` (shrink the returned PNGs); answers the
   prediction record (see ``osteolens.inference.report``) with the heat map and overlay as
   PNG data URLs (``heatmap_png``, ``overlay_png``; multi-view: the first view's, and every
-  view's in ``view_pngs``) and the request id.
+  view's in ``view_pngs``) and the request id. With ``dicom_out``, an uploaded DICOM also gets its
+  TID 1500 SR and Grad-CAM Secondary Capture written there (:mod:`osteolens.dicom_out`), named in
+  ``dicom_files`` (relative to that folder) with their ``dicom_uids``; other uploads get a ``dicom_note``.
 * ``GET /v1/model``: the model card. ``GET /healthz``: liveness (the model digest too when no
   token is configured or the caller sends it). ``/docs``, ``/redoc``, ``/openapi.json``: only
   with ``docs=True`` (Swagger UI loads its scripts from a CDN, which fails air-gapped).
@@ -30,6 +32,7 @@ neither oversubscribes the CPU nor piles up in memory.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import tempfile
@@ -43,7 +46,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import ConfigError, FileWriteError, OsteolensError
 from osteolens.inference.predictor import Predictor
 from osteolens.serve.admission import UNAUTHORISED, Admission, Slots, bearer_ok
 
@@ -122,6 +125,43 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+#: The ``dicom_note`` of a non-DICOM upload.
+NO_STUDY_NOTE = ("no DICOM results: the upload is not a DICOM file, and the service has no patient data to make "
+                 "a study from. Fix: upload the DICOM original, or use 'osteolens predict --dicom-out' with "
+                 "--patient-id.")
+
+
+def _dicom_results(source: Path, prediction: Any, record: dict[str, Any], predictor: Predictor,
+                   out_dir: Path) -> dict[str, Any]:
+    """Write the SR and SC of an uploaded DICOM into ``out_dir``: ``dicom_files`` (names), ``dicom_uids``.
+
+    The files are named by a hash of the upload's SOP Instance UID and the bundle digest, the
+    sources of their UIDs: sending the same radiograph again replaces them. A DICOM that
+    cannot join its study gets ``dicom_note`` instead.
+    """
+    import pydicom
+
+    from osteolens.dicom_out import read_header, write_dicom_results
+    from osteolens.explain import overlay
+
+    header = read_header(source)
+    uid = str(header.get("SOPInstanceUID", "")) if header is not None else ""
+    stem = hashlib.sha256(f"{uid}\0{predictor.bundle.digest}".encode()).hexdigest()[:32]
+    rgb = None if prediction.heatmap is None else overlay(prediction.image, prediction.heatmap, alpha=0.4)
+    try:
+        written = write_dicom_results(source, record, predictor.bundle, out_dir, overlay_rgb=rgb, stem=stem)
+    except FileWriteError:
+        log.exception("request %s: the DICOM results could not be written", record["request_id"])
+        return {"dicom_files": [], "dicom_uids": [], "dicom_note": "no DICOM results: the service could not write "
+                "them. Fix: ask the operator to check the --dicom-out folder."}
+    except ConfigError as exc:
+        note = f"no DICOM results: {_client_message(exc, str(source))}"
+        return {"dicom_files": [], "dicom_uids": [], "dicom_note": note}
+    uids = [str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+            for path in written]
+    return {"dicom_files": [path.name for path in written], "dicom_uids": uids, "dicom_note": None}
+
+
 def create_app(
     predictor: Predictor,
     *,
@@ -131,6 +171,7 @@ def create_app(
     max_queue: int | None = None,
     max_pixels: int = DEFAULT_SERVE_MAX_PIXELS,
     docs: bool = False,
+    dicom_out: Path | None = None,
 ) -> FastAPI:
     """Build the service around a loaded predictor.
 
@@ -146,6 +187,13 @@ def create_app(
             decoding (default 5 * 10^7).
         docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off by default: Swagger UI
             and ReDoc load their scripts from a CDN).
+        dicom_out: write the DICOM SR and Grad-CAM Secondary Capture of every uploaded DICOM
+            here (created; Grad-CAM is then computed for DICOM uploads whatever ``cam`` says).
+            Single-view models only.
+
+    Raises:
+        ConfigError: ``dicom_out`` with a multi-view model.
+        FileWriteError: ``dicom_out`` cannot be created.
     """
     from osteolens import __version__
     from osteolens.io.header import read_header
@@ -153,6 +201,17 @@ def create_app(
 
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if dicom_out is not None:
+        if predictor.views:
+            raise ConfigError("--dicom-out", f"is not available for multi-view models yet ({predictor.bundle.name} "
+                              f"takes the views {predictor.views}).",
+                              "drop --dicom-out, or serve a single-view bundle.")
+        dicom_out = Path(dicom_out)
+        try:
+            dicom_out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileWriteError(dicom_out, f"cannot create the --dicom-out folder ({exc.strerror or exc}).",
+                                 "choose a writable folder.") from exc
     app = FastAPI(
         title="osteolens",
         version=__version__,
@@ -218,9 +277,10 @@ def create_app(
 
         request_id = request.state.request_id
         uploads = [part.file.read() for part in file]
+        formats = [sniff_format(data[:SNIFF_BYTES]) for data in uploads]
         for k, data in enumerate(uploads):
             which = "the upload" if len(uploads) == 1 else f"upload {k + 1}"
-            if sniff_format(data[:SNIFF_BYTES]) is None:
+            if formats[k] is None:
                 raise HTTPException(status_code=415, detail=f"{which} is not a DICOM, PNG, JPEG, TIFF or BMP image "
                                     "(checked from its content, not its name).")
             try:
@@ -232,6 +292,7 @@ def create_app(
                                     f"{header.pixels:,} pixels, more than this service's limit of {max_pixels:,} "
                                     "pixels. Fix: send a downsampled image, or ask the operator to raise --max-pixels.")
         names = _view_names(predictor.views, len(uploads), view)
+        to_dicom = dicom_out is not None and formats[0] == "DICOM"  # single-view: one upload
         given: dict[str, Any] = {}
         if covariates:
             try:
@@ -250,13 +311,17 @@ def create_app(
                 paths[-1].write_bytes(data)
             sample = dict(zip(names, paths, strict=True)) if names else paths[0]
             try:
-                prediction = predictor.predict(sample, covariates=given, cam=cam, cam_method=cam_method,
-                                               cam_class=cam_class)
+                prediction = predictor.predict(sample, covariates=given, cam=cam or to_dicom,
+                                               cam_method=cam_method, cam_class=cam_class)
             except OsteolensError as exc:
                 raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
-            images = render_pngs(prediction, max_side=max_side)
-        record = ok_record(prediction, image=None)
-        record["request_id"] = request_id
+            images = render_pngs(prediction, max_side=max_side) if cam else {}
+            record = ok_record(prediction, image=None)
+            record["request_id"] = request_id
+            if to_dicom:
+                record.update(_dicom_results(paths[0], prediction, record, predictor, dicom_out))
+            elif dicom_out is not None:
+                record.update(dicom_files=[], dicom_uids=[], dicom_note=NO_STUDY_NOTE)
         first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order
         record["heatmap_png"] = _data_url(images[first + "heatmap"]) if first + "heatmap" in images else None
         record["overlay_png"] = _data_url(images[first + "overlay"]) if first + "overlay" in images else None
