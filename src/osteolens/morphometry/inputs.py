@@ -217,52 +217,14 @@ def read_image_table(path: str | Path) -> tuple[dict[str, float], dict[str, floa
 
 
 def read_image_header(path: str | Path) -> tuple[tuple[int, int], tuple[float, float] | None]:
-    """``(rows, columns)`` and the DICOM pixel spacing of a radiograph, without decoding pixels.
-
-    DICOM: ``Rows``, ``Columns`` and ``PixelSpacing`` / ``ImagerPixelSpacing`` (pydicom,
-    ``stop_before_pixels``); TIFF: the first page's tags (tifffile); PNG, JPEG, BMP: Pillow's
-    lazy size, swapped when the EXIF orientation turns the image by 90 degrees (as
-    :func:`osteolens.io.read_radiograph` does). Raster files have no spacing (None).
+    """``(rows, columns)`` as displayed and the DICOM pixel spacing of a radiograph, without
+    decoding pixels (:func:`osteolens.io.header.read_header`; raster files have no spacing).
 
     Raises:
         RadiographReadError: the file is missing, not an image, or its header is unreadable.
     """
-    from osteolens.errors import RadiographReadError
-    from osteolens.io.sniff import SNIFF_BYTES, sniff_format
-
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            fmt = sniff_format(handle.read(SNIFF_BYTES))
-    except OSError as exc:
-        raise RadiographReadError(path, f"cannot be read ({exc.strerror or exc}).", "check the path.") from exc
-    if fmt is None:
-        raise RadiographReadError(path, "is not a recognised image.", "pass a DICOM, PNG, JPEG, TIFF or BMP file.")
-    try:
-        if fmt == "DICOM":
-            from pydicom import dcmread
-
-            from osteolens.io.dicom_tags import spacing_from
-
-            ds = dcmread(path, stop_before_pixels=True, force=True)
-            found = spacing_from(ds)
-            return (int(ds.Rows), int(ds.Columns)), found[0] if found else None
-        if fmt == "TIFF":
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                return (int(page.imagelength), int(page.imagewidth)), None
-        from PIL import Image
-
-        with Image.open(path) as image:
-            cols, rows = image.size
-            turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: transposed
-        return ((cols, rows) if turned else (rows, cols)), None
-    except Exception as exc:  # any parser failure on a damaged header
-        raise RadiographReadError(
-            path, f"its {fmt} header cannot be read ({type(exc).__name__}: {exc}).", "re-export the image."
-        ) from exc
+    header = read_header(Path(path))
+    return (header.rows, header.cols), header.spacing_mm
 
 
 def read_mask(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -282,7 +244,7 @@ def read_mask(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
             _check_mask_size(path, int(np.prod(lazy.shape[:2])) if lazy.ndim >= 2 else lazy.size, max_pixels)
             array = np.asarray(lazy)
         else:
-            header = read_header(path.read_bytes(), path)
+            header = read_header(path)
             _check_mask_size(path, header.pixels * header.frames, max_pixels)
             if header.format == "TIFF":
                 import tifffile
