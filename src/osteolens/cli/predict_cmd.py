@@ -195,12 +195,9 @@ def predict(
                 raise result
             record = write_prediction(result, out, stem, name)
             if dicom_out is not None:
-                from osteolens.dicom_out import write_dicom_results
-                from osteolens.explain import overlay
+                from osteolens.dicom_out import write_prediction_dicom
 
-                rgb = None if result.heatmap is None else overlay(result.image, result.heatmap, alpha=0.4)
-                write_dicom_results(files[i], record, predictor.bundle, dicom_out, overlay_rgb=rgb, patient=patient,
-                                    stem=stem)
+                write_prediction_dicom(files[i], result, record, predictor.bundle, dicom_out, patient=patient, stem=stem)
             ok += 1
             shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
             console.print(f"{name}: {record['diagnosis']} ({shown})", markup=False, highlight=False)

@@ -178,4 +178,22 @@ def write_dicom_results(
     return written
 
 
-__all__ = ["Patient", "read_header", "write_dicom_results"]
+def write_prediction_dicom(
+    source: str | os.PathLike[str],
+    prediction: Any,
+    record: dict[str, Any],
+    bundle: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    patient: Patient | None = None,
+    stem: str | None = None,
+) -> list[Path]:
+    """:func:`write_dicom_results` for a :class:`~osteolens.inference.Prediction`: its Grad-CAM
+    overlay (the one ``predict --cam`` writes as PNG) becomes the Secondary Capture; no heat map, no SC."""
+    from osteolens.explain import overlay
+
+    rgb = None if prediction.heatmap is None else overlay(prediction.image, prediction.heatmap)
+    return write_dicom_results(source, record, bundle, out_dir, overlay_rgb=rgb, patient=patient, stem=stem)
+
+
+__all__ = ["Patient", "read_header", "write_dicom_results", "write_prediction_dicom"]

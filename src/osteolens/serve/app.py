@@ -141,15 +141,13 @@ def _dicom_results(source: Path, prediction: Any, record: dict[str, Any], predic
     """
     import pydicom
 
-    from osteolens.dicom_out import read_header, write_dicom_results
-    from osteolens.explain import overlay
+    from osteolens.dicom_out import read_header, write_prediction_dicom
 
     header = read_header(source)
     uid = str(header.get("SOPInstanceUID", "")) if header is not None else ""
     stem = hashlib.sha256(f"{uid}\0{predictor.bundle.digest}".encode()).hexdigest()[:32]
-    rgb = None if prediction.heatmap is None else overlay(prediction.image, prediction.heatmap, alpha=0.4)
     try:
-        written = write_dicom_results(source, record, predictor.bundle, out_dir, overlay_rgb=rgb, stem=stem)
+        written = write_prediction_dicom(source, prediction, record, predictor.bundle, out_dir, stem=stem)
     except FileWriteError:
         log.exception("request %s: the DICOM results could not be written", record["request_id"])
         return {"dicom_files": [], "dicom_uids": [], "dicom_note": "no DICOM results: the service could not write "

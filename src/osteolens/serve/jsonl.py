@@ -91,9 +91,8 @@ def _write_dicom(predictor: Predictor, prediction: Any, paths: dict, record: dic
                  out_dir: Path, stem: str) -> list[str]:
     """The SR and SC of a request with ``dicom_destination_path`` (``patient``: an object of
     :class:`~osteolens.dicom_out.Patient` fields, for a non-DICOM image)."""
-    from osteolens.dicom_out import Patient, write_dicom_results
+    from osteolens.dicom_out import Patient, write_prediction_dicom
     from osteolens.errors import ConfigError
-    from osteolens.explain import overlay
 
     if None not in paths:
         raise ConfigError("dicom_destination_path", "is not available for multi-view models yet.", "drop it.")
@@ -102,9 +101,8 @@ def _write_dicom(predictor: Predictor, prediction: Any, paths: dict, record: dic
     except TypeError as exc:
         raise ConfigError("patient", f"is not an object of patient_id, name, birth_date, sex, accession_number "
                                      f"({exc}).", 'send e.g. {"patient_id": "P7", "name": "DOE^JOHN"}.') from exc
-    rgb = None if prediction.heatmap is None else overlay(prediction.image, prediction.heatmap, alpha=0.4)
-    return [str(path) for path in write_dicom_results(paths[None], record, predictor.bundle, out_dir,
-                                                      overlay_rgb=rgb, patient=given, stem=stem)]
+    return [str(path) for path in write_prediction_dicom(paths[None], prediction, record, predictor.bundle, out_dir,
+                                                         patient=given, stem=stem)]
 
 
 def run_jsonl(
