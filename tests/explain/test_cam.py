@@ -141,8 +141,12 @@ def test_palette_heatmap_png_decodes_to_the_rgb_colour_map():
 def test_timm_backbone_target_layer_is_found():
     torch.manual_seed(0)
     model = create_model("resnet10t", "multiclass", 3).eval().requires_grad_(False)
-    assert model.cam_layer is model.backbone.layer4
     x = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    seen = []  # the layer Grad-CAM hooks passes the final feature map: layer4's output, 512 channels
+    handle = model.cam_layer.register_forward_hook(lambda m, i, o: seen.append(o))
+    model(x)
+    handle.remove()
+    assert seen[0].shape == (1, 512, 2, 2) and torch.equal(seen[0], model.backbone.forward_features(x))
     maps = grad_cam([model], x, [cam_target("multiclass", 1)], method="gradcam++")
     assert maps.shape == (1, 64, 64) and maps.max() == pytest.approx(1.0)
 
@@ -153,7 +157,7 @@ def test_two_view_grad_cam_gives_each_view_its_definition(shared):
     (the shared backbone's batch row, or the view's own backbone)."""
     model = _net(views=2, shared_backbone=shared)
     x = torch.rand(1, 2, 1, 48, 40, generator=torch.Generator().manual_seed(3))
-    layers = [model.cam_layer] if shared else [b.get_submodule(model.stages[-1]) for b in model.backbones]
+    layers = list(model.feature_maps)  # one per backbone: the shared one, or each view's own
     store = []
     handles = [layer.register_forward_hook(lambda m, i, o: store.append(o)) for layer in layers]
     out = model(x)

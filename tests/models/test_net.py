@@ -26,7 +26,14 @@ def test_seed_backbones_build_with_one_channel(name):
     with torch.no_grad():
         out = net(torch.rand(2, 1, 64, 64))
     assert out.shape == (2, 3)
-    assert net.cam_layer is not None and net.cam_layer is not net.backbone
+    seen = []  # Grad-CAM's layer passes the final feature map (EfficientNet: after conv_head + BN + SiLU)
+    handle = net.cam_layer.register_forward_hook(lambda m, i, o: seen.append(o))
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        net(x)
+        assert torch.equal(seen[0], net.backbone.forward_features(x))
+    handle.remove()
+    assert seen[0].shape[1] == net.backbone.num_features and seen[0].ndim == 4
 
 
 def test_simple_cnn_is_registered_and_filters_double_per_layer():
@@ -36,7 +43,12 @@ def test_simple_cnn_is_registered_and_filters_double_per_layer():
     assert [c.out_channels for c in convs] == [8, 16, 32, 64]
     linears = [m for m in net.head.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(32, 16), (16, 16), (16, 1)]
-    assert net.cam_layer is net.backbone.blocks[3]
+    x = torch.rand(1, 1, 32, 32)
+    seen = []
+    net.cam_layer.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        net.eval()(x)
+        assert torch.equal(seen[0], net.backbone.blocks(x))  # the last conv block's activations, 64 channels
 
 
 def test_config_rebuilds_the_same_network():

@@ -7,9 +7,9 @@ al. 2018) weights the positive gradients with second-order terms, which localise
 instances of a pattern better. The map is upsampled to the network input and scaled to
 [0, 1]; :class:`osteolens.inference.preprocess.AxisMap` then puts it on the original image.
 
-The target layer is ``model.cam_layer`` (the last stage of the backbone, set by
-``osteolens.models.create_model`` for timm models and ``simple_cnn`` alike). The explained
-score depends on the task:
+The target layer is ``model.cam_layer``: the backbone's final feature map, before global
+pooling (``osteolens.models.create_model`` sets it for timm models and ``simple_cnn`` alike).
+The explained score depends on the task:
 
 | task | score ``y`` |
 |---|---|
@@ -105,16 +105,13 @@ def _graph_from(layer: torch.nn.Module) -> Iterator[None]:
 
 
 def _view_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The layer to hook for each view: the shared backbone's ``cam_layer`` once, or the same
-    stage of every view's own backbone."""
-    layer = getattr(model, "cam_layer", None)
-    if layer is None:
+    """The layer to hook for each view: the shared backbone's feature map once, or every
+    view's own backbone's."""
+    if getattr(model, "cam_layer", None) is None:
         raise ModelError("the model has no 'cam_layer'. Fix: build it with osteolens.models.create_model.")
-    backbones = getattr(model, "backbones", [])
-    if getattr(model, "views", 1) == 1 or len(backbones) <= 1:
-        return [layer]
-    stage = model.stages[-1] if model.stages else None
-    return [net.get_submodule(stage) if stage else net for net in backbones]
+    if getattr(model, "views", 1) == 1 or len(model.feature_maps) <= 1:
+        return [model.cam_layer]
+    return list(model.feature_maps)
 
 
 def grad_cam(

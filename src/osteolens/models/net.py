@@ -75,7 +75,9 @@ class OsteoNet(nn.Module):
     Attributes:
         backbone: the (first) image feature extractor.
         backbones: one extractor per view when views are not shared, else ``[backbone]``.
-        cam_layer: the module Grad-CAM should hook (last stage of the first backbone).
+        feature_maps: one ``nn.Identity`` per backbone through which its final feature map (the
+            output of ``forward_features``, before global pooling) passes: the Grad-CAM layer.
+        cam_layer: the module Grad-CAM hooks, ``feature_maps[0]``.
         head: fusion MLP and output layer.
         config: the keyword arguments of :func:`create_model` that rebuild this network.
         views: number of views; ``forward`` takes ``[N, V, C, H, W]`` when > 1.
@@ -95,7 +97,12 @@ class OsteoNet(nn.Module):
         self.backbones = nn.ModuleList([b.module for b in backbones])
         self.backbone = self.backbones[0]
         self.stages = list(backbones[0].stages)
-        self.cam_layer = self.backbone.get_submodule(self.stages[-1]) if self.stages else self.backbone
+        # Grad-CAM explains the final feature map (after EfficientNet's conv_head + BN + SiLU, ResNet's
+        # layer4, ...), the last convolutional activations of Selvaraju et al. Everything after it is
+        # global pooling and a head on the pooled vector, so the ONNX Grad-CAM graph
+        # (osteolens.inference.cam_graph) needs the gradient of that small tail only.
+        self.feature_maps = nn.ModuleList([nn.Identity() for _ in self.backbones])
+        self.cam_layer = self.feature_maps[0]
         self.views = views
         self.n_tabular = n_tabular
         self.head = head
@@ -103,19 +110,25 @@ class OsteoNet(nn.Module):
         self.config = config
         self._frozen_norms: list[nn.Module] = []
 
+    def _pooled(self, index: int, images: torch.Tensor) -> torch.Tensor:
+        """Backbone ``index`` on ``[N, C, H, W]``: its feature map through ``feature_maps[index]``,
+        then its pooling head (the same as calling the backbone)."""
+        net = self.backbones[index]
+        return net.forward_head(self.feature_maps[index](net.forward_features(images)))
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Image features ``[N, V * F]`` (views concatenated in order)."""
         if self.views == 1:
             if images.ndim != 4:
                 raise ModelError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}.")
-            return self.backbone(images)
+            return self._pooled(0, images)
         if images.ndim != 5 or images.shape[1] != self.views:
             raise ModelError(f"expected images [N, {self.views}, C, H, W] for {self.views} views, got {tuple(images.shape)}.")
         n = images.shape[0]
         if len(self.backbones) == 1:
-            flat = self.backbone(images.flatten(0, 1))
+            flat = self._pooled(0, images.flatten(0, 1))
             return flat.reshape(n, -1)
-        return torch.cat([net(images[:, v]) for v, net in enumerate(self.backbones)], dim=1)
+        return torch.cat([self._pooled(v, images[:, v]) for v in range(len(self.backbones))], dim=1)
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Raw outputs ``[N, num_outputs]`` (logits, cumulative logits, or standardised value)."""

@@ -46,9 +46,17 @@ class SimpleCNN(nn.Module):
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(channels, dense_units), nn.ReLU())
         self.num_features = dense_units
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final feature map ``[N, C', H', W']`` (timm's name for it)."""
+        return self.blocks(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Global average pool + dense layer: ``[N, C', H', W'] -> [N, dense_units]``."""
+        return self.dense(self.pool(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, C, H, W] -> [N, dense_units]``."""
-        return self.dense(self.pool(self.blocks(x)))
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("simple_cnn")
