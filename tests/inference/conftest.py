@@ -31,12 +31,13 @@ def create_model():
 
 @pytest.fixture
 def make_bundle(tmp_path, create_model):
-    """``make_bundle(task="binary", folds=2, tabular=(), **bundle_fields) -> Path`` of a tiny simple_cnn bundle."""
+    """``make_bundle(task="binary", folds=2, tabular=(), fusion="offset", **bundle_fields) -> Path`` of a tiny
+    simple_cnn bundle."""
 
-    def _make(task: str = "binary", folds: int = 2, tabular=(), name: str = "bundle", **fields):
+    def _make(task: str = "binary", folds: int = 2, tabular=(), name: str = "bundle", fusion: str = "offset", **fields):
         torch.manual_seed(0)
         models = [create_model("simple_cnn", task, OUTPUTS[task], tabular=list(tabular), conv_layers=2, filters=4,
-                               dense_units=8).eval() for _ in range(folds)]
+                               dense_units=8, fusion=fusion).eval() for _ in range(folds)]
         kwargs = dict(models=models, preprocessing=PREPROCESSING, input_size=(48, 48), task=task,
                       labels=LABELS[task], target="label" if task != "regression" else "bmd",
                       tabular_scaling={"age": {"mean": 60.0, "std": 10.0}} if "age" in tabular else None)

@@ -161,7 +161,7 @@ def predict(
         from osteolens.serve.jsonl import run_jsonl
 
         predictor = Predictor(model, backend=backend, threads=threads, cam_method=cam_method)
-        console.print(f"ready: {predictor.bundle.name} ({predictor.bundle.task}, {len(predictor.models)} folds)")
+        console.print(f"ready: {predictor.bundle.name} ({predictor.bundle.task}, {predictor.model_info['folds']} folds)")
         answered, failed = run_jsonl(predictor, allowed_root, sys.stdin, sys.stdout, cam=True)
         console.print(f"{answered} request(s), {failed} failed")
         return
@@ -216,7 +216,8 @@ def export_onnx(
     out: Path = typer.Option(None, "--out", "-o", help="Also write the ONNX file here."),
     tolerance: float = typer.Option(1e-4, help="Largest max-abs difference against torch that is accepted."),
 ) -> None:
-    """Export a bundle's fold ensemble to ONNX, check parity with torch, store it in the bundle.
+    """Export a bundle's fold ensemble to ONNX (and, single-view, its Grad-CAM graph), check both
+    against torch, store them in the bundle.
 
     Example: osteolens export-onnx runs/knee/bundle
     """
@@ -233,6 +234,12 @@ def export_onnx(
         out.write_bytes(model)
     console.print(f"model.onnx added to {bundle} ({len(model) / 2**20:.1f} MiB); "
                   f"max abs difference vs torch {difference:.2e} (tolerance {tolerance:.0e})")
+    if not loaded.views:
+        from osteolens.inference.bundle import add_cam_onnx
+        from osteolens.inference.cam_graph import export_cam_onnx
+
+        add_cam_onnx(bundle, export_cam_onnx(loaded.models, loaded.input_size, in_chans, len(loaded.tabular)))
+        console.print(f"cam.onnx added to {bundle}: Grad-CAM without torch (docs/inference.md)")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ from osteolens import lazy_exports
 
 # Imported on first use: reading or writing a bundle does not load torch's inference stack.
 __all__ = lazy_exports(__name__, {
-    "bundle": ["FORMAT_VERSION", "Bundle", "add_onnx", "load_bundle", "write_bundle"],
+    "bundle": ["FORMAT_VERSION", "Bundle", "add_cam_onnx", "add_onnx", "load_bundle", "write_bundle"],
     "predictor": ["BACKENDS", "Prediction", "Predictor"],
     "runtime": ["export_checked", "export_onnx"],
 })

@@ -26,6 +26,7 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from osteolens.errors import BundleError, ModelError
 FORMAT_VERSION = 1
 MANIFEST_NAME = "bundle.json"
 ONNX_NAME = "model.onnx"
+CAM_ONNX_NAME = "cam.onnx"
 #: Detached signature of ``bundle.json`` (not listed in ``files``: it signs that list).
 SIGNATURE_NAME = "bundle.sig"
 TASKS = ("binary", "multiclass", "ordinal", "regression")
@@ -59,14 +61,27 @@ class Bundle:
     Attributes:
         path: where it was loaded from.
         manifest: the parsed ``bundle.json``.
-        models: one ``OsteoNet`` per fold, on CPU, in eval mode.
+        fold_weights: each fold's safetensors bytes (sha256 checked), by file name.
         onnx_model: the serialised ONNX ensemble when the bundle holds one, else None.
+        cam_onnx: the Grad-CAM graph (:mod:`osteolens.inference.cam_graph`) when it holds one.
     """
 
     path: Path
     manifest: dict[str, Any]
-    models: list[Any] = field(repr=False)
+    fold_weights: dict[str, bytes] = field(repr=False)
     onnx_model: bytes | None = field(default=None, repr=False)
+    cam_onnx: bytes | None = field(default=None, repr=False)
+    _models: list[Any] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def models(self) -> list[Any]:
+        """One ``OsteoNet`` per fold, on CPU, in eval mode, built on first use (torch and timm are
+        imported then: a bundle predicted and explained through its ONNX graphs never needs them)."""
+        with self._lock:
+            if self._models is None:
+                self._models = _build_folds(self.manifest, self.fold_weights, self.path)
+            return self._models
 
     @property
     def architecture(self) -> dict[str, Any]:
@@ -162,7 +177,7 @@ class Bundle:
             architecture=self.architecture.get("name"),
             covariates=self.tabular,
             views=self.views,
-            folds=len(self.models),
+            folds=len(self.manifest["folds"]),
             calibrated=self.calibration is not None,
             preprocessing=[step.get("name") for step in self.preprocessing],
             onnx=self.onnx_model is not None,
@@ -483,16 +498,11 @@ def _check_hashes(manifest: dict[str, Any], blobs: Mapping[str, bytes], where: P
                               "Fix: copy or re-export the bundle.")
 
 
-def _load(path: Path, trusted_key: Any) -> tuple[Bundle, dict[str, bytes]]:
+def _build_folds(manifest: dict[str, Any], blobs: Mapping[str, bytes], path: Path) -> list[Any]:
+    """The fold networks: the allow-listed architecture rebuilt, the weights loaded strictly."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
 
-    manifest, blobs, signature = _read_raw(path)
-    if trusted_key is not None:
-        from osteolens.inference.signing import check_signature
-
-        check_signature(manifest, signature, trusted_key, path)
-    _check_hashes(manifest, blobs, path)
     check_architecture(manifest["architecture"], path)
     models = []
     for name in manifest["folds"]:
@@ -504,12 +514,25 @@ def _load(path: Path, trusted_key: Any) -> tuple[Bundle, dict[str, bytes]]:
             raise BundleError(f"{path}: '{name}' does not fit architecture {manifest['architecture'].get('name')!r} "
                               f"({str(exc).splitlines()[0]}). Fix: re-export the bundle.") from exc
         models.append(model.eval())
-    onnx_name = manifest.get("onnx")
-    bundle = Bundle(path=path, manifest=manifest, models=models, onnx_model=blobs.get(onnx_name) if onnx_name else None)
+    return models
+
+
+def _load(path: Path, trusted_key: Any, lazy: bool = False) -> tuple[Bundle, dict[str, bytes]]:
+    manifest, blobs, signature = _read_raw(path)
+    if trusted_key is not None:
+        from osteolens.inference.signing import check_signature
+
+        check_signature(manifest, signature, trusted_key, path)
+    _check_hashes(manifest, blobs, path)
+    graphs = {key: blobs[manifest[key]] if manifest.get(key) else None for key in ("onnx", "cam_onnx")}
+    bundle = Bundle(path=path, manifest=manifest, fold_weights={name: blobs[name] for name in manifest["folds"]},
+                    onnx_model=graphs["onnx"], cam_onnx=graphs["cam_onnx"])
+    if not lazy:
+        bundle.models  # noqa: B018 (build now, so that a bundle that does not fit fails here)
     return bundle, blobs
 
 
-def load_bundle(path: str | Path, trusted_key: Any = None) -> Bundle:
+def load_bundle(path: str | Path, trusted_key: Any = None, lazy: bool = False) -> Bundle:
     """Load and verify a bundle folder or zip.
 
     Every file listed in ``bundle.json`` must exist with the recorded sha256; the weights are
@@ -520,13 +543,15 @@ def load_bundle(path: str | Path, trusted_key: Any = None) -> Bundle:
         path: the bundle folder or zip.
         trusted_key: an Ed25519 public key (PEM file path or key object): the bundle must then
             carry a valid signature by it (``osteolens bundle sign``); None accepts unsigned bundles.
+        lazy: verify the files now but build the torch networks on first use of ``models``
+            (a Predictor that runs the bundle's ONNX graphs then never imports torch).
 
     Raises:
         BundleError: missing, corrupt (hash mismatch, bad JSON, damaged zip), incompatible
             (newer format, unknown task or architecture, weights that do not fit) or, with
             ``trusted_key``, unsigned or not signed by that key.
     """
-    return _load(Path(path), trusted_key)[0]
+    return _load(Path(path), trusted_key, lazy)[0]
 
 
 def check_onnx(bundle: Bundle, onnx_model: bytes, tolerance: float | None = None, seed: int = 0,
@@ -590,14 +615,36 @@ def add_onnx(path: str | Path, onnx_model: bytes, tolerance: float | None = None
     """
     path = Path(path)
     bundle, blobs = _load(path, None)
-    parity = check_onnx(bundle, onnx_model, tolerance)
-    manifest = dict(bundle.manifest)
-    blobs[ONNX_NAME] = onnx_model
-    manifest["onnx"] = ONNX_NAME
-    manifest["onnx_parity"] = parity
-    manifest["files"] = {name: _sha256(data) for name, data in sorted(blobs.items())}
-    _store(path, manifest, blobs)
+    _replace_graph(path, bundle, blobs, "onnx", ONNX_NAME, onnx_model, check_onnx(bundle, onnx_model, tolerance))
     return path
 
 
-__all__ = ["FORMAT_VERSION", "Bundle", "add_onnx", "check_architecture", "check_onnx", "load_bundle", "write_bundle"]
+def add_cam_onnx(path: str | Path, cam_model: bytes, tolerance: float | None = None) -> Path:
+    """Store (or replace) the Grad-CAM graph (:func:`osteolens.inference.cam_graph.export_cam_onnx`)
+    after :func:`~osteolens.inference.cam_graph.check_cam_onnx` compared its outputs and heat maps
+    with the torch folds'; ``bundle.json`` records its sha256 and ``cam_onnx_parity``.
+
+    Raises:
+        BundleError: the bundle does not load, or the graph is not this bundle's model.
+    """
+    from osteolens.inference.cam_graph import CAM_TOLERANCE, check_cam_onnx
+
+    path = Path(path)
+    bundle, blobs = _load(path, None)
+    parity = check_cam_onnx(bundle, cam_model, CAM_TOLERANCE if tolerance is None else tolerance)
+    _replace_graph(path, bundle, blobs, "cam_onnx", CAM_ONNX_NAME, cam_model, parity)
+    return path
+
+
+def _replace_graph(path: Path, bundle: Bundle, blobs: dict[str, bytes], key: str, name: str, graph: bytes,
+                   parity: dict[str, Any]) -> None:
+    """Rewrite the bundle with ``graph`` stored as ``name``, named by ``manifest[key]`` with its parity."""
+    manifest = dict(bundle.manifest)
+    blobs[name] = graph
+    manifest[key] = name
+    manifest[f"{key}_parity"] = parity
+    manifest["files"] = {file: _sha256(data) for file, data in sorted(blobs.items())}
+    _store(path, manifest, blobs)
+
+
+__all__ = ["FORMAT_VERSION", "Bundle", "add_cam_onnx", "add_onnx", "check_architecture", "check_onnx", "load_bundle", "write_bundle"]

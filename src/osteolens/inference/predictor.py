@@ -1,9 +1,17 @@
 """The Predictor: file -> exact preprocessing -> fold ensemble -> calibrated probability -> label.
 
-Everything expensive happens once, in ``__init__``: the bundle is verified and loaded, the
-preprocessing rebuilt, the ONNX Runtime session created (from the bundle's ``model.onnx``,
-or exported in memory and parity-checked when the bundle has none). A prediction then costs
-one file read, the preprocessing, one ``session.run`` and, when asked, one Grad-CAM pass.
+Everything expensive happens once: the bundle is verified and loaded, the preprocessing
+rebuilt, the ONNX Runtime session created on first use (from the bundle's ``model.onnx``, or
+exported in memory and parity-checked when the bundle has none). A prediction then costs one
+file read, the preprocessing, one ``session.run`` and, when asked, one Grad-CAM pass.
+
+Without torch: a bundle that carries ``model.onnx`` and its Grad-CAM graph ``cam.onnx``
+(:mod:`osteolens.inference.cam_graph`; training stores both) is predicted and explained by ONNX
+Runtime alone. The torch networks are built only when something needs them (``--backend
+torch``, saliency, a bundle without the graphs, a multi-view model's Grad-CAM), so a one-image
+``osteolens predict --cam`` does not import torch, timm or pytorch-grad-cam. A prediction with
+Grad-CAM then runs the image once, through ``cam.onnx``, which gives both the outputs and the
+map (with test-time augmentation the outputs still come from ``model.onnx``).
 
 Post-processing (``osteolens.models.tasks``):
 
@@ -40,14 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from osteolens.errors import BundleError, ModelError, OsteolensError
 from osteolens.evaluation.metrics import predicted_classes
 from osteolens.inference.bundle import Bundle, load_bundle
 from osteolens.inference.covariates import encode_covariates
 from osteolens.inference.preprocess import AxisMap, Preprocessor
-from osteolens.inference.runtime import FlipAveraged, OnnxBackend, TorchBackend, default_threads, export_checked
+from osteolens.inference.session import default_threads
 from osteolens.io.radiograph import Radiograph
 
 BACKENDS = ("onnx", "torch")
@@ -152,15 +159,14 @@ class Predictor:
     def __init__(
         self, bundle: Bundle | str | Path, backend: str = "onnx", threads: int | None = None, cam_method: str = "gradcam"
     ) -> None:
-        from osteolens.explain.cam import CAM_METHODS
+        from osteolens.explain.cam_arrays import METHODS as CAM_METHODS
 
         if backend not in BACKENDS:
             raise ModelError(f"unknown backend '{backend}'. Fix: use one of {', '.join(BACKENDS)}.")
         if cam_method not in CAM_METHODS:
             raise ModelError(f"unknown CAM method '{cam_method}'. Fix: use one of {', '.join(CAM_METHODS)}.")
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, lazy=True)
         self.cam_method = cam_method
-        self.models = [model.requires_grad_(False).eval() for model in self.bundle.models]
         architecture = self.bundle.architecture
         self.in_chans = int(architecture.get("in_chans", 1))
         self.covariates = self.bundle.tabular
@@ -168,27 +174,71 @@ class Predictor:
         self.preprocessor = Preprocessor(self.bundle.preprocessing, self.bundle.input_size, self.in_chans)
         self.calibrator = self._calibrator()
         self.backend_name = backend
-        if backend == "onnx":
-            model = self.bundle.onnx_model
-            if model is None:
-                model, _ = export_checked(self.models, self.bundle.input_size, self.in_chans, len(self.covariates),
-                                          views=max(1, len(self.views)))
-            self.backend: OnnxBackend | TorchBackend | FlipAveraged = OnnxBackend(model, threads or default_threads())
-        # Convolutions run about 15 % faster on CPU with channels-last weights (Grad-CAM, eager backend).
-        self.models = [model.to(memory_format=torch.channels_last) for model in self.models]
-        if backend == "torch":
-            self.backend = TorchBackend(self.models, bool(self.covariates))
-        if self.bundle.tta.get("hflip"):
-            self.backend = FlipAveraged(self.backend)
+        self.threads = threads or default_threads()
+        self._models: list[Any] | None = None
+        self._backend: Any = None
+        self._cam_graph: Any = None
+        self._build_lock = threading.Lock()
         self._cam_lock = threading.Lock()
+        if backend == "torch" or self.bundle.onnx_model is None:
+            self.backend  # noqa: B018 (build the networks and the session now; errors surface at start)
         self.model_info = {
             "name": self.bundle.name,
             "digest": self.bundle.digest[:16],
             "architecture": architecture.get("name"),
-            "folds": len(self.models),
+            "folds": len(self.bundle.manifest["folds"]),
             "backend": backend,
             "tta": sorted(key for key, on in self.bundle.tta.items() if on),
         }
+
+    @property
+    def models(self) -> list[Any]:
+        """The fold networks in eval mode, without gradients on the weights, channels-last (built on first use)."""
+        with self._build_lock:
+            if self._models is None:
+                import torch
+
+                # Convolutions run about 15 % faster on CPU with channels-last weights (Grad-CAM, eager backend).
+                self._models = [model.requires_grad_(False).eval().to(memory_format=torch.channels_last)
+                                for model in self.bundle.models]
+            return self._models
+
+    @property
+    def backend(self) -> Any:
+        """``(images, tabular) -> raw outputs [F, N, K]``: ONNX Runtime on ``model.onnx`` (exported
+        and parity-checked from the torch folds when the bundle has none) or torch eager; created on first use."""
+        if self._backend is None:
+            from osteolens.inference.session import FlipAveraged, OnnxBackend
+
+            if self.backend_name == "torch":
+                from osteolens.inference.runtime import TorchBackend
+
+                backend: Any = TorchBackend(self.models, bool(self.covariates))
+            else:
+                model = self.bundle.onnx_model
+                if model is None:
+                    from osteolens.inference.runtime import export_checked
+
+                    model, _ = export_checked(self.models, self.bundle.input_size, self.in_chans, len(self.covariates),
+                                              views=max(1, len(self.views)))
+                backend = OnnxBackend(model, self.threads)
+            with self._build_lock:
+                if self._backend is None:
+                    self._backend = FlipAveraged(backend) if self.bundle.tta.get("hflip") else backend
+        return self._backend
+
+    @property
+    def cam_graph(self) -> Any:
+        """The bundle's Grad-CAM graph in ONNX Runtime (:class:`~osteolens.inference.cam_graph.OnnxGradCam`),
+        or None: the bundle has none, or the predictor runs torch."""
+        if self._cam_graph is None and self.bundle.cam_onnx is not None and self.backend_name == "onnx":
+            from osteolens.inference.cam_graph import OnnxGradCam
+
+            graph = OnnxGradCam(self.bundle.cam_onnx, self.threads)
+            with self._build_lock:
+                if self._cam_graph is None:
+                    self._cam_graph = graph
+        return self._cam_graph
 
     def _calibrator(self) -> Any:
         data = self.bundle.calibration
@@ -261,17 +311,17 @@ class Predictor:
 
     def postprocess(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         """Raw ``[F, N, K]`` outputs -> per-image label, probabilities or value (see the module docstring)."""
-        from osteolens.models.tasks import probabilities, regression_values
+        from osteolens.inference.outputs import probabilities, regression_values
 
         task, labels = self.bundle.task, self.bundle.labels
         # The ensemble averages the folds' raw outputs (as the training run's external-test predictions do).
-        raw = torch.from_numpy(np.asarray(outputs, dtype=np.float32)).mean(0)
+        raw = np.asarray(outputs, dtype=np.float32).mean(0)
         results = []
         if task == "regression":
             values = regression_values(raw, self.bundle.target_scaling)
             return [{"label": None, "probability": None, "probabilities": None, "value": float(v), "threshold": None,
                      "class_index": None} for v in values.tolist()]
-        probs = probabilities(task, raw).numpy().astype(np.float64)
+        probs = probabilities(task, raw).astype(np.float64)
         if task == "binary":
             positive = self.calibrator(probs) if self.calibrator is not None else probs
             threshold = self.bundle.threshold if self.bundle.threshold is not None else 0.5
@@ -326,7 +376,13 @@ class Predictor:
         image, tabular, geometries = self.prepare(radiographs, covariates)
         timing["preprocess"] = (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
-        result = self.postprocess(self.backend(image[None], tabular))[0]
+        graph = self.cam_graph if cam and not self.views else None
+        if graph is not None and not self.bundle.tta.get("hflip"):
+            graph_run = graph.run(image, tabular)  # the outputs and what Grad-CAM needs, in one pass
+            outputs = graph_run[0]
+        else:
+            graph_run, outputs = None, self.backend(image[None], tabular)
+        result = self.postprocess(outputs)[0]
         timing["model"] = (time.perf_counter() - mark) * 1000
         heatmaps: list[np.ndarray | None] = [None] * len(radiographs)
         maps = list(heatmaps)
@@ -335,7 +391,7 @@ class Predictor:
         if cam or saliency:
             mark = time.perf_counter()
             heatmaps, maps = self.explain(image, tabular, geometries, [r.shape for r in radiographs], class_index,
-                                          cam=cam, saliency=saliency, method=method)
+                                          cam=cam, saliency=saliency, method=method, graph_run=graph_run)
             timing["explain"] = (time.perf_counter() - mark) * 1000
         timing["total"] = (time.perf_counter() - start) * 1000
         views = None
@@ -371,16 +427,16 @@ class Predictor:
         cam: bool = True,
         saliency: bool = False,
         method: str = "gradcam",
-        models: Sequence[torch.nn.Module] | None = None,
+        models: Sequence[Any] | None = None,
+        graph_run: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
         """Grad-CAM (and gradient saliency) of the fold ensemble (or of ``models``), one map per
-        view, each mapped onto its view's original ``shape``."""
-        from osteolens.explain import cam_target, grad_cam, gradient_saliency
+        view, each mapped onto its view's original ``shape``.
 
-        x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
-        t = None if tabular is None else torch.from_numpy(tabular)
-        targets = [cam_target(self.bundle.task, class_index)]
-        models = list(models) if models is not None else self.models
+        Grad-CAM of the whole ensemble of a single-view bundle with ``cam.onnx`` runs in ONNX
+        Runtime (``graph_run``: that graph's outputs for this image, when already computed);
+        otherwise, and for saliency, pytorch-grad-cam on the torch folds.
+        """
 
         def on_original(maps: np.ndarray) -> list[np.ndarray | None]:
             per_view = maps[0] if self.views else maps  # [V, h, w] either way
@@ -388,8 +444,22 @@ class Predictor:
 
         none: list[np.ndarray | None] = [None] * len(geometries)
         heat, sal = none, none
-        with self._cam_lock:
-            if cam:
+        graph = self.cam_graph if cam and models is None and not self.views else None
+        if graph is not None:
+            run = graph_run if graph_run is not None else graph.run(image, tabular)
+            heat = on_original(graph.heatmap(run, image.shape[-2:], self.bundle.task, class_index, method)[None])
+        if not (cam and graph is None) and not saliency:
+            return heat, sal
+        import torch
+
+        from osteolens.explain import cam_target, grad_cam, gradient_saliency
+
+        x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
+        t = None if tabular is None else torch.from_numpy(tabular)
+        targets = [cam_target(self.bundle.task, class_index)]
+        models = list(models) if models is not None else self.models
+        with self._cam_lock:  # pytorch-grad-cam hooks the networks
+            if cam and graph is None:
                 heat = on_original(grad_cam(models, x, targets, t, method=method))
             if saliency:
                 sal = on_original(gradient_saliency(models, x, targets, t))

@@ -69,6 +69,13 @@ def _head(in_features: int, hidden: Sequence[int], dropout: float, task: str, nu
     return nn.Sequential(*layers)
 
 
+def _drop_stage_alias(state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Bundles and checkpoints written before the feature-map CAM layer also stored the last
+    backbone stage under ``cam_layer.*`` (a second name of the same weights): drop those keys."""
+    for key in [key for key in state_dict if key.startswith(f"{prefix}cam_layer.")]:
+        del state_dict[key]
+
+
 class OsteoNet(nn.Module):
     """Backbone(s) + optional covariates + task head.
 
@@ -103,6 +110,7 @@ class OsteoNet(nn.Module):
         # (osteolens.inference.cam_graph) needs the gradient of that small tail only.
         self.feature_maps = nn.ModuleList([nn.Identity() for _ in self.backbones])
         self.cam_layer = self.feature_maps[0]
+        self._register_load_state_dict_pre_hook(_drop_stage_alias)
         self.views = views
         self.n_tabular = n_tabular
         self.head = head
@@ -132,7 +140,10 @@ class OsteoNet(nn.Module):
 
     def forward(self, images: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Raw outputs ``[N, num_outputs]`` (logits, cumulative logits, or standardised value)."""
-        feats = self.features(images)
+        return self.from_features(self.features(images), tabular)
+
+    def from_features(self, feats: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw outputs from the pooled image features ``[N, V * F]`` (and the covariates)."""
         if self.n_tabular:
             if tabular is None or tabular.shape != (feats.shape[0], self.n_tabular):
                 got = None if tabular is None else tuple(tabular.shape)

@@ -477,15 +477,22 @@ def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | No
 
 def _attach_onnx(bundle: Path, models: list, input_size: list[int], config: TrainConfig,
                  progress: TrainingProgress) -> None:
-    """Store the fold ensemble's ONNX graph in the bundle (``add_onnx`` checks its parity), so
-    that a Predictor starts without exporting; a model the exporter refuses gets none."""
+    """Store the fold ensemble's ONNX graph and its Grad-CAM graph in the bundle (``add_onnx`` and
+    ``add_cam_onnx`` check them against torch), so that a Predictor starts without exporting and
+    explains without torch; a model the exporter refuses gets none."""
     from osteolens.errors import OsteolensError
-    from osteolens.inference.bundle import add_onnx
+    from osteolens.inference.bundle import add_cam_onnx, add_onnx
+    from osteolens.inference.cam_graph import export_cam_onnx
     from osteolens.inference.runtime import export_onnx
 
-    in_chans = int(models[0].config.get("in_chans", 1))
+    in_chans, n_tabular = int(models[0].config.get("in_chans", 1)), len(config.model.tabular)
     try:
-        add_onnx(bundle, export_onnx(models, tuple(input_size), in_chans, len(config.model.tabular),
-                                     views=config.model.views))
+        add_onnx(bundle, export_onnx(models, tuple(input_size), in_chans, n_tabular, views=config.model.views))
     except OsteolensError as exc:
         progress.note(f"bundle {bundle} has no model.onnx ({exc}); predict it with --backend torch.")
+        return
+    if config.model.views == 1:
+        try:
+            add_cam_onnx(bundle, export_cam_onnx(models, tuple(input_size), in_chans, n_tabular))
+        except OsteolensError as exc:
+            progress.note(f"bundle {bundle} has no cam.onnx ({exc}); its Grad-CAM runs through torch.")
