@@ -5,15 +5,18 @@ texture. Model: ``efficientnet_b0`` (random init, one channel) at 512 x 512, one
 
 * osteolens: ``Predictor(backend="onnx")`` loaded once and warmed up, then per image: read
   the DICOM, replay the bundle's preprocessing (``percentile_normalise``, ``rolling_ball``
-  radius 180 on the fast path, ``resize`` 512), ONNX Runtime, Grad-CAM (torch), heat map and
-  overlay at 2048 x 2500, and the JSON record written with ``write_prediction``.
+  radius 180 on the fast path, ``resize`` 512), ONNX Runtime with Grad-CAM (the bundle's
+  ``cam.onnx``), heat map and overlay at 2048 x 2500, and the JSON record written with
+  ``write_prediction``.
   Median of ``--runs`` (>= 10) warm runs.
 * osteolens cold start (issue 13): the whole process of ``osteolens predict knee.dcm --model
   bundle --cam`` on a 1024 x 1024 DICOM, each run a fresh process (imports, bundle load,
   first prediction with Grad-CAM, PNGs + JSON, exit), median of ``--cold-runs`` after one
   untimed run (numba's kernel cache and the OS file cache warm, as on a machine in use);
   beside it the same image predicted by a Predictor already loaded and warmed up. The
-  bundle carries its ONNX graph, as bundles written by ``osteolens train`` do.
+  bundle carries its ONNX graphs (``model.onnx`` and ``cam.onnx``), as bundles written by
+  ``osteolens train`` do; the same bundle without ``cam.onnx`` (Grad-CAM through torch, as
+  before issue 13's cold-start work) is measured beside it.
 * dental-seed style (the seed's runner rebuilt with osteolens' pieces, model loaded once):
   read, rolling ball radius 180 (paraboloid, presmoothing) exactly at full resolution with
   scikit-image (``_reference.skimage_rolling_ball``), resize to 512, torch eager forward, plain
@@ -68,17 +71,21 @@ def synthetic_dicom(path: Path, shape: tuple[int, int] = SHAPE) -> Path:
     return write_dicom(Radiograph(np.clip(image, 0, 1).astype(np.float32), (0.1, 0.1), meta), path, bits_stored=16)
 
 
-def make_bundle(path: Path) -> Path:
+def make_bundle(path: Path, cam_graph: bool = True) -> Path:
     import torch
 
-    from osteolens.inference import export_onnx, write_bundle
+    from osteolens.inference import add_cam_onnx, export_onnx, write_bundle
+    from osteolens.inference.cam_graph import export_cam_onnx
     from osteolens.models import create_model
 
     torch.manual_seed(0)
     model = create_model("efficientnet_b0", "binary", 1).eval()
-    return write_bundle(path, models=[model], preprocessing=PREPROCESSING, input_size=(INPUT, INPUT), task="binary",
-                        labels=["normal", "osteoporosis"], target="label", threshold=0.5,
-                        onnx_model=export_onnx([model], (INPUT, INPUT)))  # as `osteolens train` stores it
+    write_bundle(path, models=[model], preprocessing=PREPROCESSING, input_size=(INPUT, INPUT), task="binary",
+                 labels=["normal", "osteoporosis"], target="label", threshold=0.5,
+                 onnx_model=export_onnx([model], (INPUT, INPUT)))
+    if not cam_graph:  # as bundles written before cam.onnx existed: Grad-CAM through torch
+        return path
+    return add_cam_onnx(path, export_cam_onnx([model], (INPUT, INPUT)))  # model.onnx + cam.onnx, as training stores them
 
 
 def osteolens_runs(
@@ -195,6 +202,8 @@ def main() -> None:
         knee_warm = osteolens_runs(bundle, knee, tmp_path / "knee_warm", 5, default_threads())[0]
         torch.set_num_threads(default_torch_threads)
         knee_cold, knee_cold_cpu = cold_runs(bundle, knee, tmp_path / "knee_cold", max(args.cold_runs, 1))
+        torch_cam = make_bundle(tmp_path / "bundle_torch_cam", cam_graph=False)
+        torch_cold, torch_cold_cpu = cold_runs(torch_cam, knee, tmp_path / "knee_torch", max(args.cold_runs, 1))
         baseline = [seed_style_run(bundle, dicom, tmp_path) for _ in range(args.baseline_runs)]
     best = min(measured, key=lambda n: statistics.median(measured[n][0]))
     times, stages, record = measured[best]
@@ -217,20 +226,23 @@ def main() -> None:
         f"matplotlib) | {default_torch_threads} | {seed_total:.2f} | - | 1x |",
     ]
     for n, (t, _, _) in measured.items():
-        lines.append(f"| osteolens Predictor (ONNX Runtime, Grad-CAM, PNGs on two threads) | {n} | {statistics.median(t):.3f} | "
+        lines.append(f"| osteolens Predictor (ONNX Runtime with Grad-CAM graph, PNGs on two threads) | {n} | {statistics.median(t):.3f} | "
                      f"{min(t):.3f} - {max(t):.3f} | {seed_total / statistics.median(t):.0f}x |")
     cold = statistics.median(knee_cold)
     lines += [
         "",
         f"Cold start, whole process (issue 13): `osteolens predict knee.dcm --model bundle --cam` on a synthetic "
-        f"16-bit {KNEE[1]} x {KNEE[0]} DICOM, the same efficientnet_b0 bundle carrying its model.onnx (as training "
-        f"writes it); each run a fresh process (imports, bundle load, first prediction with Grad-CAM, PNGs + JSON, "
+        f"16-bit {KNEE[1]} x {KNEE[0]} DICOM, the same efficientnet_b0 bundle carrying its model.onnx and cam.onnx "
+        f"(as training writes them); each run a fresh process (imports, bundle load, first prediction with Grad-CAM, PNGs + JSON, "
         f"exit), median of {len(knee_cold)} after one untimed run (numba's kernel cache and the OS file cache warm).",
         "",
         "| same image | seconds (median) | min - max | CPU seconds of the process (median) |",
         "|---|---:|---:|---:|",
-        f"| cold: whole `osteolens predict --cam` process | {cold:.2f} | {min(knee_cold):.2f} - {max(knee_cold):.2f} | "
-        f"{statistics.median(knee_cold_cpu):.2f} |",
+        f"| cold: whole `osteolens predict --cam` process (Grad-CAM from cam.onnx, no torch imported) | {cold:.2f} | "
+        f"{min(knee_cold):.2f} - {max(knee_cold):.2f} | {statistics.median(knee_cold_cpu):.2f} |",
+        f"| cold: the same bundle without cam.onnx (Grad-CAM through torch and pytorch-grad-cam) | "
+        f"{statistics.median(torch_cold):.2f} | {min(torch_cold):.2f} - {max(torch_cold):.2f} | "
+        f"{statistics.median(torch_cold_cpu):.2f} |",
         f"| warm: Predictor already loaded and warmed up ({default_threads()} threads) | "
         f"{statistics.median(knee_warm):.3f} | {min(knee_warm):.3f} - {max(knee_warm):.3f} | - |",
         "",

@@ -68,8 +68,9 @@ def test_unknown_lazy_name_is_an_attribute_error():
 
 @pytest.fixture
 def tiny_bundle(tmp_path):
-    """``tiny_bundle(onnx: bool) -> (bundle, png)``: a simple_cnn bundle whose preprocessing runs
-    the numba rolling ball, and a 60 x 50 radiograph-like PNG."""
+    """``tiny_bundle(onnx: bool, cam: bool = False) -> (bundle, png)``: a simple_cnn bundle (with
+    model.onnx, and its Grad-CAM graph cam.onnx) whose preprocessing runs the numba rolling ball,
+    and a 60 x 50 radiograph-like PNG."""
     import torch
 
     from osteolens.inference import export_onnx, write_bundle
@@ -82,12 +83,17 @@ def tiny_bundle(tmp_path):
     steps = [{"name": "percentile_normalise", "params": {}}, {"name": "rolling_ball", "params": {"radius": 12}},
              {"name": "resize", "params": {"size": 32}}]
 
-    def _make(onnx: bool) -> tuple[Path, Path]:
+    def _make(onnx: bool, cam: bool = False) -> tuple[Path, Path]:
+        from osteolens.inference import add_cam_onnx
+        from osteolens.inference.cam_graph import export_cam_onnx
+
         torch.manual_seed(0)
         models = [create_model("simple_cnn", "binary", 1, conv_layers=2, filters=4, dense_units=8).eval()]
-        path = write_bundle(tmp_path / f"bundle_{onnx}", models=models, preprocessing=steps, input_size=(32, 32),
-                            task="binary", labels=["normal", "osteoporosis"], target="label", threshold=0.5,
-                            onnx_model=export_onnx(models, (32, 32)) if onnx else None)
+        path = write_bundle(tmp_path / f"bundle_{onnx}_{cam}", models=models, preprocessing=steps,
+                            input_size=(32, 32), task="binary", labels=["normal", "osteoporosis"], target="label",
+                            threshold=0.5, onnx_model=export_onnx(models, (32, 32)) if onnx else None)
+        if cam:
+            add_cam_onnx(path, export_cam_onnx(models, (32, 32)))
         return path, png
 
     return _make
@@ -120,6 +126,34 @@ def test_predictor_builds_grad_cam_only_when_asked_and_exports_only_without_onnx
     assert state["same"] is True and state["heatmap"] == [60, 50]
 
 
+def test_predict_with_grad_cam_from_the_graphs_imports_no_torch(tiny_bundle, tmp_path):
+    """A one-image ``osteolens predict --cam`` on a bundle with model.onnx and cam.onnx runs in
+    ONNX Runtime alone, and writes the same answer and heat map as the torch backend."""
+    bundle, png = tiny_bundle(onnx=True, cam=True)
+    code = f"""
+import json, sys
+sys.argv = ["osteolens", "predict", sys.argv[1], "--model", sys.argv[2], "--cam", "--out", sys.argv[3]]
+import osteolens.cli.main as cli
+try:
+    cli.main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print()
+print(json.dumps({{"heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+"""
+    state = _fresh(code, png, bundle, tmp_path / "fast")
+    assert not {"torch", "timm", "pytorch_grad_cam"} & set(state["heavy"]), state["heavy"]
+    from osteolens.inference import Predictor
+
+    record = json.loads((tmp_path / "fast" / "knee.json").read_text())
+    eager = Predictor(bundle, backend="torch").predict(png, cam=True)
+    assert record["probability"] == pytest.approx(eager.probability, abs=1e-5)
+    from PIL import Image
+
+    heat = np.asarray(Image.open(tmp_path / "fast" / "knee_heatmap.png"))
+    assert heat.shape[:2] == (60, 50)
+
+
 @pytest.mark.slow
 def test_bundle_written_by_training_carries_a_checked_onnx_model(tmp_path):
     from osteolens.inference import Predictor, load_bundle
@@ -136,6 +170,7 @@ def test_bundle_written_by_training_carries_a_checked_onnx_model(tmp_path):
     run = run_training(config, quiet=True)
     bundle = load_bundle(run.bundle)
     assert bundle.onnx_model is not None and bundle.manifest["onnx"] == "model.onnx"
+    assert bundle.cam_onnx is not None and bundle.manifest["cam_onnx_parity"]["max_abs_map_difference"] <= 1e-3
     image = tmp_path / "cohort" / "img" / "P001_0.png"
     onnx = Predictor(bundle, backend="onnx").predict(image)
     eager = Predictor(bundle, backend="torch").predict(image)
