@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -70,4 +69,3 @@ def test_killed_node_answers_every_image_once_after_restart(bundle, phantoms, tm
     header = pydicom.dcmread(phantoms[0], stop_before_pixels=True)
     for secret in (*uids, header.StudyInstanceUID, str(header.PatientName), header.PatientID):
         assert secret not in text, "a UID or patient data in the node's log"
-    assert os.path.getsize(log) > 0
