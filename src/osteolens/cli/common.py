@@ -19,7 +19,9 @@ def run_app(app: typer.Typer) -> None:
     try:
         app(standalone_mode=False)
     except OsteolensError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # a message may hold [brackets]
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

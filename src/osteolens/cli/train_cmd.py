@@ -74,6 +74,9 @@ def train(
     num_workers: int = typer.Option(None, help="Override 'num_workers' (data-loader processes)."),
     accelerator: str = typer.Option(None, help="Override 'accelerator': auto, cpu, gpu."),
     precision: str = typer.Option(None, help="Override 'precision': 32-true, bf16-mixed, 16-mixed."),
+    devices: int = typer.Option(None, "--devices", help="Override 'devices': training processes on this machine (GPUs, or CPU processes); > 1 is DDP (docs/scaling.md)."),
+    strategy: str = typer.Option(None, "--strategy", help="Override 'strategy': auto or ddp."),
+    num_nodes: int = typer.Option(None, "--num-nodes", help="Override 'num_nodes': machines of a multi-node DDP run (started by torchrun or Slurm)."),
     name: str = typer.Option(None, help="Run name (folder under 'out'; default: the manifest's stem)."),
     out: Path = typer.Option(None, "--out", "-o", help="Override 'out' (parent folder of run directories)."),
 ) -> None:
@@ -86,6 +89,8 @@ def train(
     Example: osteolens train configs/knee.yaml --epochs 3 --model resnet18
 
     Example (job array): osteolens train knee.yaml --fold 2 --quiet; then osteolens cv merge runs/knee
+
+    Example (2 processes, DDP): osteolens train knee.yaml --devices 2
     """
     from osteolens.training import load_config, run_training
 
@@ -96,9 +101,12 @@ def train(
         "input_size": [input_size, input_size] if input_size else None, "augmentation": augmentation,
         "folds": folds, "seed": seed, "num_workers": num_workers, "accelerator": accelerator,
         "precision": precision, "name": name, "out": str(out) if out else None,
+        "devices": devices, "strategy": strategy, "num_nodes": num_nodes,
     }
     cfg = load_config(config, overrides)
     result = run_training(cfg, fold=fold, resume=resume, quiet=quiet, console=console)
+    if result.global_rank:  # a DDP process other than rank 0: rank 0 reports
+        return
     if fold is not None:
         console.print(f"fold {fold} done in {result.run_dir}; when every fold is done: osteolens cv merge {result.run_dir}")
     _report(result)

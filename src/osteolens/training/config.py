@@ -34,6 +34,10 @@ Example ``train.yaml``::
     ema_warmup: true                    # timm's EMA warm-up: decay min(ema_decay, 1 - t^(-2/3)) at step t
     tta_hflip: false                    # average the raw outputs of the image and its horizontal flip
     seed: 0
+    devices: 1                          # processes (GPUs, or CPU processes) per machine; > 1: DDP (docs/scaling.md)
+    num_nodes: 1                        # machines of a multi-node DDP run
+    strategy: auto                      # auto | ddp
+    ddp_timeout: 1800                   # seconds a process waits for the others before the run fails
     out: runs
 """
 
@@ -53,6 +57,8 @@ from osteolens.models.tasks import TASKS
 SCHEDULERS = ("cosine", "plateau", "constant")
 CLASS_BALANCE = ("none", "weights", "sampler")
 AUGMENTATIONS = ("none", "default", "dental", "fracture")
+#: Fabric strategies a run may ask for: ``auto`` (one process, or DDP when devices * num_nodes > 1) and ``ddp``.
+STRATEGIES = ("auto", "ddp")
 
 
 @dataclass
@@ -111,6 +117,10 @@ class TrainConfig:
     seed: int = 0
     precision: str = "32-true"
     accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    ddp_timeout: float = 1800.0
     channels_last: bool = True
     num_workers: int = 0
     n_bootstrap: int = 1000
@@ -162,6 +172,16 @@ class TrainConfig:
         for key in ("freeze_bn", "ema_warmup", "tta_hflip"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, f"{getattr(self, key)!r} is not true or false.", f"write {key}: true or {key}: false.")
+        if int(self.devices) < 1 or int(self.num_nodes) < 1:
+            raise bad("devices", f"devices={self.devices}, num_nodes={self.num_nodes}.", "use 1 or more of each.")
+        if self.strategy not in STRATEGIES:
+            raise bad("strategy", f"{self.strategy!r}.", f"use one of {', '.join(STRATEGIES)}.")
+        world = int(self.devices) * int(self.num_nodes)
+        if self.batch_size % world:
+            raise bad("batch_size", f"{self.batch_size} does not split evenly over {world} processes.",
+                      f"use a multiple of {world} (each process takes batch_size / {world} per step).")
+        if self.ddp_timeout <= 0:
+            raise bad("ddp_timeout", f"{self.ddp_timeout}.", "use the seconds a process may wait for the others, e.g. 1800.")
         if self.num_workers < 0:
             raise bad("num_workers", f"{self.num_workers}.", "use 0 (main process) or more loader workers.")
         if not re.fullmatch(r"all|head|last:\d+", self.model.finetune):

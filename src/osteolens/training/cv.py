@@ -13,6 +13,13 @@ Run directory ``<out>/<name>/``::
     fold<k>/model.safetensors  fold<k>/history.csv  fold<k>/predictions.csv  fold<k>/result.json
     oof_predictions.csv  test_predictions.csv (if fold -1 rows)  metrics.json
     plots/*.png  bundle/  report/ (osteolens.evaluation)
+
+Several processes (``devices`` x ``num_nodes`` > 1, DDP on Lightning Fabric): every process
+prepares the same run (rank 0 first, writing the run directory and the preprocessing cache;
+the others then read them) and trains every fold together (``training.loop``); only rank 0
+writes fold files, merges and writes the bundle. A process that is lost ends the run with a
+:class:`~osteolens.errors.ConfigError` naming the cause instead of a hang (``ddp_timeout``);
+``--resume`` continues from rank 0's last checkpoint with the same number of processes.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +39,7 @@ import torch
 from rich.console import Console
 
 from osteolens.data.manifest import Manifest
-from osteolens.errors import ConfigError
+from osteolens.errors import ConfigError, OsteolensError
 from osteolens.evaluation.metrics import predicted_classes
 from osteolens.io._files import write_atomic
 from osteolens.models import create_model, tabular as covariates, tasks
@@ -55,6 +64,7 @@ class RunResult:
     bundle: Path | None = None
     report: Path | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
+    global_rank: int = 0
 
 
 @dataclass
@@ -92,11 +102,17 @@ def _folded_manifest(config: TrainConfig, run_dir: Path) -> Manifest:
     return Manifest.read(saved)
 
 
-def prepare_run(config: TrainConfig, *, resume: bool = False, progress: TrainingProgress | None = None) -> PreparedRun:
-    """Create or reopen the run directory, read and fold the manifest, fill the preprocessing cache."""
+def prepare_run(config: TrainConfig, *, resume: bool = False, progress: TrainingProgress | None = None,
+                writer: bool = True) -> PreparedRun:
+    """Create or reopen the run directory, read and fold the manifest, fill the preprocessing cache.
+
+    ``writer=False`` (a DDP process other than rank 0, after rank 0 prepared the run) reads the
+    run directory and the cache without writing them.
+    """
     progress = progress or TrainingProgress(quiet=True)
     run_dir = config.run_dir
-    write_config(run_dir, config)
+    if writer:
+        write_config(run_dir, config)
     manifest = _folded_manifest(config, run_dir)
     samples = build_samples(
         manifest, config.target, config.task, views=config.model.views, view_order=config.view_order,
@@ -113,7 +129,8 @@ def prepare_run(config: TrainConfig, *, resume: bool = False, progress: Training
         bad = {p for p, _ in failures}
         keep = [not (set(v) & bad) for v in samples.frame["images"]]
         samples.frame = samples.frame[keep].reset_index(drop=True)
-        write_atomic(run_dir / "failures.csv", pd.DataFrame(failures, columns=["path", "reason"]).to_csv(index=False))
+        if writer:
+            write_atomic(run_dir / "failures.csv", pd.DataFrame(failures, columns=["path", "reason"]).to_csv(index=False))
     cv_rows = samples.frame[samples.frame["fold"] >= 0]
     info = {
         "labels": samples.labels,
@@ -127,7 +144,8 @@ def prepare_run(config: TrainConfig, *, resume: bool = False, progress: Training
         "init_weights": config.model.weights,
         "init_weights_sha256": _init_weights_sha256(config),
     }
-    write_json(run_dir / "run.json", info)
+    if writer:
+        write_json(run_dir / "run.json", info)
     return PreparedRun(config, run_dir, samples, store, info, failures)
 
 
@@ -256,7 +274,7 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
             sample_weights=sample_weights, val_metric=_val_metric(config.task, y_val, fold_target),
             resume=resume, callback=callback,
         )
-    net.load_state_dict(best)
+    net.load_state_dict(best)  # several processes: rank 0's, so every process predicts with the same network
     selected = "trained network"
     if start is not None:
         selected = _keep_better(net, start, RadiographDataset(val_rows, run.store, x_val, y_val), fabric, config, class_weights)
@@ -276,25 +294,26 @@ def train_fold(run: PreparedRun, k: int, fabric, *, resume: bool = False, progre
     outputs = predict_outputs(net, RadiographDataset(test_rows, run.store, x_test, y_test), fabric, config.batch_size,
                               hflip=config.tta_hflip)
     predictions = prediction_frame(test_rows, outputs, config.task, labels, common_target, threshold)
-
-    save_tensors(state_tensors(net), fold_dir / "model.safetensors")
-    write_atomic(fold_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
-    write_atomic(fold_dir / "predictions.csv", predictions.to_csv(index=False))
-    best_rows = [r for r in history if r["best"]]
     result = {
         "fold": k,
         "n_train": len(fit_rows), "n_val": len(val_rows), "n_test": len(test_rows),
         "patients_train": int(fit_rows["patient_id"].nunique()), "patients_val": int(val_rows["patient_id"].nunique()),
         "patients_test": int(test_rows["patient_id"].nunique()),
         "epochs_run": len(history),
-        "best_epoch": best_rows[-1]["epoch"] if best_rows else None,
+        "best_epoch": ([r["epoch"] for r in history if r["best"]] or [None])[-1],
         "best_val_loss": min(r["val_loss"] for r in history) if history else None,
         "validation_stratified": stratified,
         "selected": selected,
         "threshold": threshold,
         "fold_target_scaling": fold_target, "fold_tabular_scaling": fold_tab,
+        "processes": fabric.world_size,
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if not fabric.is_global_zero:
+        return result
+    save_tensors(state_tensors(net), fold_dir / "model.safetensors")
+    write_atomic(fold_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+    write_atomic(fold_dir / "predictions.csv", predictions.to_csv(index=False))
     write_json(fold_dir / "result.json", result)  # marks the fold finished, so before the checkpoint goes
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
     return result
@@ -343,14 +362,62 @@ def run_training(
         ConfigError: the run directory holds finished folds and ``resume`` is False, a fold
             number that does not exist, or a config that differs from the directory's.
     """
-    progress = TrainingProgress(console=console, quiet=quiet)
-    run = prepare_run(config, resume=resume, progress=progress)
+    fabric = make_fabric(config.accelerator, config.precision, config.devices, config.strategy, config.num_nodes,
+                         config.ddp_timeout)
+    lead = fabric.is_global_zero
+    progress = TrainingProgress(console=console, quiet=quiet or not lead)
+    problem = None
+    if lead:
+        try:
+            run = prepare_run(config, resume=resume, progress=progress)
+        except OsteolensError as exc:
+            problem = exc
+    with _processes_together(fabric):
+        # The others wait for rank 0 to prepare the run directory and cache, then read them.
+        failed = fabric.broadcast(str(problem) if problem else "") if fabric.world_size > 1 else ""
+    if problem is not None:
+        raise problem
+    if failed:
+        raise ConfigError(config.run_dir, f"rank 0 could not prepare the run ({failed}).", "fix that, then start again.")
+    if not lead:
+        run = prepare_run(config, resume=resume, progress=progress, writer=False)
     folds = run.folds
     if fold is not None and fold not in folds:
         raise ConfigError(config.manifest, f"fold {fold} does not exist (folds are {folds}).", f"use --fold 0 ... --fold {max(folds)}.")
     todo = [fold] if fold is not None else folds
-    fabric = make_fabric(config.accelerator, config.precision)
-    write_json(run.run_dir / "environment.json", environment(str(fabric.device)))
+    if lead:
+        write_json(run.run_dir / "environment.json", environment(str(fabric.device), processes=fabric.world_size))
+    with _processes_together(fabric):
+        _train_folds(run, todo, fabric, resume, progress)
+    if not lead:
+        return RunResult(run.run_dir, todo, failures=run.failures, global_rank=fabric.global_rank)
+    if fold is not None:
+        return RunResult(run.run_dir, [fold], failures=run.failures)
+    merged = merge_run(run.run_dir, quiet=quiet, console=console, prepared=run)
+    merged.failures = run.failures
+    return merged
+
+
+@contextmanager
+def _processes_together(fabric) -> Iterator[None]:
+    """Turn a lost DDP process (a collective that fails or times out) into a ConfigError."""
+    try:
+        yield
+    except RuntimeError as exc:
+        # torch raises DistError for timeouts, but a peer's closed connection comes from gloo
+        # (or NCCL) as a plain RuntimeError naming the backend.
+        text = str(exc)
+        lost = isinstance(exc, torch.distributed.DistError) or any(key in text for key in ("gloo", "NCCL", "ProcessGroup"))
+        if fabric.world_size == 1 or not lost:
+            raise
+        raise ConfigError(
+            "devices", f"a training process stopped or lost contact with the others ({type(exc).__name__}: "
+            f"{' '.join(text.split())[:300]}); rank {fabric.global_rank} of {fabric.world_size} cannot go on.",
+            "see the other processes' errors, then continue the run with --resume and the same --devices.") from exc
+
+
+def _train_folds(run: PreparedRun, todo: list[int], fabric, resume: bool, progress: TrainingProgress) -> None:
+    """Train the folds in ``todo`` that have not finished (all processes together)."""
     for k in todo:
         fold_dir = run.run_dir / f"fold{k}"
         if (fold_dir / "result.json").is_file():
@@ -363,12 +430,8 @@ def run_training(
             raise ConfigError(run.run_dir, f"fold {k} was interrupted.", "add --resume to continue it, or give the run another --name.")
         fold_dir.mkdir(parents=True, exist_ok=True)
         result = train_fold(run, k, fabric, resume=resume, progress=progress)
+        fabric.barrier()  # rank 0 has written the fold's files
         progress.note(f"fold {k}: {result['epochs_run']} epochs, best epoch {result['best_epoch']}, {result['seconds']:.0f} s")
-    if fold is not None:
-        return RunResult(run.run_dir, [fold], failures=run.failures)
-    merged = merge_run(run.run_dir, quiet=quiet, console=console, prepared=run)
-    merged.failures = run.failures
-    return merged
 
 
 def merge_run(run_dir: str | Path, *, quiet: bool = False, console: Console | None = None,

@@ -22,10 +22,21 @@ Fine-tuning that keeps what pretraining learned (all off by default, see ``docs/
   ``hflip=True``) averages the raw outputs of each image and its horizontal mirror.
 
 Fabric runs the same code on CPU, one GPU (``precision="bf16-mixed"`` / ``"16-mixed"``) or
-several (DDP, ``devices``). Determinism: every epoch starts from seeds derived from
-(run seed, fold, epoch) for the global torch RNG (augmentation, dropout) and the loader's
-shuffling generator, so an epoch replays identically whether or not the run was
-interrupted before it; that is what makes ``--resume`` exact. The checkpoint also holds the
+several processes (DDP: ``devices`` x ``num_nodes``, gloo on CPU, NCCL on GPUs). Determinism:
+every epoch starts from seeds derived from (run seed, fold, epoch) for the global torch RNG
+(augmentation, dropout; process ``r`` > 0 of a DDP run adds ``r`` to the run seed) and for
+the epoch's order of the training samples, so an epoch replays identically whether or not
+the run was interrupted before it; that is what makes ``--resume`` exact.
+
+Several processes: every process draws the same epoch order (a permutation, or the
+weighted draw of ``class_balance: sampler``) and takes every ``world``-th sample of it
+(:func:`epoch_shard`), in steps of ``batch_size / world``; DDP averages the gradients, so a
+step sees the same global batch, and takes the same step, as one process with
+``batch_size`` (exactly so without batch-norm statistics in training mode, e.g. with
+``freeze_bn``: each process normalises its own share otherwise, as DDP does without
+SyncBatchNorm, which needs GPUs). Rank 0's decisions (best epoch, early stop) and weights
+hold for all; only rank 0 writes checkpoints. :func:`predict_outputs` gives each process a
+share of the rows and gathers the outputs in row order. The checkpoint also holds the
 optimiser step count and the EMA weights (``ema_epoch<e>.safetensors``, named in
 ``state.json`` so a kill between two writes never pairs mismatched files); resuming at or
 across the probe / fine-tune boundary rebuilds the same phase an unbroken run would.
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -42,7 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from osteolens.models import tasks
 from osteolens.models.net import OsteoNet
@@ -84,13 +96,48 @@ class FitSettings:
         return cls(**values, seed=seed)
 
 
-def make_fabric(accelerator: str = "auto", precision: str = "32-true", devices: int | str = 1):
-    """A launched ``lightning.fabric.Fabric``."""
+def make_fabric(accelerator: str = "auto", precision: str = "32-true", devices: int | str = 1,
+                strategy: str = "auto", num_nodes: int = 1, timeout: float = 1800.0):
+    """A launched ``lightning.fabric.Fabric``.
+
+    With ``devices * num_nodes > 1`` (or ``strategy="ddp"``) this is DDP: run as a script
+    (``osteolens train``), Fabric starts the other local processes by running the same command
+    again (``torchrun`` and Slurm start them themselves); ``timeout`` bounds how long a process
+    waits for the others in a collective, so a lost process ends the run instead of hanging it.
+    """
+    from datetime import timedelta
+
     from lightning.fabric import Fabric
 
-    fabric = Fabric(accelerator=accelerator, devices=devices, precision=precision)
+    if strategy == "ddp" or int(devices) * int(num_nodes) > 1:
+        from lightning.fabric.strategies import DDPStrategy
+
+        strategy = DDPStrategy(timeout=timedelta(seconds=float(timeout)))
+    fabric = Fabric(accelerator=accelerator, devices=devices, precision=precision, strategy=strategy,
+                    num_nodes=num_nodes)
     fabric.launch()
     return fabric
+
+
+#: Added to the run seed per DDP process rank for the global torch RNG (augmentation, dropout).
+RANK_SEED_STRIDE = 1
+
+
+def epoch_shard(n: int, generator: torch.Generator, rank: int, world: int,
+                sample_weights: np.ndarray | None = None) -> list[int]:
+    """This process's share of one epoch's training order.
+
+    The order is ``torch.randperm(n)`` (or ``n`` weighted draws with replacement, as
+    ``WeightedRandomSampler``) from ``generator``, the same in every process; process ``rank``
+    takes positions ``rank, rank + world, ...``, ``n // world`` of them, so the processes'
+    ``i``-th batches of ``batch_size / world`` together are the ``i``-th batch of ``batch_size``
+    of the one-process order.
+    """
+    if sample_weights is not None:
+        order = torch.multinomial(torch.as_tensor(sample_weights, dtype=torch.double), n, True, generator=generator)
+    else:
+        order = torch.randperm(n, generator=generator)
+    return order[rank::world][: n // world].tolist()
 
 
 def _lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -133,7 +180,12 @@ def predict_outputs(net: OsteoNet, dataset: Dataset, fabric, batch_size: int, ch
     With ``hflip`` each row is the mean of the raw outputs of the image and of its horizontal
     flip (``tta_hflip``).
     """
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    from torch.utils.data import Subset
+
+    world, rank = fabric.world_size, fabric.global_rank
+    rows = range(rank, len(dataset), world)  # several processes: each predicts every world-th row
+    loader = DataLoader(Subset(dataset, list(rows)) if world > 1 else dataset, batch_size=batch_size, shuffle=False,
+                        num_workers=0)
     was_training = net.training
     net.eval()
     outputs = []
@@ -142,7 +194,19 @@ def predict_outputs(net: OsteoNet, dataset: Dataset, fabric, batch_size: int, ch
             image, tab, _ = _to_device(batch, fabric, channels_last)
             outputs.append(_outputs(net, image, tab, hflip).cpu())
     net.train(was_training)
-    return torch.cat(outputs).numpy() if outputs else np.zeros((0, net.config["num_outputs"]), np.float32)
+    width = net.config["num_outputs"]
+    local = torch.cat(outputs) if outputs else torch.zeros((0, width))
+    if world == 1:
+        return local.numpy()
+    # all_gather needs equal shapes: pad each share to ceil(n / world) rows, then row i is
+    # share i % world, position i // world.
+    share = -(-len(dataset) // world)
+    padded = torch.cat([local, torch.zeros((share - len(local), width))])
+    with warnings.catch_warnings():  # Lightning calls a torch all_gather that torch marks deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        gathered = fabric.all_gather(fabric.to_device(padded)).cpu()  # [world, share, K]
+    return gathered.transpose(0, 1).reshape(-1, width)[: len(dataset)].numpy()
 
 
 PROBE, FINETUNE = "probe", "finetune"
@@ -193,10 +257,11 @@ def update_ema(ema, net: OsteoNet, settings: FitSettings, step: int) -> None:
         ema.update(net)
 
 
-def _save_ema(folder: Path, ema, epoch: int) -> str:
-    """Write the EMA weights as ``ema_epoch<epoch>.safetensors`` (atomically); return the name."""
+def _save_ema(folder: Path, ema, epoch: int, write: bool = True) -> str:
+    """Write the EMA weights as ``ema_epoch<epoch>.safetensors`` (atomically, when ``write``); return the name."""
     name = f"ema_epoch{epoch}.safetensors"
-    save_tensors(state_tensors(ema.module), folder / name)
+    if write:
+        save_tensors(state_tensors(ema.module), folder / name)
     return name
 
 
@@ -234,11 +299,13 @@ def fit(
     from safetensors.torch import load_file
 
     seed_everything(settings.seed, verbose=False)
+    world, rank = fabric.world_size, fabric.global_rank
     if settings.channels_last:
         net = net.to(memory_format=torch.channels_last)
     if settings.freeze_bn:
         net.freeze_norm_statistics()
     steps_per_epoch = math.ceil(len(train_set) / settings.batch_size)
+    per_process = settings.batch_size // world
     weights = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
 
     start_epoch, best_loss, bad_epochs, updates, history = 0, math.inf, 0, 0, []
@@ -270,21 +337,19 @@ def fit(
                 if saved is not None and saved.get("ema"):
                     ema.module.load_state_dict(load_file(str(checkpoint_dir / saved["ema"])))
         started = time.perf_counter()
-        torch.manual_seed(_epoch_seed(settings.seed, epoch))
+        torch.manual_seed(_epoch_seed(settings.seed + RANK_SEED_STRIDE * rank, epoch))
         generator = torch.Generator().manual_seed(_epoch_seed(settings.seed + 1, epoch))
-        if sample_weights is not None:
-            sampler = WeightedRandomSampler(torch.as_tensor(sample_weights, dtype=torch.double), len(train_set), generator=generator)
-            loader = DataLoader(train_set, batch_size=settings.batch_size, sampler=sampler, num_workers=settings.num_workers,
-                                drop_last=len(train_set) > settings.batch_size)
-        else:
-            loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, generator=generator,
-                                num_workers=settings.num_workers, drop_last=len(train_set) > settings.batch_size)
+        shard = epoch_shard(len(train_set), generator, rank, world, sample_weights)
+        loader = DataLoader(train_set, batch_size=per_process, sampler=shard, num_workers=settings.num_workers,
+                            drop_last=len(shard) > per_process)
         model.train()
         total, count = 0.0, 0
         for batch in loader:
             image, tab, y = _to_device(batch, fabric, settings.channels_last)
             outputs = model(image, tab if tab.shape[1] else None)
             loss = tasks.loss(settings.task, outputs, y, weights)
+            if weights is not None and world > 1:
+                loss = _global_weighted_mean(loss, weights, y, fabric)
             optimizer.zero_grad(set_to_none=True)
             fabric.backward(loss)
             if settings.grad_clip > 0:
@@ -298,7 +363,9 @@ def fit(
             total += float(loss.detach()) * len(y)
             count += len(y)
             if callback is not None:
-                callback({"event": "batch", "epoch": epoch, "loss": float(loss.detach()), "images": len(y)})
+                callback({"event": "batch", "epoch": epoch, "loss": float(loss.detach()), "images": len(y) * world})
+        if world > 1:  # the epoch's training loss over every process's samples
+            total, count = fabric.all_reduce(torch.tensor([total, float(count)], dtype=torch.float64), reduce_op="sum").tolist()
         evaluated = ema.module if ema is not None else model
         val_outputs, val_loss = _evaluate(evaluated, val_loader, fabric, settings, weights)
         if settings.scheduler == "plateau":
@@ -315,7 +382,8 @@ def fit(
         if val_metric is not None:
             name, value = val_metric(val_outputs)
             record[f"val_{name}"] = value
-        improved = val_loss < best_loss - 1e-6
+        # Several processes: rank 0 decides (an EMA copies each process's own batch-norm buffers).
+        improved = fabric.broadcast(val_loss < best_loss - 1e-6) if world > 1 else val_loss < best_loss - 1e-6
         if improved:
             best_loss, bad_epochs, best = val_loss, 0, state_tensors(ema.module if ema is not None else net)
         else:
@@ -326,13 +394,26 @@ def fit(
         state = {"epoch": epoch, "best_loss": best_loss, "bad_epochs": bad_epochs, "history": history,
                  "stopped": stopped, "updates": updates, "phase": phase}
         if ema is not None:
-            state["ema"] = _save_ema(checkpoint_dir, ema, epoch)
-        save_checkpoint(checkpoint_dir, model=net, best=best, optimizer=optimizer, scheduler=scheduler, state=state)
+            state["ema"] = _save_ema(checkpoint_dir, ema, epoch, write=fabric.is_global_zero)
+        if fabric.is_global_zero:
+            save_checkpoint(checkpoint_dir, model=net, best=best, optimizer=optimizer, scheduler=scheduler, state=state)
         if callback is not None:
             callback({"event": "epoch", **record})
         if stopped:
             break
+    if world > 1:  # every process continues with rank 0's selected weights and buffers
+        best = fabric.broadcast(best, src=0)
     return best, history
+
+
+def _global_weighted_mean(loss: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, fabric) -> torch.Tensor:
+    """This process's class-weighted mean loss ``S_r / W_r`` rescaled to ``world * S_r / W``
+    (``W``: the weights summed over every process's share of the step), so that DDP's average
+    of the processes' gradients is the gradient of the global batch's weighted mean ``S / W``,
+    as one process would compute it."""
+    local = weights.to(loss.device)[y.long()].sum()
+    total = fabric.all_reduce(local.detach().clone(), reduce_op="sum")
+    return loss * (local * fabric.world_size / total.clamp_min(1e-12))
 
 
 def _evaluate(model, loader, fabric, settings: FitSettings, weights) -> tuple[np.ndarray, float]:

@@ -17,7 +17,7 @@ from osteolens.io._files import write_atomic
 from osteolens.training.config import TrainConfig
 
 # Keys that change how a run is executed or reported, not what it learns.
-_EXECUTION_KEYS = {"num_workers", "report", "n_bootstrap", "accelerator"}
+_EXECUTION_KEYS = {"num_workers", "report", "n_bootstrap", "accelerator", "ddp_timeout"}
 
 
 def git_commit() -> str | None:
@@ -31,8 +31,8 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def environment(device: str) -> dict[str, Any]:
-    """Versions, git commit, device and host facts for ``environment.json``."""
+def environment(device: str, processes: int = 1) -> dict[str, Any]:
+    """Versions, git commit, device, number of training processes and host facts for ``environment.json``."""
     import lightning
     import numpy
     import timm
@@ -46,6 +46,7 @@ def environment(device: str) -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "osteolens": __version__,
         "git_commit": git_commit(),
+        "processes": int(processes),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
