@@ -1,7 +1,8 @@
 """The DICOM node under load: 200 phantom radiographs over 8 concurrent associations, results forwarded.
 
 ``osteolens node`` runs as a child process on 127.0.0.1 (a free port, ``--workers 2``) with a tiny
-random-init ``simple_cnn`` bundle (2 conv layers, 48 x 48 input: the figures measure the node,
+random-init ``simple_cnn`` bundle with its model.onnx and cam.onnx, as training writes them (2 conv
+layers, 48 x 48 input: the figures measure the node,
 its spool, Grad-CAM, the SR / SC writing and the forward, not a large network), and forwards to a
 pynetdicom Storage SCP in this process. 200 phantom DX images (``generate_cohort``, 25 specimens,
 160 x 160, uncompressed) are sent by 8 pynetdicom SCUs at once, 25 images each on one association.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,29 +33,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_description, write_section  # noqa: E402
+from _report import free_port, machine_description, write_section  # noqa: E402
 
 NODE_AE, SR, SC = "OSTEOLENS", "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7"
 PREPROCESSING = [{"name": "percentile_normalise", "params": {}}, {"name": "crop_to_content", "params": {}},
                  {"name": "pad_to_square", "params": {}}, {"name": "resize", "params": {"size": 48}}]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _bundle(path: Path) -> Path:
     import torch
 
-    from osteolens.inference import write_bundle
+    from osteolens.inference import add_cam_onnx, export_onnx, write_bundle
+    from osteolens.inference.cam_graph import export_cam_onnx
     from osteolens.models import create_model
 
     torch.manual_seed(0)
     models = [create_model("simple_cnn", "binary", 1, conv_layers=2, filters=4, dense_units=8).eval() for _ in range(2)]
-    return write_bundle(path, models=models, preprocessing=PREPROCESSING, input_size=(48, 48), task="binary",
-                        labels=["normal", "osteoporosis"], target="label")
+    write_bundle(path, models=models, preprocessing=PREPROCESSING, input_size=(48, 48), task="binary",
+                 labels=["normal", "osteoporosis"], target="label", onnx_model=export_onnx(models, (48, 48)))
+    return add_cam_onnx(path, export_cam_onnx(models, (48, 48)))  # both graphs, as training stores them
 
 
 class _Destination:
@@ -129,7 +125,7 @@ def _send(port: int, paths: list[Path], sent: dict[str, float], timings: list[di
 
 def _run(bundle: Path, images: list[Path], associations: int, workers: int, timeout: float) -> dict[str, float]:
     destination = _Destination()
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "osteolens.cli.main", "node", "--model", str(bundle), "--out", out,
                    "--port", str(port), "--ae-title", NODE_AE, "--workers", str(workers),

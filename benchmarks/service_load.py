@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine_description, write_section  # noqa: E402
+from _report import free_port, machine_description, write_section  # noqa: E402
 
 INPUT = 256
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _bundle(path: Path) -> Path:
@@ -114,7 +107,7 @@ def main() -> None:
         bundle = _bundle(tmp_path / "bundle")
         image = write_png(np.random.default_rng(0).random((height, width), dtype=np.float32), tmp_path / "x.png")
         payload = image.read_bytes()
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             [sys.executable, "-m", "osteolens.cli.main", "serve", "--model", str(bundle), "--host", "127.0.0.1",
