@@ -54,8 +54,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
+def timed_runs(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Wall seconds of each of ``repeats`` runs of ``fn()`` after ``warmup`` untimed runs."""
     for _ in range(warmup):
         fn()
     times = []
@@ -63,7 +63,12 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` untimed runs."""
+    return statistics.median(timed_runs(fn, repeats, warmup))
 
 
 def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:

@@ -21,7 +21,8 @@ def extract(
     roi: str = typer.Option("auto", help="mask | rectangle (largest rectangle inside the mask, the seed's) | box (box_x, box_y, box_width, box_height columns) | none | auto."),
     equalise: bool = typer.Option(True, "--equalise/--no-equalise", help="Histogram-equalise each ROI first (the seed did)."),
     max_size: int = typer.Option(None, help="Downscale each ROI so its longer side is at most this many pixels."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes (reading, ROI, radiomics families); the cnn family's network runs in the main process on torch threads."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes of a local Dask cluster (reading, ROI, radiomics families); the cnn family's network runs in the main process on torch threads."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://HOST:8786): run the per-image work on its workers (docs/scaling.md); overrides --jobs."),
     csv: bool = typer.Option(False, "--csv", help="Also write a CSV copy."),
     excel: bool = typer.Option(False, "--excel", help="Also write an Excel copy (as the seed did)."),
 ) -> None:
@@ -34,6 +35,8 @@ def extract(
     Example: osteolens features extract labels.csv --families radiomics,fourier,variogram --roi rectangle --jobs 2 --out features.parquet --csv
 
     Example: osteolens features extract manifest.csv --families cnn --family-params '{"cnn": {"input_size": 384}}' --out cnn.parquet
+
+    Example (a Dask cluster): osteolens features extract /shared/labels.csv --scheduler tcp://head:8786 --out features.parquet
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -50,7 +53,7 @@ def extract(
     columns = (TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("extract", total=len(table))
-        result = extract_features(table, cfg, jobs=jobs, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        result = extract_features(table, cfg, jobs=jobs, scheduler=scheduler, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     # The absolute path, so that 'classic cv' finds the manifest (for its baselines) from anywhere.
     written = result.write(out, csv=csv, excel=excel, manifest_source=str(manifest.resolve()))
     console.print(

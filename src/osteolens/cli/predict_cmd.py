@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from osteolens.cli.common import console, report_failures
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from osteolens.data.manifest import Manifest
 
 #: Files a folder is searched for (DICOM often has no extension).
 IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ""}
@@ -106,10 +112,37 @@ def _dicom_patient(dicom_out: Path | None, files: list[Path], views: list[str], 
     return None
 
 
+def _manifest_rows(path: Path, images: list[Path] | None, view: list[str] | None, views: list[str]) -> Manifest:
+    """The manifest of ``--manifest`` (single-view models; no image arguments beside it)."""
+    from osteolens.data.manifest import Manifest
+    from osteolens.errors import ConfigError
+
+    if images or view:
+        raise ConfigError("--manifest", "takes the images from the manifest, not as arguments or --view.",
+                          "drop the image paths, or drop --manifest.")
+    if views:
+        raise ConfigError("--manifest", f"this model takes a study of {len(views)} views {views}; a manifest "
+                          "is predicted one image per row.", "predict each study with --view NAME=FILE.")
+    return Manifest.read(path)
+
+
+def _row_covariates(frame: pd.DataFrame, names: list[str], given: dict[str, str]) -> list[dict]:
+    """Per manifest row, the model's covariates found in its columns; ``--covariate`` values win."""
+    import pandas as pd
+
+    present = [name for name in names if name in frame.columns]
+    return [{**{name: row[name] for name in present if not pd.isna(row[name])}, **given}
+            for row in frame[present].to_dict("records")] if present else [dict(given) for _ in range(len(frame))]
+
+
 def predict(
     images: list[Path] = typer.Argument(None, help="Image files or folders (searched recursively)."),
     model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip."),
-    out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for one JSON (and PNGs) per image."),
+    out: Path = typer.Option(Path("predictions"), "--out", "-o", help="Folder for one JSON (and PNGs) per image, or predictions.csv with --manifest."),
+    manifest: Path = typer.Option(None, "--manifest", help="Predict every row of this manifest (CSV / Parquet): writes OUT/predictions.csv, the table 'osteolens evaluate' reads."),
+    json_files: bool = typer.Option(False, "--json", help="With --manifest: also write one JSON per image (file arguments always do)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address (tcp://HOST:8786): predict on its workers (docs/scaling.md); no --cam / --saliency."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Without --scheduler: predict on a local Dask cluster of N worker processes (N > 1)."),
     cam: bool = typer.Option(False, "--cam", help="Write the Grad-CAM heat map and overlay PNGs."),
     cam_method: str = typer.Option("gradcam", help="gradcam or gradcam++."),
     cam_class: str = typer.Option(None, help="Explain this class instead of the predicted one."),
@@ -141,13 +174,15 @@ def predict(
     Example (two views): osteolens predict --model spine2v/bundle --view AP=ap.dcm --view LAT=lat.dcm --cam
 
     Example (DICOM SR + Secondary Capture in the input's study): osteolens predict knee.dcm --model B --dicom-out dicom/
+
+    Example (a manifest on a Dask cluster): osteolens predict --manifest /shared/test.csv --model /shared/bundle --out preds/ --scheduler tcp://head:8786
     """
     import json
     import sys
 
     from osteolens.errors import ConfigError, OsteolensError
     from osteolens.inference import Predictor, load_bundle
-    from osteolens.inference.report import fail_record, write_prediction
+    from osteolens.inference.report import fail_record, ok_record, write_prediction
 
     inference_process(threads)
     if trusted_key is not None:
@@ -170,7 +205,12 @@ def predict(
     if backend == "onnx" and predictor.bundle.onnx_model is None:
         console.print(f"note: {predictor.bundle.path} has no model.onnx, so it was exported at load (seconds); "
                       f"'osteolens export-onnx {predictor.bundle.path}' stores it once.", highlight=False)
-    if predictor.views or view:
+    table = None
+    if manifest is not None:
+        table = _manifest_rows(manifest, images, view, predictor.views)
+        files = samples = table.image_paths()
+        names = [str(path) for path in files]
+    elif predictor.views or view:
         files, samples = _study(predictor.views, images or [], _pairs(view or [], "--view", "AP=ap.dcm"))
         names = [" ".join(f"{k}={v}" for k, v in sample.items()) for sample in samples]
     else:
@@ -181,33 +221,60 @@ def predict(
     patient = _dicom_patient(dicom_out, files, predictor.views, patient_id, patient_name, patient_birth_date,
                              patient_sex, accession_number)
     cam = cam or dicom_out is not None
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[int, str, str]] = []
     ok = 0
     stems = _stems(files)
-    if cam or saliency or predictor.views:  # one sample at a time: each needs its own Grad-CAM pass
-        results = ((i, _attempt(predictor, sample, given, cam, saliency, cam_class)) for i, sample in enumerate(samples))
+    per_row = _row_covariates(table.frame, predictor.covariates, given) if table is not None else [given] * len(samples)
+    write_json = table is None or json_files
+    rows: dict[int, object] = {}
+    if scheduler is not None or jobs > 1:
+        if cam or saliency or predictor.views:
+            raise ConfigError("--scheduler / --jobs", "a cluster runs batched single-view predictions, without explanations.",
+                              "drop --cam, --saliency and --dicom-out, or run without --scheduler and --jobs.")
+        from osteolens.scale import predict_on_cluster
+
+        results = predict_on_cluster(str(predictor.bundle.path.resolve()), predictor.bundle.digest,
+                                     [str(Path(path).resolve()) for path in samples], per_row, batch_size=batch_size,
+                                     backend=backend, threads=threads, scheduler=scheduler, jobs=jobs)
+    elif cam or saliency or predictor.views:  # one sample at a time: each needs its own Grad-CAM pass
+        results = ((i, _attempt(predictor, sample, per_row[i], cam, saliency, cam_class)) for i, sample in enumerate(samples))
     else:  # batched, reading the next batch while the model runs
-        results = predictor.predict_many(samples, [given] * len(samples), batch_size=batch_size)
+        results = predictor.predict_many(samples, per_row, batch_size=batch_size)
     for i, result in results:
         name, stem = names[i], stems[i]
         try:
             if isinstance(result, Exception):
                 raise result
-            record = write_prediction(result, out, stem, name)
+            record = write_prediction(result, out, stem, name) if write_json else ok_record(result, name)
             if dicom_out is not None:
                 from osteolens.dicom_out import write_prediction_dicom
 
                 write_prediction_dicom(files[i], result, record, predictor.bundle, dicom_out, patient=patient, stem=stem)
             ok += 1
-            shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
-            console.print(f"{name}: {record['diagnosis']} ({shown})", markup=False, highlight=False)
+            rows[i] = result
+            if table is None:  # a manifest's rows go to predictions.csv, not the console
+                shown = f"{record['probability']:.3f}" if record["probability"] is not None else f"{record['value']:.4g}"
+                console.print(f"{name}: {record['diagnosis']} ({shown})", markup=False, highlight=False)
         except Exception as exc:  # a batch never dies on one file; bugs are reported with their type
             reason = str(exc) if isinstance(exc, OsteolensError) else f"internal error ({type(exc).__name__}: {exc})"
-            failures.append((name, reason))
-            out.mkdir(parents=True, exist_ok=True)
-            (out / f"{stem}.json").write_text(json.dumps(fail_record(name, reason), indent=2) + "\n")
-    console.print(f"{ok} of {len(files)} image(s) predicted; JSON in {out}")
-    if report_failures(failures, out / "failures.csv" if failures else None):
+            failures.append((i, name, reason))
+            rows[i] = reason
+            if write_json:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f"{stem}.json").write_text(json.dumps(fail_record(name, reason), indent=2) + "\n")
+    if table is not None:
+        from osteolens.io._files import write_atomic
+        from osteolens.scale import predictions_frame
+
+        bundle = predictor.bundle
+        frame = predictions_frame(table.frame, rows, bundle.task, bundle.labels, bundle.target)
+        write_atomic(out / "predictions.csv", frame.to_csv(index=False))
+        console.print(f"{ok} of {len(files)} image(s) predicted; table in {out / 'predictions.csv'}"
+                      + (f", JSON in {out}" if write_json else ""), highlight=False)
+    else:
+        console.print(f"{ok} of {len(files)} image(s) predicted; JSON in {out}")
+    failures.sort()  # a cluster answers in completion order; report in input order
+    if report_failures([(name, reason) for _, name, reason in failures], out / "failures.csv" if failures else None):
         raise typer.Exit(1)
 
 

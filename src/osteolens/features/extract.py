@@ -4,7 +4,8 @@ One row per image that could be processed: the manifest's columns (image, patien
 targets, sex, age, view, vertebra, ...) followed by the feature columns. Images that fail
 are listed with the reason, never crash the batch.
 
-Per image (in worker processes when ``jobs > 1``): read, crop the ROI, downscale,
+Per image (in worker processes when ``jobs > 1``, a Dask ``LocalCluster``, or on the workers of
+a Dask cluster given by ``scheduler``; one task per image): read, crop the ROI, downscale,
 equalise (for the families that take it), compute every per-image family and *prepare* every batched family (e.g. resize
 to the network input). Batched families (``cnn``) then run in the extracting process,
 ``batch_size`` prepared images per call, with torch's own threads; a batch that fails is
@@ -14,9 +15,9 @@ retried image by image so only the bad image is lost. Rows keep the manifest's o
 from __future__ import annotations
 
 import json
+import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -369,6 +370,7 @@ def extract_features(
     config: ExtractionConfig | None = None,
     jobs: int = 1,
     on_progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
 ) -> ExtractionResult:
     """Extract features for every image of ``manifest``.
 
@@ -376,9 +378,13 @@ def extract_features(
         manifest: images (and ``mask`` paths for ROI modes that need them).
         config: families and preprocessing; the seed's set by default.
         jobs: worker processes for reading, ROI, per-image families and the preparation
-            of batched families (1 runs all in this process). Batched families (``cnn``)
-            always run in this process, on torch's intra-op threads.
+            of batched families, as a Dask ``LocalCluster`` started for this call (1 runs all
+            in this process). Batched families (``cnn``) always run in this process, on
+            torch's intra-op threads.
         on_progress: called with ``(done, total)`` after each image.
+        scheduler: address of a Dask scheduler (``tcp://HOST:8786``): the per-image work runs
+            on its workers (which need osteolens and read access to the images at their
+            absolute paths); wins over ``jobs``. The table is the same as in one process.
 
     Returns:
         the table, its columns and the failure list.
@@ -423,20 +429,20 @@ def extract_features(
         done = batcher.add(index, prepared)
         finish(done if prepared else [index, *done])
 
-    if jobs <= 1 or len(tasks) <= 1:
+    if scheduler is None and (jobs <= 1 or len(tasks) <= 1):
         for task in tasks:
             collect(_extract_one(*task))
     else:
-        import multiprocessing
+        from osteolens.scale.dask_jobs import cluster_client, run_tasks
 
-        # "spawn" workers start clean (no inherited threads or locks); as with any spawning
-        # multiprocessing code, a calling script needs the ``if __name__ == "__main__":`` guard.
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_extract_one, *task): task for task in tasks}
-            for future in as_completed(futures):
-                error = future.exception()
-                # A worker that died (crash in a C extension, out of memory) fails its images, not the batch.
-                collect(future.result() if error is None else (futures[future][0], None, None, f"worker failed: {type(error).__name__}: {error}"))
+        # Workers may run elsewhere (or in another folder): they get absolute paths. Dask's worker
+        # processes are spawned clean; as with any spawning code, a calling script needs the
+        # ``if __name__ == "__main__":`` guard.
+        remote = [(i, os.path.abspath(image), os.path.abspath(mask) if mask else None, *rest) for i, image, mask, *rest in tasks]
+        with cluster_client(scheduler, jobs) as client:
+            for position, item, error in run_tasks(client, _extract_one, remote, "osteolens-features"):
+                # A task that kept killing workers (crash in a C extension, out of memory) fails its image, not the batch.
+                collect(item if error is None else (position, None, None, f"worker failed: {type(error).__name__}: {error}"))
     finish(batcher.flush())
 
     order = sorted(i for i in results if i not in failures)

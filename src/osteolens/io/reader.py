@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from osteolens.errors import RadiographReadError
@@ -62,7 +63,10 @@ def read_radiograph(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_M
     except Exception as exc:  # any decoder failure on a hostile or damaged file
         raise RadiographReadError(
             path,
-            f"could not be decoded as {fmt} ({type(exc).__name__}: {exc}); the file may be truncated or corrupt.",
+            # Decoders quote in-memory objects ("<_io.BytesIO object at 0x7f...>"): drop the address,
+            # so that the same file gives the same message in every run and process.
+            f"could not be decoded as {fmt} ({type(exc).__name__}: {re.sub(r' at 0x[0-9a-fA-F]+', '', str(exc))}); "
+            "the file may be truncated or corrupt.",
             "re-export or re-copy the image from its source.",
         ) from exc
     radiograph.meta.source = str(path)
