@@ -1,5 +1,5 @@
 # make demo: create .venv, install osteolens, run the demo on the synthetic phantom cohort.
-# make test: create .venv, install with dev extras (and Debian's chromium), run the tests.
+# make test: create .venv, install with dev extras (and Debian's chromium, dicom3tools, postgresql), run the tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,6 +32,12 @@ chromium:
 	@if ! command -v dciodvfy >/dev/null && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools >/dev/null) \
 		|| echo "dicom3tools could not be installed: the dciodvfy tests will be skipped"; \
+	fi
+	@# Shared Optuna studies are tested on a PostgreSQL server that the tests start with initdb / pg_ctl.
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql could not be installed: the PostgreSQL tests will be skipped"; \
 	fi
 
 demo: install

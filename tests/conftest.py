@@ -1,12 +1,13 @@
 """Shared fixtures: real data from ../shared/data (skipped with a reason when absent).
 
-With ``OSTEOLENS_REQUIRE_DATA=1`` a test whose real data, chromium or ``dciodvfy`` is
-missing fails instead of skipping, so a CI run cannot pass by skipping them.
+With ``OSTEOLENS_REQUIRE_DATA=1`` a test whose real data, chromium, ``dciodvfy`` or
+PostgreSQL server is missing fails instead of skipping, so a CI run cannot pass by skipping them.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +15,7 @@ from typing import NoReturn
 import pytest
 
 from osteolens.data.paths import shared_dataset
+from tests.postgres_server import postgres_server, server_bin_dir
 
 REQUIRE_ENV = "OSTEOLENS_REQUIRE_DATA"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -47,6 +49,27 @@ def require_dciodvfy() -> str:
     if found is None:
         require_or_skip("dciodvfy not installed (apt-get install dicom3tools)")
     return found
+
+
+def require_postgres() -> Path:
+    """The folder of PostgreSQL's server programs (``initdb``, ``pg_ctl``), or :func:`require_or_skip`."""
+    found = server_bin_dir()
+    if found is None:
+        require_or_skip("PostgreSQL is not installed: no initdb on PATH or in /usr/lib/postgresql/*/bin "
+                        "(apt-get install postgresql)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            require_or_skip("running as root, but there is no 'postgres' user to run the PostgreSQL server as")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """URL (with password) of a database on a PostgreSQL server started for this test session."""
+    with postgres_server(require_postgres()) as server:
+        yield server.url
 
 
 @pytest.fixture

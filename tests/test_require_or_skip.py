@@ -47,3 +47,13 @@ def test_missing_tools_fail_when_required(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="dciodvfy not installed"):
         conftest.require_dciodvfy()
+
+
+def test_missing_postgres_fails_when_required(monkeypatch):
+    monkeypatch.setattr(conftest, "server_bin_dir", lambda: None)
+    monkeypatch.setenv(REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL is not installed"):
+        conftest.require_postgres()
+    monkeypatch.delenv(REQUIRE_ENV)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install postgresql"):
+        conftest.require_postgres()

@@ -51,9 +51,10 @@ def test_trials_are_cross_validated_runs_and_the_study_continues(cohort, tmp_pat
     assert best.out == config.out and best.epochs == config.epochs  # only the searched keys change
     summary = json.loads((tmp_path / "tune" / "best.json").read_text())
     assert summary["best_trial"] in (0, 1) and "optimistic" in summary["note"]
-    # Run again on the same folder: the study (study.db) continues with a third trial.
-    again = tune(config, parse_space(SPACE), 1, tmp_path / "tune", seed=3)
+    # Run again on the same folder with a budget of 3: the study (study.db) continues with a third trial.
+    again = tune(config, parse_space(SPACE), 3, tmp_path / "tune", seed=3)
     assert len(again.trials) == 3 and (tmp_path / "tune" / "trials" / "trial2" / "metrics.json").is_file()
+    assert len(tune(config, parse_space(SPACE), 3, tmp_path / "tune", seed=3).trials) == 3  # budget reached: none
 
 
 def test_search_spaces_and_keys_are_checked(cohort, tmp_path):

@@ -4,8 +4,24 @@ Each trial is one ``osteolens train`` run (every fold) with the trial's values w
 the training config; its objective is the run's pooled out-of-fold metric (AUC for binary,
 macro AUC for multiclass, quadratic kappa for ordinal, MAE for regression, or any metric
 of ``metrics.json``'s ``pooled`` section). Optuna's TPE sampler (seeded) proposes the
-values; the study lives in ``study.db`` (SQLite), so a search stopped half-way continues
-where it was when run again with the same ``--out``.
+values. The study lives in an Optuna RDB storage: by default ``<out>/study.db`` (SQLite,
+one machine), or any database URL Optuna accepts, e.g. PostgreSQL shared by workers on
+many machines. A search stopped half-way continues where it was when run again.
+
+Workers. Several processes pointed at the same storage and study share one search:
+
+- the trial budget ``trials`` is global. A worker starts a trial only while the study holds
+  fewer than ``trials`` trials, counting finished (complete, pruned, failed) and running
+  ones; a trial abandoned by a dead worker does not count, its retry does. The count and
+  the start of the trial happen under one lock (a PostgreSQL advisory lock, or a file lock
+  beside a SQLite file), so workers never overshoot: 2 workers with ``trials=6`` end with
+  exactly 6 trials;
+- each running trial writes a heartbeat every ``heartbeat`` seconds. A trial whose worker
+  has been silent for twice that long is marked failed when another worker starts a trial,
+  and is queued again with the same values (at most twice); the other workers go on;
+- the worker that ends with no trial left running anywhere writes ``trials.csv``,
+  ``best.json`` and ``best_config.yaml`` from the study (atomically); a worker that ends
+  while others still run leaves them to the last one.
 
 Honesty. Trials never see the external test fold (fold -1): ``osteolens train`` keeps it
 out of training, validation and the out-of-fold predictions. The best trial's
@@ -23,11 +39,15 @@ Search space (YAML), one entry per config key, dotted for the model section::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
+import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -37,10 +57,17 @@ from osteolens.errors import ConfigError
 from osteolens.io._files import write_atomic
 from osteolens.training.config import TrainConfig
 
+if TYPE_CHECKING:
+    import optuna
+
 #: The metric each task is tuned on by default, and whether higher is better.
 DEFAULT_METRIC = {"binary": ("auc", "maximize"), "multiclass": ("auc_macro", "maximize"),
                   "ordinal": ("kappa_quadratic", "maximize"), "regression": ("mae", "minimize")}
 _LOWER_IS_BETTER = {"mae", "rmse", "brier", "loss"}
+#: Seconds between two heartbeats of a running trial; a trial silent for twice as long is failed.
+DEFAULT_HEARTBEAT = 60
+#: Times a trial abandoned by a dead worker is queued again with the same values.
+MAX_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -116,17 +143,156 @@ def with_values(config: TrainConfig, values: dict[str, Any], **fields: Any) -> T
     return TrainConfig.from_dict(data, source="search space")
 
 
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit to print.
+
+    Example:
+        >>> redact("postgresql://osteo:s3cret@db.example:5432/studies")
+        'postgresql://osteo:***@db.example:5432/studies'
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL: hide anything between ':' and '@' all the same
+        return re.sub(r":[^:@/]*@", ":***@", url)
+
+
+def default_storage(out: str | Path) -> str:
+    """The one-machine storage of a study folder: ``sqlite:///<out>/study.db``."""
+    return f"sqlite:///{Path(out) / 'study.db'}"
+
+
+def _database_url(url: str) -> Any:
+    """``url`` parsed by SQLAlchemy; a bare ``postgresql://`` uses psycopg2 (installed with
+    osteolens) rather than SQLAlchemy 2.1's default driver, psycopg 3."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError("--storage", f"'{redact(url)}' is not a database URL.",
+                          "give e.g. postgresql://USER:PASSWORD@HOST:5432/DATABASE or sqlite:///study.db.") from exc
+    return parsed.set(drivername="postgresql+psycopg2") if parsed.drivername == "postgresql" else parsed
+
+
+class _StudyLock:
+    """Serialises "count the study's trials, then start one" among every worker of a study.
+
+    PostgreSQL: a session advisory lock keyed by the study name, held by its own connection
+    (the server drops it if the worker dies). SQLite: a file lock beside the database file
+    (one machine). Other databases: no lock, so workers that start trials in the same
+    instant may overshoot the budget by one trial each.
+    """
+
+    def __init__(self, url: Any, study: str) -> None:
+        self._held = False
+        self._connection = self._file_lock = None
+        if url.get_backend_name() == "postgresql":
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool, isolation_level="AUTOCOMMIT")
+            self._connection = engine.connect()
+            self._key = int.from_bytes(hashlib.sha256(f"osteolens tune {study}".encode()).digest()[:8], "big", signed=True)
+        elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            from filelock import FileLock
+
+            self._file_lock = FileLock(f"{url.database}.lock")
+
+    def acquire(self) -> None:
+        """Wait for the lock."""
+        if self._connection is not None:
+            import sqlalchemy
+
+            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+        elif self._file_lock is not None:
+            self._file_lock.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        """Let the next worker in; does nothing when not held."""
+        if not self._held:
+            return
+        self._held = False
+        if self._connection is not None:
+            import sqlalchemy
+
+            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+        elif self._file_lock is not None:
+            self._file_lock.release()
+
+    def close(self) -> None:
+        """Release, and close the lock's connection."""
+        self.release()
+        if self._connection is not None:
+            self._connection.close()
+
+
+def _open(url: Any, shown: str, study_name: str, heartbeat: int) -> tuple[_StudyLock, optuna.storages.RDBStorage]:
+    """The study's lock and its Optuna storage, heartbeat on; errors name the URL as ``shown``
+    (without its password)."""
+    import optuna
+    import sqlalchemy.exc
+
+    try:
+        lock = _StudyLock(url, study_name)
+        lock.acquire()  # the first worker creates the tables; two at once would collide
+        try:
+            with warnings.catch_warnings():  # the heartbeat and the retry callback are "experimental"
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url.render_as_string(hide_password=False), heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
+        finally:
+            lock.release()
+    except ImportError as exc:
+        raise ConfigError("--storage", f"no database driver for '{shown}' ({exc.__cause__ or exc}).",
+                          "install it (PostgreSQL: pip install psycopg2-binary; MySQL: pip install pymysql).") from exc
+    except sqlalchemy.exc.NoSuchModuleError as exc:
+        raise ConfigError("--storage", f"'{shown}' names an unknown database kind '{url.drivername}'.",
+                          "use postgresql://USER:PASSWORD@HOST:5432/DATABASE or sqlite:///FILE.") from exc
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise ConfigError("--storage", f"cannot reach the study database '{shown}' ({reason}).",
+                          "start the server (docs/scaling.md), check host, port, user, password and that the "
+                          "database exists (createdb), or drop --storage to keep the study in <out>/study.db.") from exc
+    return lock, storage
+
+
+def _budget_left(study: optuna.Study, budget: int) -> bool:
+    """Whether a worker should start another trial: a retried trial is waiting, or the study
+    holds fewer than ``budget`` trials, counting all but those abandoned by a dead worker."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        abandoned = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+        return True
+    return sum(t.number not in abandoned for t in trials) < budget
+
+
 @dataclass
 class TuneResult:
-    """The finished study: its folder, the best trial's values and metric, every trial."""
+    """The study as this worker left it: its folder, name, storage (no password), the best
+    trial so far (None before any trial completed), every trial, and the trials still running
+    in other workers (when there are some, this worker wrote no summary files)."""
 
     out: Path
     metric: str
     direction: str
-    best_values: dict[str, Any]
-    best_value: float
-    best_run: Path
+    best_values: dict[str, Any] | None
+    best_value: float | None
+    best_run: Path | None
     trials: pd.DataFrame
+    study: str
+    storage: str
+    pending: tuple[int, ...]
 
 
 def tune(
@@ -137,17 +303,29 @@ def tune(
     *,
     metric: str | None = None,
     seed: int = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    heartbeat: int = DEFAULT_HEARTBEAT,
     quiet: bool = True,
     console: Console | None = None,
 ) -> TuneResult:
-    """Run ``trials`` more trials of the study in ``out`` (created, or continued).
+    """Work on the study until it holds ``trials`` trials (a global budget, see the module
+    docstring): create it, or continue it, alone or beside other workers.
 
-    Writes ``out/study.db``, ``out/trials/trial<k>/`` (each trial's run directory),
-    ``out/trials.csv``, ``out/best_config.yaml`` (the config with the best values, ready
-    for ``osteolens train``) and ``out/best.json``.
+    Writes ``out/trials/trial<k>/`` (the run directory of each trial this worker ran) and,
+    when no trial is left running, ``out/trials.csv``, ``out/best_config.yaml`` (the config
+    with the best values, ready for ``osteolens train``) and ``out/best.json``.
+
+    Args:
+        storage: an Optuna / SQLAlchemy database URL; default ``sqlite:///<out>/study.db``.
+        study_name: default ``osteolens`` in the default storage, else the name of ``out``.
+        heartbeat: seconds between a running trial's heartbeats.
+        seed: the TPE sampler's seed; trial k's sampler is seeded with ``seed + k`` (trial
+            numbers are unique in a study, so workers never draw the same values).
 
     Raises:
-        ConfigError: an unknown metric, a space key the config does not have, no trial finished.
+        ConfigError: an unknown metric, a space key the config does not have, a study that
+            optimises another metric, an unreachable storage, no trial finished.
     """
     import optuna
 
@@ -163,13 +341,15 @@ def tune(
     with_values(config, {p.key: p.choices[0] if p.choices else p.low for p in space})
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="osteolens", storage=f"sqlite:///{out / 'study.db'}", load_if_exists=True,
-        direction=direction, sampler=optuna.samplers.TPESampler(seed=seed),
-    )
+    url = _database_url(storage or default_storage(out))
+    shown = redact(storage or default_storage(out))
+    name = study_name or ("osteolens" if storage is None else out.resolve().name)
+    lock, rdb = _open(url, shown, name, heartbeat)
 
     def objective(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists (running): the next worker may count and start one
         values = {p.key: p.suggest(trial) for p in space}
+        trial.set_user_attr("host", socket.gethostname())
         run_config = with_values(config, values, out=str(out / "trials"), name=f"trial{trial.number}", report=False)
         result = run_training(run_config, quiet=quiet)
         pooled = result.metrics["pooled"]
@@ -183,24 +363,69 @@ def tune(
             raise optuna.TrialPruned(f"{metric} is not finite")
         return value
 
-    # A trial whose training fails in torch (e.g. out of memory for a large batch) is recorded
-    # as failed and the search goes on; an osteolens error (a bad metric name, a value the
-    # config refuses) stops it at once, since every later trial would fail the same way.
-    study.optimize(objective, n_trials=trials, catch=(RuntimeError,))
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
+    try:
+        lock.acquire()
+        try:
+            study = optuna.create_study(study_name=name, storage=rdb, load_if_exists=True, direction=direction)
+            known = study.user_attrs.get("metric", metric)
+            if known != metric:
+                raise ConfigError("--metric", f"study '{name}' in {shown} optimises '{known}', not "
+                                  f"'{metric}'.", f"use --metric {known}, or another --study.")
+            study.set_user_attr("metric", metric)
+        finally:
+            lock.release()
+        # A trial whose training fails in torch (e.g. out of memory for a large batch) is recorded
+        # as failed and the search goes on; an osteolens error (a bad metric name, a value the
+        # config refuses) stops it at once, since every later trial would fail the same way.
+        while True:
+            lock.acquire()  # released by the objective once its trial is running, or below
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)  # before counting: a dead worker's trial is retried
+                if not _budget_left(study, trials):
+                    break
+                # Seeded by the number of the trial about to start, so that workers do not draw the
+                # same values and a continued study does not replay its first draws.
+                study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
+                                                           constant_liar=True)
+                study.optimize(objective, n_trials=1, catch=(RuntimeError,))
+            finally:
+                lock.release()
+    finally:
+        lock.close()
+    return _summarise(study, config, out, metric, direction, shown)
+
+
+def _summarise(study: optuna.Study, config: TrainConfig, out: Path, metric: str, direction: str,
+               shown_url: str) -> TuneResult:
+    """This worker's TuneResult; with no trial left running, also the summary files."""
+    import optuna
+
+    State = optuna.trial.TrialState
+    pending = tuple(t.number for t in study.get_trials(deepcopy=False, states=(State.RUNNING, State.WAITING)))
+    done = study.get_trials(deepcopy=False, states=(State.COMPLETE,))
+    if not done and not pending:
         raise ConfigError(out, "no trial finished.", "see the errors above; check the config with 'osteolens train'.")
-    best = study.best_trial
     frame = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs", "duration"))
     frame = frame.rename(columns=lambda c: c.replace("params_", "").replace("user_attrs_", "")).rename(
         columns={"value": metric})
+    result = TuneResult(out, metric, direction, None, None, None, frame, study.study_name, shown_url, pending)
+    if not done:
+        return result
+    best = study.best_trial
+    result.best_values, result.best_value = dict(best.params), float(best.value)
+    result.best_run = Path(best.user_attrs["run_dir"])
+    if pending:
+        return result
     write_atomic(out / "trials.csv", frame.to_csv(index=False))
     best_config = with_values(config, best.params)
     write_atomic(out / "best_config.yaml", yaml.safe_dump(best_config.to_dict(), sort_keys=False))
     summary = {"metric": metric, "direction": direction, "best_value": best.value, "best_trial": best.number,
-               "best_values": best.params, "best_run": best.user_attrs.get("run_dir"), "trials": len(study.trials),
+               "best_values": best.params, "best_run": best.user_attrs.get("run_dir"),
+               "best_host": best.user_attrs.get("host"), "trials": len(frame), "study": study.study_name,
+               "storage": shown_url,
                "note": "the best cross-validated value is optimistic (chosen among trials); "
                        "judge the tuned config on the external test fold or new data"}
     write_atomic(out / "best.json", json.dumps(summary, indent=2) + "\n")
-    return TuneResult(out, metric, direction, dict(best.params), float(best.value),
-                      Path(best.user_attrs.get("run_dir", "")), frame)
+    return result
