@@ -132,6 +132,10 @@ def epoch_shard(n: int, generator: torch.Generator, rank: int, world: int,
     takes positions ``rank, rank + world, ...``, ``n // world`` of them, so the processes'
     ``i``-th batches of ``batch_size / world`` together are the ``i``-th batch of ``batch_size``
     of the one-process order.
+
+    This is ``torch.utils.data.DistributedSampler`` with ``drop_last=True`` (the same
+    ``rank::world`` split of a truncated permutation), written out because that sampler has no
+    weighted draws and ``class_balance: sampler`` needs them sharded the same way.
     """
     if sample_weights is not None:
         order = torch.multinomial(torch.as_tensor(sample_weights, dtype=torch.double), n, True, generator=generator)
