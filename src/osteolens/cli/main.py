@@ -38,9 +38,9 @@ def _root(
 
 def _register() -> None:
     # One line per command module; each module exposes ``register(app)``.
-    from osteolens.cli import bundle_cmd, classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, node_cmd, explain_cmd, weights_cmd
+    from osteolens.cli import bundle_cmd, classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, node_cmd, explain_cmd, weights_cmd, landmarks_cmd
 
-    for module in (bundle_cmd, classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, node_cmd, explain_cmd, weights_cmd):
+    for module in (bundle_cmd, classic_cmd, data_cmd, demo_cmd, evaluate_cmd, features_cmd, morphometry_cmd, phantom_cmd, preprocess_cmd, train_cmd, tune_cmd, predict_cmd, serve_cmd, node_cmd, explain_cmd, weights_cmd, landmarks_cmd):
         module.register(app)
 
 

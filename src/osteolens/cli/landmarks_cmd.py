@@ -1,0 +1,96 @@
+"""``osteolens landmarks``: train a vertebral corner detector, predict corners, evaluate them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from osteolens.cli.common import console, report_failures
+
+landmarks_app = typer.Typer(help="Automatic vertebral landmarks (AP spine): train, predict, evaluate.",
+                            no_args_is_help=True)
+
+
+@landmarks_app.command("train")
+def train_cmd(
+    config: Path = typer.Argument(..., help="Landmark training config (YAML), e.g. recipes/aasce_landmarks.yaml.",
+                                  exists=True, dir_okay=False),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (overrides the config's 'out')."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the config's epochs."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a started run from its last complete epoch."),
+) -> None:
+    """Train the detector on a patient-grouped split; writes the run directory and its bundle.
+
+    Example: osteolens landmarks train recipes/aasce_landmarks.yaml --out runs/landmarks
+    """
+    from osteolens.landmarks.train import LandmarkConfig, train
+
+    settings = LandmarkConfig.from_yaml(config, {"epochs": epochs})
+    if out is not None:
+        settings.out = str(out.resolve())
+    run = train(settings, resume=resume, progress=lambda text: console.print(text, highlight=False, markup=False))
+    console.print(f"run directory {run}; bundle {run / 'bundle'}")
+
+
+@landmarks_app.command("predict")
+def predict_cmd(
+    images: list[Path] = typer.Argument(..., help="Radiographs (DICOM, PNG, JPEG, TIFF)."),
+    model: Path = typer.Option(..., "--model", help="Landmark bundle folder (run/bundle)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: landmarks.csv (and failures.csv).", file_okay=False),
+) -> None:
+    """Find the 68 corners (17 vertebrae x TL, TR, BL, BR) of each radiograph, in its own pixels.
+
+    landmarks.csv has the shared data's columns (image, vertebra, corner, point_index, x, y)
+    plus confidence and low_confidence per vertebra; it feeds `osteolens morphometry
+    --landmarks` and can be corrected by hand.
+
+    Example: osteolens landmarks predict spine1.png spine2.png --model runs/landmarks/bundle --out detected/
+    """
+    from osteolens.landmarks.predict import LandmarkDetector, predict_files, predictions_table
+
+    detector = LandmarkDetector.from_path(model)
+    predictions, failures = predict_files(detector, images)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)
+    low = sum(int(p.detection.low_confidence.sum()) for p in predictions)
+    console.print(f"{len(predictions)} image(s), {low} low-confidence vertebra(e): {out / 'landmarks.csv'}")
+    if report_failures(failures, out / "failures.csv"):
+        raise typer.Exit(1)
+
+
+@landmarks_app.command("evaluate")
+def evaluate_cmd(
+    pred: Path = typer.Argument(..., help="Predicted landmarks (CSV from `landmarks predict`).", exists=True, dir_okay=False),
+    truth: Path = typer.Option(..., "--truth", help="True landmarks (CSV, same format).", exists=True, dir_okay=False),
+    labels: Path | None = typer.Option(None, "--labels", help="Per-image table: patient_key, qc_flags, out_height / "
+                                       "image_height, pixel_spacing_mm.", exists=True, dir_okay=False),
+    images: Path | None = typer.Option(None, "--images", help="Folder of the radiographs (default: beside --truth).",
+                                       file_okay=False),
+    out: Path | None = typer.Option(None, "--out", help="Folder for evaluation.json, per_image.csv, report.html "
+                                    "(default: beside PRED).", file_okay=False),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples over patients (0: none)."),
+) -> None:
+    """Mean radial error, share within 5/10/20 px, Cobb SMAPE and CMAE, outliers, worst-five overlays.
+
+    Example: osteolens landmarks evaluate detected/landmarks.csv --truth landmarks.csv --labels labels.csv
+    """
+    from osteolens.landmarks.evaluate import evaluate_tables, read_tables, write_report
+    from osteolens.training.rundir import write_json
+
+    tables = read_tables(pred, truth, labels, images)
+    evaluation = evaluate_tables(tables, bootstrap)
+    folder = out if out is not None else pred.parent / "evaluation"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "evaluation.json", evaluation.to_dict())
+    evaluation.per_image.to_csv(folder / "per_image.csv", index=False)
+    page = write_report(evaluation, folder, tables.pred, tables.truth, tables.images, tables.confidence)
+    console.print_json(json.dumps({"summary": evaluation.summary, "flagged": evaluation.flagged,
+                                   "missing": len(evaluation.missing)}, default=float))
+    console.print(f"report {page}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``landmarks`` command group."""
+    app.add_typer(landmarks_app, name="landmarks")

@@ -1,0 +1,118 @@
+"""Predict vertebral corners on radiographs, at each radiograph's own resolution.
+
+The image is prepared as in training (:mod:`osteolens.landmarks.preprocess`), the network's
+maps are decoded (:mod:`osteolens.landmarks.decode`) in input pixels, and the corners are
+mapped back to the original pixel grid through the stored per-axis scale. The table written
+is the shared data's landmark format, ``image, vertebra, corner, point_index, x, y``, plus
+``confidence`` (the vertebra's peak heatmap value) and ``low_confidence``: it reads straight
+into ``osteolens morphometry --landmarks`` and ``osteolens landmarks evaluate``, and a person
+can correct it by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from osteolens.errors import OsteolensError
+from osteolens.landmarks.bundle import LandmarkBundle, load_landmark_bundle
+from osteolens.landmarks.decode import Detection, decode
+from osteolens.landmarks.preprocess import prepare
+from osteolens.morphometry.vertebra import CORNERS
+
+COLUMNS = ["image", "vertebra", "corner", "point_index", "x", "y", "confidence", "low_confidence"]
+
+
+@dataclass
+class SpinePrediction:
+    """The corners found on one radiograph.
+
+    Attributes:
+        image: the image as named by the caller.
+        vertebrae: level names, cranial first.
+        detection: corners in original pixels and per-vertebra confidence.
+        image_shape: ``(rows, columns)`` of the radiograph.
+        seconds: wall time of reading, preparing, the network and decoding.
+    """
+
+    image: str
+    vertebrae: list[str]
+    detection: Detection
+    image_shape: tuple[int, int]
+    seconds: float
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per corner in the landmark-table format (see the module docstring)."""
+        out = []
+        low = self.detection.low_confidence
+        for k, name in enumerate(self.vertebrae):
+            for c, corner in enumerate(CORNERS):
+                x, y = self.detection.corners[k, c]
+                out.append({"image": self.image, "vertebra": name, "corner": corner, "point_index": 4 * k + c,
+                            "x": round(float(x), 2), "y": round(float(y), 2),
+                            "confidence": round(float(self.detection.confidence[k]), 4),
+                            "low_confidence": bool(low[k])})
+        return out
+
+
+class LandmarkDetector:
+    """A loaded landmark bundle, ready to predict.
+
+    Args:
+        bundle: a loaded bundle (:func:`osteolens.landmarks.bundle.load_landmark_bundle`).
+    """
+
+    def __init__(self, bundle: LandmarkBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> LandmarkDetector:
+        """Load and verify the bundle at ``path``."""
+        return cls(load_landmark_bundle(path))
+
+    def detect(self, pixels: np.ndarray) -> Detection:
+        """Corners of an ``(H, W)`` image in [0, 1], in its own pixels."""
+        import torch
+
+        image, scale = prepare(pixels, self.bundle.input_size)
+        with torch.inference_mode():
+            out = self.bundle.model(torch.from_numpy(image)[None, None])
+        found = decode(torch.sigmoid(out["heatmap"][0, 0]).numpy(), out["offset"][0].numpy(),
+                       out["corners"][0].numpy(), self.bundle.stride, len(self.bundle.vertebrae))
+        return found.scaled(*scale)
+
+    def predict_file(self, path: str | Path, name: str | None = None) -> SpinePrediction:
+        """Read a radiograph (any format :func:`osteolens.io.read_radiograph` reads) and find its corners.
+
+        Raises:
+            RadiographReadError: the file cannot be read.
+        """
+        from osteolens.io import read_radiograph
+
+        start = time.perf_counter()
+        radiograph = read_radiograph(path)
+        found = self.detect(radiograph.pixels)
+        return SpinePrediction(name if name is not None else str(path), list(self.bundle.vertebrae), found,
+                               tuple(radiograph.pixels.shape), time.perf_counter() - start)
+
+
+def predict_files(detector: LandmarkDetector, paths: Iterable[str | Path]) -> tuple[list[SpinePrediction], list[tuple[str, str]]]:
+    """Predict every file; a file that fails is recorded as ``(path, message)`` and the batch goes on."""
+    predictions, failures = [], []
+    for path in paths:
+        try:
+            predictions.append(detector.predict_file(path))
+        except OsteolensError as exc:
+            failures.append((str(path), str(exc)))
+    return predictions, failures
+
+
+def predictions_table(predictions: Iterable[SpinePrediction]) -> pd.DataFrame:
+    """All predictions as one landmark table (:data:`COLUMNS`)."""
+    rows = [row for prediction in predictions for row in prediction.rows()]
+    return pd.DataFrame(rows, columns=COLUMNS)

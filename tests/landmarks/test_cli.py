@@ -1,0 +1,88 @@
+"""CLI round trips: landmarks predict -> landmarks.csv -> landmarks evaluate / morphometry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from osteolens.cli.main import app
+from osteolens.errors import ManifestError
+from osteolens.landmarks.bundle import write_landmark_bundle
+from osteolens.landmarks.model import LandmarkNet
+from osteolens.landmarks.predict import COLUMNS
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def untrained_bundle(tmp_path):
+    torch.manual_seed(0)
+    net = LandmarkNet("tf_efficientnet_lite0", (1, 2), head_channels=8).eval()
+    return write_landmark_bundle(tmp_path / "bundle", net, (128, 64), [f"V{k}" for k in range(1, 6)])
+
+
+def test_predict_writes_the_shared_format_in_original_pixels(spine_tables, untrained_bundle, tmp_path):
+    landmarks, _ = spine_tables
+    images = sorted((landmarks.parent / "images").glob("*.png"))[:3]
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["landmarks", "predict", *map(str, images), str(tmp_path / "nope.png"),
+                                 "--model", str(untrained_bundle), "--out", str(out)])
+    assert result.exit_code == 1, result.output  # one file failed, the others were written
+    table = pd.read_csv(out / "landmarks.csv")
+    assert list(table.columns) == COLUMNS and len(table) == 3 * 5 * 4
+    assert table["point_index"].tolist()[:20] == list(range(20))
+    assert table["vertebra"].unique().tolist() == ["V1", "V2", "V3", "V4", "V5"]
+    assert table["confidence"].between(0, 1).all()
+    assert pd.read_csv(out / "failures.csv")["path"].str.endswith("nope.png").all()
+    # decoded at 128 x 64, mapped back to the 256 x 128 originals (heatmap peaks lie inside the image)
+    centres = table.groupby(["image", "vertebra"])[["x", "y"]].mean()
+    assert centres["x"].between(0, 128).all() and centres["y"].between(0, 256).all()
+
+
+def test_evaluate_perfect_prediction_and_report(spine_tables, tmp_path):
+    landmarks, labels = spine_tables
+    pred = tmp_path / "pred.csv"
+    table = pd.read_csv(landmarks).assign(confidence=0.9, low_confidence=False)
+    table.to_csv(pred, index=False)
+    out = tmp_path / "evaluation"
+    result = runner.invoke(app, ["landmarks", "evaluate", str(pred), "--truth", str(landmarks), "--labels", str(labels),
+                                 "--out", str(out), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "evaluation.json").read_text())["summary"]
+    assert summary["mre_px"] == 0.0 and summary["within_5px"] == 1.0 and summary["cobb_smape"] == 0.0
+    assert summary["n_patients"] == 4  # two images per patient_key
+    assert len(list((out / "overlays").glob("*.png"))) == 5
+    assert "Worst 5" in (out / "report.html").read_text()
+
+
+def test_predicted_table_feeds_evaluate_and_morphometry(spine_tables, untrained_bundle, tmp_path):
+    landmarks, labels = spine_tables
+    images = sorted((landmarks.parent / "images").glob("*.png"))
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["landmarks", "predict", *map(str, images), "--model", str(untrained_bundle),
+                               "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["landmarks", "evaluate", str(out / "landmarks.csv"), "--truth", str(landmarks),
+                                 "--labels", str(labels), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    per_image = pd.read_csv(out / "evaluation" / "per_image.csv")
+    assert len(per_image) == len(images) and (per_image["mre_px"] > 0).all()
+    shutil.copytree(landmarks.parent / "images", out / "images", dirs_exist_ok=True)
+    result = runner.invoke(app, ["morphometry", "--landmarks", str(out / "landmarks.csv"), "--view", "AP",
+                                 "--out", str(tmp_path / "morpho.csv")])
+    assert result.exit_code == 0, result.output
+    cobb = pd.read_csv(tmp_path / "cobb.csv")
+    assert len(cobb) == len(images) and np.isfinite(cobb.filter(like="pt").select_dtypes("number")).all().all()
+
+
+def test_evaluate_names_a_missing_column(tmp_path, spine_tables):
+    landmarks, _ = spine_tables
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"image": ["a"], "x": [1.0]}).to_csv(bad, index=False)
+    result = runner.invoke(app, ["landmarks", "evaluate", str(bad), "--truth", str(landmarks)])
+    assert isinstance(result.exception, ManifestError) and "missing column(s) vertebra, corner, y" in str(result.exception)

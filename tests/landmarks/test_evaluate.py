@@ -1,0 +1,76 @@
+"""Landmark evaluation: radial errors, Cobb agreement, flagged truth apart, outliers, mean shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from osteolens.errors import EvaluationError
+from osteolens.landmarks.evaluate import evaluate_spines, mean_shape, place_mean_shape, summarise
+from osteolens.morphometry import cobb_angles
+from tests.landmarks.conftest import synthetic_spine
+
+
+def _spines(count: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"s{i}": synthetic_spine(rng, (1024, 400), 17)[1] for i in range(count)}
+
+
+def test_shifted_prediction_has_known_radial_error_and_same_angles():
+    truth = _spines(6)
+    pred = {k: v + [3.0, 3.9] for k, v in truth.items()}  # every point 4.92 px away, shapes unchanged
+    result = evaluate_spines(pred, truth, heights={k: 1024.0 for k in truth}, n_bootstrap=50)
+    s = result.summary
+    assert s["mre_px"] == pytest.approx(np.hypot(3.0, 3.9))
+    assert s["within_5px"] == 1.0 and s["within_10px"] == 1.0
+    assert s["cobb_smape"] == pytest.approx(0.0, abs=1e-6) and s["cobb_cmae_deg"] == pytest.approx(0.0, abs=1e-6)
+    assert s["mre_px_ci95"][0] == pytest.approx(np.hypot(3.0, 3.9)) and result.flagged == {"n_images": 0}
+
+
+def test_cobb_errors_are_against_angles_of_the_true_landmarks():
+    truth = _spines(3, seed=1)
+    pred = {}
+    for key, corners in truth.items():
+        tilted = corners.copy()
+        tilted[5, [1, 3], 1] += 40.0  # tilt one vertebra: its angle to the others changes
+        pred[key] = tilted
+    result = evaluate_spines(pred, truth, heights={k: 1024.0 for k in truth}, n_bootstrap=0)
+    row = result.per_image.set_index("image").loc["s0"]
+    expected = cobb_angles(truth["s0"], 1024.0)
+    assert row["true_pt"] == pytest.approx(expected.pt)
+    assert row["pred_pt"] == pytest.approx(cobb_angles(pred["s0"], 1024.0).pt)
+    assert result.summary["cobb_smape"] > 0 and result.summary["cobb_cmae_deg"] > 0
+
+
+def test_flagged_truth_is_summarised_apart_and_outliers_found():
+    truth = _spines(8, seed=2)
+    pred = {k: v + 1.0 for k, v in truth.items()}
+    pred["s7"] = truth["s7"] + 60.0
+    broken = truth["s3"].copy()
+    broken[[0, 5]] = broken[[5, 0]]  # vertebra order not cranio-caudal
+    truth["s3"] = broken
+    result = evaluate_spines(pred, truth, flagged={"s2": "top_bottom_swapped"}, n_bootstrap=0)
+    assert result.summary["n_images"] == 6 and result.flagged["n_images"] == 2
+    table = result.per_image.set_index("image")
+    assert "vertebra_order_not_craniocaudal" in table.loc["s3", "truth_problems"]
+    assert bool(table.loc["s7", "outlier"]) and table.index[0] == "s7"
+
+
+def test_bootstrap_resamples_patients():
+    errors = [np.full(4, 1.0), np.full(4, 1.0), np.full(4, 9.0)]
+    angles = np.ones((3, 3)) * 10
+    grouped = summarise(errors, angles, angles, ["a", "a", "b"], n_bootstrap=200)
+    assert grouped["n_patients"] == 2
+    low, high = grouped["mre_px_ci95"]
+    assert low == pytest.approx(1.0) and high == pytest.approx(9.0)
+
+
+def test_no_common_image_is_an_error():
+    with pytest.raises(EvaluationError, match="both predicted and true"):
+        evaluate_spines({"a": np.zeros((17, 4, 2))}, {"b": np.zeros((17, 4, 2))})
+
+
+def test_mean_shape_of_identical_spines_is_exact():
+    corners = _spines(1)["s0"]
+    shape = mean_shape([corners, corners * [2, 0.5]], [(1024, 400), (512, 800)])
+    assert np.allclose(place_mean_shape(shape, (1024, 400)), corners)

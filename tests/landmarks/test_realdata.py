@@ -1,0 +1,60 @@
+"""The shared AASCE spines: QC of the training annotations, the grouped split, prediction at original size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from osteolens.landmarks.bundle import write_landmark_bundle
+from osteolens.landmarks.model import LandmarkNet
+from osteolens.landmarks.names import VERTEBRAE
+from osteolens.landmarks.predict import LandmarkDetector
+from osteolens.landmarks.preprocess import to_network, to_original
+from osteolens.landmarks.train import LandmarkConfig, grouped_split, load_samples, repair
+from osteolens.morphometry import check_annotations
+from tests.conftest import require_dataset
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def aasce():
+    folder = require_dataset("spine_landmarks_aasce")
+    config = LandmarkConfig(landmarks=str(folder / "landmarks.csv"), labels=str(folder / "labels.csv"))
+    return folder, load_samples(config)
+
+
+def test_flagged_annotations_are_repaired_or_dropped(aasce):
+    folder, (samples, names, broken) = aasce
+    labels = pd.read_csv(folder / "labels.csv")
+    assert names == list(VERTEBRAE) and len(samples) == len(labels)
+    flagged = set(labels.loc[labels["qc_flags"].notna(), "image"])
+    assert flagged <= set(broken)  # every flag of the source is seen
+    for sample in samples:
+        if sample.image in broken and broken[sample.image]["training"] == "repaired":
+            assert not check_annotations(repair(sample.corners), names, sample.shape)
+    assert sum(b["training"] == "dropped" for b in broken.values()) < len(broken) / 2
+
+
+def test_grouped_split_keeps_patients_apart(aasce):
+    _, (samples, _, _) = aasce
+    train, val = grouped_split(samples, 0.2, 0)
+    assert not {samples[i].patient for i in train} & {samples[i].patient for i in val}
+    assert 0.15 < len(val) / len(samples) < 0.25
+
+
+def test_prediction_is_in_the_original_pixels(aasce, tmp_path):
+    _, (samples, _, _) = aasce
+    torch.manual_seed(0)
+    net = LandmarkNet("tf_efficientnet_lite0", (1, 2, 3), head_channels=16).eval()
+    detector = LandmarkDetector.from_path(write_landmark_bundle(tmp_path / "b", net, (512, 256), VERTEBRAE))
+    for sample in samples[:2]:
+        found = detector.predict_file(sample.path)
+        assert found.image_shape == sample.shape and found.detection.corners.shape == (17, 4, 2)
+        centres = found.detection.corners.mean(axis=1)
+        assert (centres[:, 0] > -1).all() and (centres[:, 0] < sample.shape[1]).all()
+        assert (np.diff(centres[:, 1]) >= 0).all()
+        scale = (sample.shape[1] / 256, sample.shape[0] / 512)
+        assert np.allclose(to_original(to_network(sample.corners, scale), scale), sample.corners)
