@@ -62,3 +62,10 @@ def test_zip_path_is_refused(tmp_path):
     with pytest.raises(BundleError, match="folders"):
         write_landmark_bundle(tmp_path / "b.zip", net, (64, 32), LEVELS)
 
+
+
+def test_the_classification_predictor_names_the_landmark_command(bundle):
+    from osteolens.inference import Predictor
+
+    with pytest.raises(BundleError, match="landmark detector.*osteolens landmarks predict"):
+        Predictor(bundle[1])

@@ -423,6 +423,9 @@ def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise BundleError(f"{where}: bundle format version {version} is newer than this osteolens reads "
                           f"({FORMAT_VERSION}). Fix: upgrade osteolens.")
+    if manifest.get("task") == "landmarks":
+        raise BundleError(f"{where}: is a vertebral landmark detector, not an image classifier or regressor. "
+                          "Fix: use 'osteolens landmarks predict IMAGES --model BUNDLE' (osteolens.landmarks).")
     missing = [key for key in _REQUIRED_KEYS if key not in manifest]
     if missing:
         raise BundleError(f"{where}: {MANIFEST_NAME} lacks {', '.join(missing)}. Fix: re-export the bundle.")

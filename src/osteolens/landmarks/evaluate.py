@@ -230,13 +230,16 @@ def write_report(evaluation: LandmarkEvaluation, out_dir: str | Path, pred: Mapp
                  truth: Mapping[str, np.ndarray], images: Mapping[str, Path | None],
                  confidence: Mapping[str, np.ndarray] | None = None, worst: int = 5) -> Path:
     """``report.html`` with the summaries, the per-image table and overlays of the ``worst`` images
-    (PNG files in ``overlays/`` beside it, also embedded)."""
+    with sound true annotations (then flagged ones, if fewer), as PNG files in ``overlays/`` beside
+    it, also embedded."""
     from osteolens.io import read_radiograph
     from osteolens.morphometry.overlay import write_overlay
 
     out = Path(out_dir)
     figures = []
-    for row in evaluation.per_image.head(worst).itertuples():
+    table = evaluation.per_image
+    ranked = pd.concat([table[table["truth_problems"] == ""], table[table["truth_problems"] != ""]])  # sound truth first
+    for row in ranked.head(worst).itertuples():
         path = images.get(row.image)
         pixels = read_radiograph(path).pixels if path is not None and Path(path).is_file() else None
         caption = (f"MRE {row.mre_px:.1f}px  true {row.true_pt:.0f}/{row.true_mt:.0f}/{row.true_tl:.0f}"
