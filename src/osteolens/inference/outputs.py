@@ -1,7 +1,8 @@
-"""Raw outputs to predictions in NumPy: the twin of :mod:`osteolens.models.tasks` for inference.
+"""Raw outputs to predictions, in NumPy (float32): the one implementation.
 
 The Predictor post-processes ONNX Runtime's outputs here, so a prediction needs no torch;
-``tests/inference/test_outputs.py`` checks both give the same numbers.
+training's out-of-fold predictions use the same functions through
+:func:`osteolens.models.tasks.probabilities` / :func:`~osteolens.models.tasks.regression_values`.
 
 | task | raw outputs ``z`` | prediction |
 |---|---|---|
@@ -40,9 +41,9 @@ def probabilities(task: str, outputs: np.ndarray) -> np.ndarray:
 
 def regression_values(outputs: np.ndarray, scaling: dict | None) -> np.ndarray:
     """Undo target standardisation: ``mean + std * z`` (identity when ``scaling`` is None)."""
-    values = np.asarray(outputs, dtype=np.float64)[:, 0]
+    values = np.asarray(outputs, dtype=np.float32)[:, 0]
     if scaling:
-        values = values * float(scaling["std"]) + float(scaling["mean"])
+        values = values * np.float32(scaling["std"]) + np.float32(scaling["mean"])
     return values
 
 

@@ -87,30 +87,19 @@ def loss(task: str, outputs: torch.Tensor, targets: torch.Tensor, weights: torch
 
 
 def probabilities(task: str, outputs: torch.Tensor) -> torch.Tensor:
-    """Class probabilities from raw outputs: ``[N]`` for binary (second class), ``[N, K]`` otherwise.
+    """Class probabilities from raw outputs: ``[N]`` for binary (second class), ``[N, K]`` otherwise
+    (:func:`osteolens.inference.outputs.probabilities` on the tensor's values; no gradient).
 
     Not defined for regression (raises ModelError).
     """
-    outputs = outputs.float()
-    if task == "binary":
-        return torch.sigmoid(outputs[:, 0])
-    if task == "multiclass":
-        return torch.softmax(outputs, dim=1)
-    if task == "ordinal":
-        exceed = torch.sigmoid(outputs)
-        # CORAL keeps the biases ordered at the optimum; cummin guarantees it for any weights.
-        exceed = torch.cummin(exceed, dim=1).values
-        ones = torch.ones_like(exceed[:, :1])
-        zeros = torch.zeros_like(exceed[:, :1])
-        upper = torch.cat([ones, exceed], dim=1)
-        lower = torch.cat([exceed, zeros], dim=1)
-        return upper - lower
-    raise ModelError(f"task '{task}' has no class probabilities. Fix: use regression_values for regression.")
+    from osteolens.inference import outputs as post
+
+    return torch.from_numpy(post.probabilities(task, outputs.detach().float().cpu().numpy()))
 
 
 def regression_values(outputs: torch.Tensor, scaling: dict | None) -> torch.Tensor:
-    """Undo target standardisation: ``mean + std * z`` (identity when ``scaling`` is None)."""
-    values = outputs.float()[:, 0]
-    if scaling:
-        values = values * float(scaling["std"]) + float(scaling["mean"])
-    return values
+    """Undo target standardisation: ``mean + std * z`` (identity when ``scaling`` is None;
+    :func:`osteolens.inference.outputs.regression_values`)."""
+    from osteolens.inference import outputs as post
+
+    return torch.from_numpy(post.regression_values(outputs.detach().float().cpu().numpy(), scaling))
