@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine_description, timed_runs, write_section  # noqa: E402
+from _report import machine_description, median_seconds, timed_runs, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "aasce_landmarks.yaml"
@@ -90,7 +90,7 @@ def main() -> None:
         found = detector.predict_file(image)
         cobb_angles(found.detection.corners, found.image_shape[0])
 
-    warm = statistics.median(timed_runs(one, repeats=20, warmup=2))
+    warm = median_seconds(one, repeats=20, warmup=2)
     cold_runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(3):

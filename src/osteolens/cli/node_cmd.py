@@ -39,9 +39,8 @@ def node(
     logging.getLogger("osteolens").setLevel(logging.INFO)
     logging.getLogger("highdicom").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=r"(pydicom|highdicom)(\.|$)")
-    allowed = [name.strip() for name in (allow_ae or "").split(",") if name.strip()]
-    run_node(model, out, ae_title=ae_title, host=host, port=port, forward=forward, allow_ae=allowed, workers=workers,
-             threads=threads, trusted_key=trusted_key, backend=backend)
+    run_node(model, out, ae_title=ae_title, host=host, port=port, forward=forward, allow_ae=(allow_ae or "").split(","),
+             workers=workers, threads=threads, trusted_key=trusted_key, backend=backend)
 
 
 def register(app: typer.Typer) -> None:

@@ -186,7 +186,7 @@ def predict(
 
     inference_process(threads)
     if trusted_key is not None:
-        model = load_bundle(model, trusted_key=trusted_key)
+        model = load_bundle(model, trusted_key=trusted_key, lazy=True)  # the Predictor builds torch only if needed
     if jsonl:
         if images:
             raise ConfigError("--jsonl", "takes requests on stdin, not image arguments.", "drop the image paths.")

@@ -59,7 +59,7 @@ def serve(
     if trusted_key is not None:
         from osteolens.inference import load_bundle
 
-        model = load_bundle(model, trusted_key=trusted_key)
+        model = load_bundle(model, trusted_key=trusted_key, lazy=True)  # the Predictor builds torch only if needed
     predictor = Predictor(model, backend=backend, threads=threads)
     predictor.warm_up()
     app = create_app(predictor, token=token, max_upload_bytes=int(max_upload_mb * 2**20), max_concurrent=max_concurrent,

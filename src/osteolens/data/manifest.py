@@ -29,6 +29,8 @@ from osteolens.errors import ManifestError
 
 REQUIRED_COLUMNS = ("image", "patient_id")
 STANDARD_COLUMNS = ("image", "patient_id", "label", "sex", "age", "view", "site", "study", "mask", "sha256", "fold")
+#: Columns a prediction table carries over from the manifest, for subgroups and baselines.
+COVARIATE_COLUMNS = ("sex", "age", "view", "vertebra", "site", "study")
 _SEX_MAP = {
     "m": "M", "male": "M", "1": "M", "true": "M", "man": "M", "h": "M",
     "f": "F", "female": "F", "0": "F", "false": "F", "woman": "F",

@@ -15,7 +15,6 @@ study in new series. UIDs are derived from the input's and the bundle's identity
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from osteolens.errors import ConfigError, FileWriteError
+from osteolens.errors import ConfigError
 
 #: Type 2 patient and study attributes the results copy; filled with "" when the input lacks them.
 _COPIED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
@@ -101,11 +100,7 @@ def _save(dataset: Any, path: Path) -> Path:
 
     buffer = DicomBytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
-    try:
-        return write_atomic(path, buffer.getvalue())
-    except OSError as exc:
-        raise FileWriteError(path, f"cannot write the DICOM file ({exc.strerror or exc}).",
-                             "choose a writable --dicom-out folder.") from exc
+    return write_atomic(path, buffer.getvalue())  # FileWriteError naming the file and the fix
 
 
 def write_dicom_results(
@@ -163,10 +158,11 @@ def write_dicom_results(
                               "give patient data to make a new study (--patient-id, --patient-name, "
                               "--patient-birth-date, --patient-sex, --accession-number; a JSON-lines request's "
                               '"patient"), or predict the DICOM original.')
+        from osteolens.data.manifest import file_sha256
         from osteolens.io import read_radiograph
 
         patient.check()
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        digest = file_sha256(source)
         reference = build_source_sc(read_radiograph(source).pixels, patient, new_study_uids(digest, patient.patient_id))
         written.append(_save(reference, out_dir / f"{stem}_image.dcm"))
     else:

@@ -47,8 +47,9 @@ class Detection:
     def scaled(self, scale_x: float, scale_y: float) -> Detection:
         """The same detection in an image resized by ``1/scale`` per axis (pixel-centre convention):
         ``x' = (x + 0.5) * scale_x - 0.5``."""
-        factor = np.array([scale_x, scale_y])
-        return Detection((self.corners + 0.5) * factor - 0.5, self.confidence.copy())
+        from osteolens.landmarks.preprocess import to_original
+
+        return Detection(to_original(self.corners, (scale_x, scale_y)), self.confidence.copy())
 
 
 def order_corners(quads: np.ndarray) -> np.ndarray:

@@ -253,15 +253,6 @@ def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndar
     return images, scales
 
 
-def _lr_factor(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor
-
-
 def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[float, float]], n: int,
                      batch_size: int = 8, device: Any = "cpu") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Corners (original pixels) and confidences of prepared [0, 1] images."""
@@ -301,7 +292,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     from osteolens.landmarks.predict import COLUMNS
     from osteolens.morphometry.vertebra import CORNERS
     from osteolens.training.checkpoint import load_checkpoint, save_checkpoint, state_tensors
-    from osteolens.training.loop import make_fabric
+    from osteolens.training.loop import _lr_lambda, make_fabric
     from osteolens.training.rundir import environment, write_json
 
     started = time.perf_counter()
@@ -336,7 +327,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     write_json(run / "environment.json", environment(str(fabric.device)))
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = math.ceil(len(dataset) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.warmup_epochs * steps, config.epochs * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_epochs * steps, config.epochs * steps))
     state = load_checkpoint(checkpoint) if resume else None
     history: list[dict[str, Any]] = []
     best, best_mre, first_epoch = state_tensors(net), float("inf"), 0

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: Manifest columns carried into the table, as the cross-validation tables carry them.
-CARRIED_COLUMNS = ("sex", "age", "view", "vertebra", "site", "study")
+from osteolens.data.manifest import COVARIATE_COLUMNS
 
 
 def predictions_frame(frame: pd.DataFrame, results: Mapping[int, Any], task: str, labels: Sequence[str],
@@ -57,7 +56,7 @@ def predictions_frame(frame: pd.DataFrame, results: Mapping[int, Any], task: str
         if task == "binary":
             out["prob"] = out[f"prob_{labels[1]}"]
         out["y_pred"] = [predictions[i].label if i in predictions else None for i in range(n)]
-    for column in CARRIED_COLUMNS:
+    for column in COVARIATE_COLUMNS:
         if column in frame.columns:
             out[column] = frame[column].to_numpy()
     out["error"] = [None if i in predictions else results.get(i, "not predicted") for i in range(n)]

@@ -34,11 +34,6 @@ from osteolens.inference.predictor import Predictor
 from osteolens.inference.report import fail_record, write_prediction
 
 
-def inside(path: Path, roots: Sequence[Path]) -> bool:
-    """True when ``path`` (resolved, symbolic links followed) lies in one of the resolved ``roots``."""
-    return _within(path.resolve(), roots)
-
-
 def _within(resolved: Path, roots: Sequence[Path]) -> bool:
     return any(resolved == root or resolved.is_relative_to(root) for root in roots)
 

@@ -50,7 +50,6 @@ from osteolens.models.classic import CLASSIC_MODELS, _estimator, build_classic_m
 from osteolens.models.classic_store import save_classic_model
 
 DEFAULT_CATEGORICAL = ("vertebra", "sex", "view")
-COVARIATE_COLUMNS = ("sex", "age", "view", "vertebra", "site", "study")
 _NEGATIVE_NAMES = {"normal", "negative", "healthy", "control", "no", "false", "absent", "0"}
 
 
@@ -215,7 +214,7 @@ def resolve_folds(table: pd.DataFrame, config: ClassicCVConfig) -> tuple[np.ndar
         fold = table["fold"].astype(int).to_numpy()
         source = "the table's fold column"
     else:
-        from osteolens.data.manifest import Manifest
+        from osteolens.data.manifest import COVARIATE_COLUMNS, Manifest
         from osteolens.data.splits import assign_folds
 
         frame = table[["image", "patient_id", config.target]].copy()

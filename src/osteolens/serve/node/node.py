@@ -275,7 +275,7 @@ def run_node(model: str | os.PathLike[str], out: str | os.PathLike[str], *, ae_t
     from osteolens.inference.runtime import default_threads
 
     threads = threads or max(1, default_threads() // max(1, workers))
-    bundle = load_bundle(model, trusted_key=trusted_key) if trusted_key is not None else model
+    bundle = load_bundle(model, trusted_key=trusted_key, lazy=True) if trusted_key is not None else model
     predictor = Predictor(bundle, backend=backend, threads=threads)
     predictor.warm_up()
     node = DicomNode(predictor, out, ae_title=ae_title, host=host, port=port, forward=forward, allow_ae=allow_ae,
