@@ -262,13 +262,12 @@ def _open(url: Any, shown: str, study_name: str, heartbeat: int) -> tuple[_Study
     return lock, storage
 
 
-def _budget_left(study: optuna.Study, budget: int) -> bool:
-    """Whether a worker should start another trial: a retried trial is waiting, or the study
-    holds fewer than ``budget`` trials, counting all but those abandoned by a dead worker."""
+def _budget_left(trials: list[optuna.trial.FrozenTrial], budget: int) -> bool:
+    """Whether a worker should start another trial: a retried trial is waiting, or the study's
+    ``trials`` are fewer than ``budget``, counting all but those abandoned by a dead worker."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    trials = study.get_trials(deepcopy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         abandoned = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
@@ -383,12 +382,12 @@ def tune(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)  # before counting: a dead worker's trial is retried
-                if not _budget_left(study, trials):
+                existing = study.get_trials(deepcopy=False)  # read once under the lock
+                if not _budget_left(existing, trials):
                     break
                 # Seeded by the number of the trial about to start, so that workers do not draw the
                 # same values and a continued study does not replay its first draws.
-                study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)),
-                                                           constant_liar=True)
+                study.sampler = optuna.samplers.TPESampler(seed=seed + len(existing), constant_liar=True)
                 study.optimize(objective, n_trials=1, catch=(RuntimeError,))
             finally:
                 lock.release()

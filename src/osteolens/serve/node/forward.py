@@ -88,7 +88,7 @@ class Forwarder(threading.Thread):
                 except Exception as exc:  # noqa: BLE001  (the forwarder must outlive any one entry)
                     for key in ready:
                         self._retry(key, f"internal error ({type(exc).__name__})")
-            due = [self._due[key] for key in self.spool.outbox() if key in self._due]
+            due = list(self._due.values())  # entries leave the outbox only through _send, which drops them here
             self._wake.wait(timeout=max(0.01, min(due) - time.monotonic()) if due else 5.0)
             self._wake.clear()
 
