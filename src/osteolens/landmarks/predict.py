@@ -21,8 +21,8 @@ import pandas as pd
 
 from osteolens.errors import OsteolensError
 from osteolens.landmarks.bundle import LandmarkBundle, load_landmark_bundle
-from osteolens.landmarks.decode import Detection, decode
-from osteolens.landmarks.preprocess import prepare
+from osteolens.landmarks.decode import Detection
+from osteolens.landmarks.preprocess import resize_stretch
 from osteolens.morphometry.vertebra import CORNERS
 
 COLUMNS = ["image", "vertebra", "corner", "point_index", "x", "y", "confidence", "low_confidence"]
@@ -77,14 +77,10 @@ class LandmarkDetector:
 
     def detect(self, pixels: np.ndarray) -> Detection:
         """Corners of an ``(H, W)`` image in [0, 1], in its own pixels."""
-        import torch
+        from osteolens.landmarks.train import predict_prepared
 
-        image, scale = prepare(pixels, self.bundle.input_size)
-        with torch.inference_mode():
-            out = self.bundle.model(torch.from_numpy(image)[None, None])
-        found = decode(torch.sigmoid(out["heatmap"][0, 0]).numpy(), out["offset"][0].numpy(),
-                       out["corners"][0].numpy(), self.bundle.stride, len(self.bundle.vertebrae))
-        return found.scaled(*scale)
+        image, scale = resize_stretch(pixels, self.bundle.input_size)
+        return predict_prepared(self.bundle.model, [image], [scale], len(self.bundle.vertebrae))[0]
 
     def predict_file(self, path: str | Path, name: str | None = None) -> SpinePrediction:
         """Read a radiograph (any format :func:`osteolens.io.read_radiograph` reads) and find its corners.

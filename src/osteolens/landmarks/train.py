@@ -51,6 +51,7 @@ import yaml
 
 from osteolens.errors import ConfigError
 from osteolens.landmarks.augment import AugmentSettings
+from osteolens.landmarks.decode import LOW_CONFIDENCE, Detection, decode
 
 QC_POLICIES = ("repair", "drop")
 
@@ -254,26 +255,23 @@ def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndar
 
 
 def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[float, float]], n: int,
-                     batch_size: int = 8, device: Any = "cpu") -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Corners (original pixels) and confidences of prepared [0, 1] images."""
+                     batch_size: int = 8, device: Any = "cpu") -> list[Detection]:
+    """Detections (corners in original pixels, confidences) of resized [0, 1] images."""
     import torch
 
-    from osteolens.landmarks.decode import decode
     from osteolens.landmarks.preprocess import normalise
 
     model.eval()
-    corners, confidence = [], []
+    found = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.stack([normalise(x) for x in images[start:start + batch_size]]))[:, None]
             out = model(batch.to(device))
             heat = torch.sigmoid(out["heatmap"][:, 0]).cpu().numpy()
             offset, corner = out["offset"].cpu().numpy(), out["corners"].cpu().numpy()
-            for k in range(len(heat)):
-                found = decode(heat[k], offset[k], corner[k], model.stride, n).scaled(*scales[start + k])
-                corners.append(found.corners)
-                confidence.append(found.confidence)
-    return corners, confidence
+            found += [decode(heat[k], offset[k], corner[k], model.stride, n).scaled(*scales[start + k])
+                      for k in range(len(heat))]
+    return found
 
 
 def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -> Path:
@@ -357,9 +355,10 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-        found, _ = predict_prepared(net, [images[i] for i in sound_val], [scales[i] for i in sound_val], len(vertebrae),
+        detected = predict_prepared(net, [images[i] for i in sound_val], [scales[i] for i in sound_val], len(vertebrae),
                                     config.batch_size, fabric.device)
-        errors = [np.linalg.norm(f - samples[i].corners, axis=2).mean() for f, i in zip(found, sound_val, strict=True)]
+        errors = [np.linalg.norm(d.corners - samples[i].corners, axis=2).mean()
+                  for d, i in zip(detected, sound_val, strict=True)]
         mre = float(np.mean(errors)) if errors else float("nan")
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mre_px": mre,
                         "seconds": time.perf_counter() - tick})
@@ -372,16 +371,17 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     write_json(run / "history.json", {"history": history})
     net.load_state_dict(best)
     net.eval()
-    found, confidence = predict_prepared(net, [images[i] for i in val_idx], [scales[i] for i in val_idx],
-                                         len(vertebrae), config.batch_size, "cpu")
+    detected = predict_prepared(net, [images[i] for i in val_idx], [scales[i] for i in val_idx],
+                                len(vertebrae), config.batch_size, "cpu")
     rows = []
-    for sample, corners, conf in zip(val_samples, found, confidence, strict=True):
+    for sample, detection in zip(val_samples, detected, strict=True):
+        corners, conf = detection.corners, detection.confidence
         for k, name in enumerate(vertebrae):
             for c, corner in enumerate(CORNERS):
                 rows.append([sample.image, name, corner, 4 * k + c, round(float(corners[k, c, 0]), 2),
-                             round(float(corners[k, c, 1]), 2), round(float(conf[k]), 4), bool(conf[k] < 0.3)])
+                             round(float(corners[k, c, 1]), 2), round(float(conf[k]), 4), bool(conf[k] < LOW_CONFIDENCE)])
     pd.DataFrame(rows, columns=COLUMNS).to_csv(run / "val_predictions.csv", index=False)
-    pred = {s.image: f for s, f in zip(val_samples, found, strict=True)}
+    pred = {s.image: d.corners for s, d in zip(val_samples, detected, strict=True)}
     truth = {s.image: s.corners for s in val_samples}
     common = dict(heights={s.image: float(s.shape[0]) for s in val_samples},
                   groups={s.image: s.patient for s in val_samples}, flagged={s.image: s.qc for s in val_samples if s.qc})
@@ -395,7 +395,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
                    "mean_shape_baseline": baseline.summary, "mean_shape_baseline_flagged": baseline.flagged}
         write_json(run / "val_evaluation.json", {**metrics, "per_image": evaluation.to_dict()["per_image"]})
         write_report(evaluation, run / "report", pred, truth, {s.image: s.path for s in val_samples},
-                     {s.image: c for s, c in zip(val_samples, confidence, strict=True)})
+                     {s.image: d.confidence for s, d in zip(val_samples, detected, strict=True)})
     summary = {"images": len(samples), "train_images": len(usable), "val_images": len(val_idx),
                "epochs": config.epochs, "best_val_mre_px": best_mre, "seed": config.seed,
                "input_size": list(size), "seconds": round(time.perf_counter() - started, 1)}
