@@ -45,6 +45,7 @@ import pandas as pd
 from osteolens.classes import BONE_DENSITY_ORDER, order_classes
 from osteolens.errors import ConfigError, ManifestError
 from osteolens.evaluation import metrics as M
+from osteolens.data.manifest import COVARIATE_COLUMNS
 from osteolens.io._files import write_atomic
 from osteolens.models.classic import CLASSIC_MODELS, _estimator, build_classic_model, impurity_importances, search_space
 from osteolens.models.classic_store import save_classic_model
@@ -214,7 +215,7 @@ def resolve_folds(table: pd.DataFrame, config: ClassicCVConfig) -> tuple[np.ndar
         fold = table["fold"].astype(int).to_numpy()
         source = "the table's fold column"
     else:
-        from osteolens.data.manifest import COVARIATE_COLUMNS, Manifest
+        from osteolens.data.manifest import Manifest
         from osteolens.data.splits import assign_folds
 
         frame = table[["image", "patient_id", config.target]].copy()
