@@ -8,8 +8,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from osteolens.io import write_png
+from osteolens.landmarks.bundle import write_landmark_bundle
+from osteolens.landmarks.model import LandmarkNet
 from osteolens.morphometry.vertebra import CORNERS
 
 
@@ -58,3 +61,15 @@ def write_dataset(folder: Path, count: int, levels: int = 5, shape: tuple[int, i
 def spine_tables(tmp_path: Path) -> tuple[Path, Path]:
     """Eight synthetic spines (five vertebrae each) in ``tmp_path``."""
     return write_dataset(tmp_path / "data", 8)
+
+
+@pytest.fixture
+def untrained_bundle(tmp_path: Path) -> Path:
+    """An untrained 5-level detector (V1-V5) at input 128 x 64 whose vertebrae are fixed boxes on its peak cells."""
+    torch.manual_seed(0)
+    net = LandmarkNet("tf_efficientnet_lite0", (1, 2), head_channels=8).eval()
+    for head in (net.offset, net.corners, net.level):  # each vertebra a fixed 4 x 2-cell box on its peak cell
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    net.corners.bias.data = torch.tensor([-2.0, -1.0, 2.0, -1.0, -2.0, 1.0, 2.0, 1.0])
+    return write_landmark_bundle(tmp_path / "bundle", net, (128, 64), [f"V{k}" for k in range(1, 6)])

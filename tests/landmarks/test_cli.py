@@ -8,23 +8,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from osteolens.cli.main import app
 from osteolens.errors import ManifestError
-from osteolens.landmarks.bundle import write_landmark_bundle
-from osteolens.landmarks.model import LandmarkNet
 from osteolens.landmarks.predict import COLUMNS
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def untrained_bundle(tmp_path):
-    torch.manual_seed(0)
-    net = LandmarkNet("tf_efficientnet_lite0", (1, 2), head_channels=8).eval()
-    return write_landmark_bundle(tmp_path / "bundle", net, (128, 64), [f"V{k}" for k in range(1, 6)])
 
 
 def test_predict_writes_the_shared_format_in_original_pixels(spine_tables, untrained_bundle, tmp_path):
@@ -40,9 +30,11 @@ def test_predict_writes_the_shared_format_in_original_pixels(spine_tables, untra
     assert table["vertebra"].unique().tolist() == ["V1", "V2", "V3", "V4", "V5"]
     assert table["confidence"].between(0, 1).all()
     assert pd.read_csv(out / "failures.csv")["path"].str.endswith("nope.png").all()
-    # decoded at 128 x 64, mapped back to the 256 x 128 originals (heatmap peaks lie inside the image)
-    centres = table.groupby(["image", "vertebra"])[["x", "y"]].mean()
-    assert centres["x"].between(0, 128).all() and centres["y"].between(0, 256).all()
+    # decoded at 128 x 64 on stride-4 cells, mapped back to the 256 x 128 originals (2 px per input pixel):
+    # every vertebra's centre is a cell centre of the original grid, x = (j + 0.5) * 8 - 0.5
+    cells = (table.groupby(["image", "vertebra"])[["x", "y"]].mean().to_numpy() + 0.5) / 8 - 0.5
+    assert np.allclose(cells, np.round(cells)) and (cells >= 0).all()
+    assert (cells[:, 0] < 16).all() and (cells[:, 1] < 32).all()
 
 
 def test_evaluate_perfect_prediction_and_report(spine_tables, tmp_path):

@@ -11,6 +11,21 @@ from rich.console import Console
 
 console = Console(stderr=True)
 
+#: Files a folder is searched for (DICOM often has no extension).
+IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ""}
+
+
+def image_files(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, folders expanded to their radiographs (recursive, sorted, hidden files skipped)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                            and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
 
 def run_app(app: typer.Typer) -> None:
     """Run a typer app; an ``OsteolensError`` becomes ``error: <message>`` and exit code 2."""

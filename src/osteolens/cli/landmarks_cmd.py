@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from osteolens.cli.common import console, report_failures
+from osteolens.cli.common import console, image_files, report_failures
 
 landmarks_app = typer.Typer(help="Automatic vertebral landmarks (AP spine): train, predict, evaluate.",
                             no_args_is_help=True)
@@ -36,7 +36,7 @@ def train_cmd(
 
 @landmarks_app.command("predict")
 def predict_cmd(
-    images: list[Path] = typer.Argument(..., help="Radiographs (DICOM, PNG, JPEG, TIFF)."),
+    images: list[Path] = typer.Argument(..., help="Radiographs (DICOM, PNG, JPEG, TIFF) or folders of them."),
     model: Path = typer.Option(..., "--model", help="Landmark bundle folder (run/bundle)."),
     out: Path = typer.Option(..., "--out", help="Output folder: landmarks.csv (and failures.csv).", file_okay=False),
 ) -> None:
@@ -51,7 +51,7 @@ def predict_cmd(
     from osteolens.landmarks.predict import LandmarkDetector, predict_files, predictions_table
 
     detector = LandmarkDetector.from_path(model)
-    predictions, failures = predict_files(detector, images)
+    predictions, failures = predict_files(detector, image_files(images))
     out.mkdir(parents=True, exist_ok=True)
     predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)
     low = sum(int(p.detection.low_confidence.sum()) for p in predictions)

@@ -36,7 +36,9 @@ def morphometry(
         None, "--pixel-mm", min=0.0, help="Pixel spacing in mm (overrides table columns and DICOM headers)."
     ),
     anterior: Side = typer.Option(Side.left, "--anterior", help="Image side that is anterior on lateral views."),
-    view: View = typer.Option(View.lateral, "--view", help="View of spines whose input does not name one."),
+    view: View | None = typer.Option(
+        None, "--view", help="View of spines whose input does not name one (default: lateral; with --model, the bundle's)."
+    ),
     manifest: Path | None = typer.Option(
         None,
         "--manifest",
@@ -49,14 +51,21 @@ def morphometry(
         min=1.0,
         help="Image height in pixels for the AASCE Cobb rule (overrides table columns and image headers).",
     ),
-    images: Path | None = typer.Option(None, "--images", help="Folder of the radiographs (default: beside the table).", file_okay=False),
+    images: Path | None = typer.Option(
+        None, "--images", help="Folder of the radiographs (default: beside the table); with --model, the radiographs "
+        "to measure (a folder or one file)."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Landmark bundle (osteolens landmarks train): detect the corners on --images first.",
+        file_okay=False,
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
     dicom_out: Path | None = typer.Option(
         None, "--dicom-out", help="Folder for a TID 1500 SR per spine whose radiograph is DICOM.", file_okay=False
     ),
 ) -> None:
-    """Measure vertebrae from corner landmarks or body masks.
+    """Measure vertebrae from corner landmarks, body masks, or raw radiographs with a landmark detector.
 
     Writes one row per vertebra (heights, endplate and wedge angles, ratios, Genant grade and
     type, annotation problems) and, for AP spines, the AASCE Cobb angles (cobb.csv). Bad or
@@ -64,33 +73,51 @@ def morphometry(
     image height: --image-height, an image_height column, or the image's header; without
     it, S-shaped spines are noted in cobb.csv.
 
+    With --model, the detector finds the corners of every radiograph in --images first; they
+    are written to detected_landmarks.csv beside --out (correct it by hand and measure again
+    with --landmarks), and vertebrae the detector hardly saw carry a low_confidence problem.
+
     Example: osteolens morphometry --landmarks landmarks.csv --view AP --out results.csv --plot overlays/
+
+    Example: osteolens morphometry --images spines/ --model runs/aasce_landmarks/bundle --out results.csv --plot overlays/
     """
     from osteolens.errors import ConfigError
     from osteolens.morphometry import measure_inputs, read_landmarks, read_masks
     from osteolens.morphometry.batch import grade_counts, problem_count
     from osteolens.morphometry.inputs import read_image_table
 
-    if (landmarks is None) == (masks is None):
-        raise ConfigError("--landmarks/--masks", "give exactly one input.", "pass --landmarks CSV or --masks DIR.")
-    failures: list[tuple[str, str]] = []
-    if landmarks is not None:
-        inputs = read_landmarks(landmarks, images)
-    else:
-        inputs, failures = read_masks(masks, images)  # type: ignore[arg-type]
+    if sum(source is not None for source in (landmarks, masks, model)) != 1:
+        raise ConfigError("--landmarks/--masks/--model", "give exactly one input.",
+                          "pass --landmarks CSV, --masks DIR, or --model BUNDLE with --images.")
+    if model is not None and images is None:
+        raise ConfigError("--model", "needs the radiographs to measure.", "add --images FOLDER (or one image file).")
     spacing, heights = read_image_table(manifest) if manifest is not None else (None, None)
-    result = measure_inputs(
-        inputs,
-        pixel_mm=pixel_mm,
-        view=view.value,
-        anterior=anterior.value,
-        plot_dir=plot,
-        spacing_by_image=spacing,
-        image_height=image_height,
-        height_by_image=heights,
-    )
-    result.failures[:0] = failures
+    options = dict(pixel_mm=pixel_mm, anterior=anterior.value, plot_dir=plot, spacing_by_image=spacing,
+                   image_height=image_height, height_by_image=heights)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        from osteolens.cli.common import image_files
+        from osteolens.landmarks.measure import detect_and_measure
+        from osteolens.landmarks.predict import LandmarkDetector, predictions_table
+
+        detector = LandmarkDetector.from_path(model)
+        detected, result = detect_and_measure(detector, image_files([images]),  # type: ignore[list-item]
+                                              view=view.value if view else None, **options)
+        landmark_source = f"detected by {detector.bundle.description}"
+        table = out.with_name("detected_landmarks.csv")
+        predictions_table(detected).to_csv(table, index=False)
+        console.print(f"corners of {len(detected)} radiograph(s) -> {table}")
+        sources = {p.image: Path(p.image) for p in detected}
+    else:
+        failures: list[tuple[str, str]] = []
+        if landmarks is not None:
+            inputs = read_landmarks(landmarks, images)
+        else:
+            inputs, failures = read_masks(masks, images)  # type: ignore[arg-type]
+        result = measure_inputs(inputs, view=view.value if view else "lateral", **options)  # type: ignore[arg-type]
+        result.failures[:0] = failures
+        sources = {i.key: i.image_path for i in inputs}
+        landmark_source = None
     result.vertebra_table().to_csv(out, index=False)
     cobb_path = cobb or out.with_name("cobb.csv")
     cobb_table = result.cobb_table()
@@ -114,7 +141,7 @@ def morphometry(
     if dicom_out is not None:
         from osteolens.dicom_out.morphometry_sr import write_morphometry_results
 
-        written, skipped = write_morphometry_results(result.spines, {i.key: i.image_path for i in inputs}, dicom_out)
+        written, skipped = write_morphometry_results(result.spines, sources, dicom_out, landmark_source)
         console.print(f"{len(written)} DICOM SR(s) -> {dicom_out}")
         for key, reason in skipped:
             console.print(f"no DICOM SR for {key}: {reason}", highlight=False, markup=False)

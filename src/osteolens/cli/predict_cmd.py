@@ -7,27 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from osteolens.cli.common import console, report_failures
+from osteolens.cli.common import console, image_files, report_failures
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from osteolens.data.manifest import Manifest
-
-#: Files a folder is searched for (DICOM often has no extension).
-IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ""}
-
-
-def _inputs(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                            and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    return files
-
 
 def _pairs(items: list[str], option: str, example: str) -> dict[str, str]:
     """``NAME=VALUE`` options as a dict."""
@@ -214,7 +199,7 @@ def predict(
         files, samples = _study(predictor.views, images or [], _pairs(view or [], "--view", "AP=ap.dcm"))
         names = [" ".join(f"{k}={v}" for k, v in sample.items()) for sample in samples]
     else:
-        files = samples = _inputs(images or [])
+        files = samples = image_files(images or [])
         names = [str(path) for path in files]
     if not files:
         raise ConfigError("IMAGES", "no image given or found.", "pass image files or folders holding them.")

@@ -107,8 +107,11 @@ def _cobb_items(spine: SpineMeasurement) -> tuple[list[Any], list[Any]]:
     return angles, ends
 
 
-def build_morphometry_sr(reference: Any, spine: SpineMeasurement) -> Any:
+def build_morphometry_sr(reference: Any, spine: SpineMeasurement, landmark_source: str | None = None) -> Any:
     """A ``highdicom.sr.ComprehensiveSR`` of ``spine`` measured on the radiograph ``reference`` (its header).
+
+    ``landmark_source`` (e.g. the landmark detector that found the corners) is added to the
+    algorithm's parameters, so a reader can tell detected corners from drawn ones.
 
     Raises:
         ConfigError: the spine has no measured vertebra and no Cobb angles.
@@ -124,6 +127,8 @@ def build_morphometry_sr(reference: Any, spine: SpineMeasurement) -> Any:
     parameters = [f"view {spine.view}", "Genant grade: McCloskey height ratios", "Cobb angles: AASCE 2019"]
     if spine.view == "lateral" and spine.vertebrae:
         parameters.insert(1, f"anterior side {spine.vertebrae[0].anterior_side}")
+    if landmark_source:
+        parameters.append(f"landmarks: {landmark_source}"[:64])
     algorithm = AlgorithmIdentification(name=NAME, version=__version__, parameters=parameters)
     source = [SourceImageForMeasurementGroup(reference.SOPClassUID, instance)]
 
@@ -150,8 +155,9 @@ def build_morphometry_sr(reference: Any, spine: SpineMeasurement) -> Any:
 
 
 def write_morphometry_sr(spine: SpineMeasurement, source: str | os.PathLike[str],
-                         out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``<source stem>_morphometry_sr.dcm`` of ``spine`` into ``out_dir``; return its path.
+                         out_dir: str | os.PathLike[str], landmark_source: str | None = None) -> Path:
+    """Write ``<source stem>_morphometry_sr.dcm`` of ``spine`` into ``out_dir``; return its path
+    (``landmark_source``: see :func:`build_morphometry_sr`).
 
     Raises:
         ConfigError: ``source`` is not DICOM, lacks the UIDs its study needs, or nothing was measured.
@@ -168,13 +174,15 @@ def write_morphometry_sr(spine: SpineMeasurement, source: str | os.PathLike[str]
     if header is None:
         raise ConfigError(source, "is not a DICOM file, so its measurements have no study to join.",
                           "measure on the DICOM original to get a DICOM SR.")
-    sr = build_morphometry_sr(_reference(header, source), spine)
+    sr = build_morphometry_sr(_reference(header, source), spine, landmark_source)
     return _save(sr, Path(out_dir) / f"{source.stem}_morphometry_sr.dcm")
 
 
 def write_morphometry_results(spines: Sequence[SpineMeasurement], sources: Mapping[str, Path | None],
-                              out_dir: str | os.PathLike[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Write an SR for each spine whose source (by spine key) is DICOM.
+                              out_dir: str | os.PathLike[str],
+                              landmark_source: str | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Write an SR for each spine whose source (by spine key) is DICOM (``landmark_source``: see
+    :func:`build_morphometry_sr`).
 
     Returns:
         The files written, and ``(spine key, reason)`` for each spine skipped.
@@ -188,7 +196,7 @@ def write_morphometry_results(spines: Sequence[SpineMeasurement], sources: Mappi
                                             "(name it in the landmark table's image column)"))
             continue
         try:
-            written.append(write_morphometry_sr(spine, source, out_dir))
+            written.append(write_morphometry_sr(spine, source, out_dir, landmark_source))
         except ConfigError as exc:
             skipped.append((str(spine.key), str(exc)))
     return written, skipped

@@ -100,7 +100,7 @@ def figure_grid(panels: Sequence[Panel], path: str | Path, title: str, columns: 
     return path
 
 
-def _thumbnail(array: np.ndarray, max_side: int) -> np.ndarray:
+def thumbnail(array: np.ndarray, max_side: int) -> np.ndarray:
     import cv2
 
     if max(array.shape) <= max_side:
@@ -142,7 +142,7 @@ def explain_rows(
                                          method=method, models=models)
             title = panel_title(row, task, labels)
             for view, radiograph, heat in zip(predictor.views or [None], radiographs, heats, strict=True):
-                panels.append(Panel(_thumbnail(radiograph.pixels, max_side), _thumbnail(heat, max_side),
+                panels.append(Panel(thumbnail(radiograph.pixels, max_side), thumbnail(heat, max_side),
                                     title if view is None else f"{view} | {title}"))
         except (OsteolensError, ValueError, KeyError) as exc:
             failures.append((str(row["image"]), str(exc)))

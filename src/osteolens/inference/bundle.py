@@ -54,6 +54,11 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9_.]+")
 _REQUIRED_KEYS = ("format_version", "architecture", "preprocessing", "input_size", "task", "labels", "files", "folds")
 
 
+def files_digest(files: dict[str, str]) -> str:
+    """sha256 of a manifest's file hashes (sorted by file name): one bundle's identity."""
+    return hashlib.sha256("".join(files[name] for name in sorted(files)).encode()).hexdigest()
+
+
 @dataclass
 class Bundle:
     """A loaded, verified bundle.
@@ -163,8 +168,7 @@ class Bundle:
     @property
     def digest(self) -> str:
         """sha256 of the weight files' hashes: identifies the exact model in outputs and logs."""
-        joined = "".join(self.manifest["files"][name] for name in sorted(self.manifest["files"]))
-        return hashlib.sha256(joined.encode()).hexdigest()
+        return files_digest(self.manifest["files"])
 
     def model_card(self) -> dict[str, Any]:
         """What a clinician or auditor needs to know about the model (no weights, no hashes of data)."""

@@ -4,7 +4,8 @@ It follows the layout of :mod:`osteolens.inference.bundle` (same file names, sha
 file, atomic writes through its ``_store``) with the fields of a landmark detector:
 ``architecture`` (:data:`osteolens.landmarks.model.ARCHITECTURE_KEYS` only; the backbone is
 rebuilt with no weights, so a bundle cannot make timm read a file), ``preprocessing``,
-``input_size`` ``[H, W]``, ``stride``, ``labels`` (the vertebra levels, cranial first),
+``input_size`` ``[H, W]``, ``stride``, ``labels``
+(the vertebra levels, cranial first), ``view`` (``AP`` or ``lateral``),
 ``landmark_names`` (``<level>.<corner>`` in ``point_index`` order), ``training_summary`` and
 ``metrics``. Loading verifies every hash before building anything and never unpickles.
 The classification :class:`~osteolens.inference.Predictor` does not read these bundles.
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from osteolens.errors import BundleError, ModelError
-from osteolens.inference.bundle import FORMAT_VERSION, MANIFEST_NAME, _safe_member, _sha256, _state_bytes, _store
+from osteolens.inference.bundle import (FORMAT_VERSION, MANIFEST_NAME, _safe_member, _sha256, _state_bytes, _store,
+                                       files_digest)
 from osteolens.landmarks.names import landmark_names
 from osteolens.landmarks.preprocess import PREPROCESSING
 
@@ -54,6 +56,21 @@ class LandmarkBundle:
         return [str(v) for v in self.manifest["labels"]]
 
     @property
+    def view(self) -> str:
+        """The radiographs' view (``AP`` or ``lateral``); bundles written before it was recorded are AP."""
+        return str(self.manifest.get("view", "AP"))
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the weight files' hashes, as classifier bundles compute it (:func:`files_digest`)."""
+        return files_digest(self.manifest["files"])
+
+    @property
+    def description(self) -> str:
+        """The bundle's folder name and the start of its digest, e.g. ``bundle (sha256 1a2b3c4d5e6f)``."""
+        return f"{self.path.name} (sha256 {self.digest[:12]})"
+
+    @property
     def stride(self) -> int:
         """Input pixels per output cell."""
         return int(self.manifest["stride"])
@@ -64,6 +81,7 @@ def write_landmark_bundle(
     model: Any,
     input_size: Sequence[int],
     vertebrae: Sequence[str],
+    view: str = "AP",
     training_summary: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -88,6 +106,7 @@ def write_landmark_bundle(
         "input_size": [int(v) for v in input_size],
         "stride": int(model.stride),
         "labels": [str(v) for v in vertebrae],
+        "view": view,
         "landmark_names": landmark_names(vertebrae),
         "pretrained_weights": getattr(model, "weights_info", None),
         "training_summary": json.loads(json.dumps(dict(training_summary or {}))),

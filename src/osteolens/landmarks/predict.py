@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,13 @@ class LandmarkDetector:
         image, scale = resize_stretch(pixels, self.bundle.input_size)
         return predict_prepared(self.bundle.model, [image], [scale], len(self.bundle.vertebrae))[0]
 
+    def predict_radiograph(self, radiograph: Any, name: str, started: float | None = None) -> SpinePrediction:
+        """Find the corners of a read :class:`~osteolens.io.Radiograph` (``started``: when its reading began)."""
+        start = time.perf_counter() if started is None else started
+        found = self.detect(radiograph.pixels)
+        return SpinePrediction(name, list(self.bundle.vertebrae), found, tuple(radiograph.pixels.shape),
+                               time.perf_counter() - start)
+
     def predict_file(self, path: str | Path, name: str | None = None) -> SpinePrediction:
         """Read a radiograph (any format :func:`osteolens.io.read_radiograph` reads) and find its corners.
 
@@ -91,10 +99,7 @@ class LandmarkDetector:
         from osteolens.io import read_radiograph
 
         start = time.perf_counter()
-        radiograph = read_radiograph(path)
-        found = self.detect(radiograph.pixels)
-        return SpinePrediction(name if name is not None else str(path), list(self.bundle.vertebrae), found,
-                               tuple(radiograph.pixels.shape), time.perf_counter() - start)
+        return self.predict_radiograph(read_radiograph(path), name if name is not None else str(path), start)
 
 
 def predict_files(detector: LandmarkDetector, paths: Iterable[str | Path]) -> tuple[list[SpinePrediction], list[tuple[str, str]]]:

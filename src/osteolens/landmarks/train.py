@@ -5,6 +5,7 @@ Example ``landmarks.yaml`` (paths relative to the file; see ``recipes/aasce_land
     landmarks: ../../shared/data/spine_landmarks_aasce/landmarks.csv
     labels: ../../shared/data/spine_landmarks_aasce/labels.csv   # patient_key, qc_flags (optional)
     images: null              # folder of the radiographs; default: beside the landmark table
+    view: AP                  # the radiographs' view (AP or lateral), stored in the bundle for morphometry
     qc: repair                # repair | drop: what to do with training spines whose annotation is broken
     val_fraction: 0.2         # patients held out for validation (grouped by patient_key)
     model: {backbone: tf_efficientnet_lite0, weights: imagenet, out_indices: [1, 2, 3], head_channels: 64}
@@ -49,7 +50,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from osteolens.errors import ConfigError
+from osteolens.errors import AnnotationError, ConfigError
 from osteolens.landmarks.augment import AugmentSettings
 from osteolens.landmarks.decode import LOW_CONFIDENCE, Detection, decode
 
@@ -63,6 +64,7 @@ class LandmarkConfig:
     landmarks: str
     labels: str | None = None
     images: str | None = None
+    view: str = "AP"
     qc: str = "repair"
     val_fraction: float = 0.2
     model: dict[str, Any] = field(default_factory=lambda: {"backbone": "tf_efficientnet_lite0", "weights": "imagenet"})
@@ -114,6 +116,12 @@ class LandmarkConfig:
         Raises:
             ConfigError: naming the key and the fix.
         """
+        from osteolens.morphometry.vertebra import normalise_view
+
+        try:
+            self.view = normalise_view(self.view)
+        except AnnotationError as exc:
+            raise ConfigError(where, f"view is {self.view!r}.", "use AP or lateral.") from exc
         if self.qc not in QC_POLICIES:
             raise ConfigError(where, f"qc is {self.qc!r}.", f"use one of {', '.join(QC_POLICIES)}.")
         if not 0.0 < float(self.val_fraction) < 1.0:
@@ -239,7 +247,8 @@ class LandmarkDataset:
         targets = encode(corners, (h // self.stride, w // self.stride), self.stride, self.sigma)
         return {"image": torch.from_numpy(normalise(image))[None], "heatmap": torch.from_numpy(targets.heatmap),
                 "index": torch.from_numpy(targets.index), "mask": torch.from_numpy(targets.mask),
-                "offset": torch.from_numpy(targets.offset), "corners": torch.from_numpy(targets.corners)}
+                "offset": torch.from_numpy(targets.offset), "corners": torch.from_numpy(targets.corners),
+                "level": torch.from_numpy(targets.level)}
 
 
 def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
@@ -269,7 +278,8 @@ def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[fl
             out = model(batch.to(device))
             heat = torch.sigmoid(out["heatmap"][:, 0]).cpu().numpy()
             offset, corner = out["offset"].cpu().numpy(), out["corners"].cpu().numpy()
-            found += [decode(heat[k], offset[k], corner[k], model.stride, n).scaled(*scales[start + k])
+            level = out["level"][:, 0].cpu().numpy()
+            found += [decode(heat[k], offset[k], corner[k], level[k], model.stride, n).scaled(*scales[start + k])
                       for k in range(len(heat))]
     return found
 
@@ -399,7 +409,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     summary = {"images": len(samples), "train_images": len(usable), "val_images": len(val_idx),
                "epochs": config.epochs, "best_val_mre_px": best_mre, "seed": config.seed,
                "input_size": list(size), "seconds": round(time.perf_counter() - started, 1)}
-    write_landmark_bundle(run / "bundle", net, size, vertebrae, training_summary=summary,
+    write_landmark_bundle(run / "bundle", net, size, vertebrae, view=config.view, training_summary=summary,
                           metrics=json.loads(json.dumps(metrics, default=float)))
     progress(f"bundle {run / 'bundle'}; validation: {json.dumps(metrics.get('model', {}), default=float)[:300]}")
     return run

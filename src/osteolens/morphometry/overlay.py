@@ -4,7 +4,8 @@ Outline colour by Genant grade (green 0, yellow 1, orange 2, red 3; cyan on AP v
 are not graded); white lines are the measured heights (left / middle / right, i.e.
 anterior / middle / posterior on a lateral view); the worst-graded vertebra gets a red frame
 and a caption; a vertebra with an annotation problem gets a red ``!``. On an AP spine the
-end vertebrae of the Cobb angles are drawn as magenta lines, with the angles in a caption.
+end vertebrae of the Cobb angles are drawn as magenta lines, and a caption gives each angle with
+its upper and lower end vertebra (e.g. ``MT 31.2 deg (T6-T11)``).
 """
 
 from __future__ import annotations
@@ -104,8 +105,11 @@ def draw_overlay(
             left, right = (c[TL] + c[BL]) / 2, (c[TR] + c[BR]) / 2
             extend = (right - left) * 0.4
             cv2.line(canvas, _pt(left - extend), _pt(right + extend), _MAGENTA, thick)
-        text = f"Cobb PT {spine.cobb.pt:.1f}  MT {spine.cobb.mt:.1f}  TL {spine.cobb.tl:.1f}"
-        cv2.putText(canvas, text, (4, int(30 * font) + 4), cv2.FONT_HERSHEY_SIMPLEX, font, _MAGENTA, thick)
+        names = [v.name for v in spine.vertebrae]
+        for row, key in enumerate(("pt", "mt", "tl")):  # each angle with its end vertebrae, one line each
+            upper, lower = getattr(spine.cobb, f"{key}_vertebrae")
+            text = f"{key.upper()} {getattr(spine.cobb, key):.1f} deg ({names[upper]}-{names[lower]})"
+            cv2.putText(canvas, text, (4, int(30 * font) * (row + 1) + 4), cv2.FONT_HERSHEY_SIMPLEX, font, _MAGENTA, thick)
     return canvas
 
 

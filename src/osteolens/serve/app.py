@@ -12,6 +12,8 @@ Routes:
   view's in ``view_pngs``) and the request id. With ``dicom_out``, an uploaded DICOM also gets its
   TID 1500 SR and Grad-CAM Secondary Capture written there (:mod:`osteolens.dicom_out`), named in
   ``dicom_files`` (relative to that folder) with their ``dicom_uids``; other uploads get a ``dicom_note``.
+  A landmark bundle answers the vertebral corners, their problems, the Cobb angles and the
+  overlay instead (:mod:`osteolens.serve.landmark_route`).
 * ``GET /v1/model``: the model card. ``GET /healthz``: liveness (the model digest too when no
   token is configured or the caller sends it). ``/docs``, ``/redoc``, ``/openapi.json``: only
   with ``docs=True`` (Swagger UI loads its scripts from a CDN, which fails air-gapped).
@@ -38,8 +40,9 @@ import logging
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -49,6 +52,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from osteolens.errors import ConfigError, FileWriteError, OsteolensError
 from osteolens.inference.predictor import Predictor
 from osteolens.serve.admission import UNAUTHORISED, Admission, Slots, bearer_ok
+
+if TYPE_CHECKING:
+    from osteolens.landmarks.predict import LandmarkDetector
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
@@ -121,6 +127,30 @@ def _view_names(model_views: list[str], uploads: int, given: list[str] | None) -
     return [name for name in names if name is not None]
 
 
+def _checked_uploads(parts: list[UploadFile], max_pixels: int) -> tuple[list[bytes], list[str]]:
+    """The uploads' bytes and formats (from their content): 415 for no known image format, 422 for an
+    unreadable header, 413 for more than ``max_pixels`` pixels, all before a pixel is decoded."""
+    from osteolens.io.header import read_header
+    from osteolens.io.sniff import SNIFF_BYTES, sniff_format
+
+    uploads = [part.file.read() for part in parts]
+    formats = [sniff_format(data[:SNIFF_BYTES]) for data in uploads]
+    for k, data in enumerate(uploads):
+        which = "the upload" if len(uploads) == 1 else f"upload {k + 1}"
+        if formats[k] is None:
+            raise HTTPException(status_code=415, detail=f"{which} is not a DICOM, PNG, JPEG, TIFF or BMP image "
+                                "(checked from its content, not its name).")
+        try:
+            header = read_header(data)
+        except OsteolensError as exc:
+            raise HTTPException(status_code=422, detail=_client_message(exc, "upload")) from exc
+        if header.pixels > max_pixels:
+            raise HTTPException(status_code=413, detail=f"{which} is {header.cols} x {header.rows} = "
+                                f"{header.pixels:,} pixels, more than this service's limit of {max_pixels:,} "
+                                "pixels. Fix: send a downsampled image, or ask the operator to raise --max-pixels.")
+    return uploads, [str(f) for f in formats]
+
+
 def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -131,25 +161,25 @@ NO_STUDY_NOTE = ("no DICOM results: the upload is not a DICOM file, and the serv
                  "--patient-id.")
 
 
-def _dicom_results(source: Path, prediction: Any, record: dict[str, Any], predictor: Predictor,
-                   out_dir: Path) -> dict[str, Any]:
-    """Write the SR and SC of an uploaded DICOM into ``out_dir``: ``dicom_files`` (names), ``dicom_uids``.
-
-    The files are named by a hash of the upload's SOP Instance UID and the bundle digest, the
-    sources of their UIDs: sending the same radiograph again replaces them. A DICOM that
-    cannot join its study gets ``dicom_note`` instead.
-    """
-    import pydicom
-
-    from osteolens.dicom_out import read_header, write_prediction_dicom
+def _dicom_stem(source: Path, digest: str) -> str:
+    """The name of an uploaded DICOM's results: a hash of its SOP Instance UID and the bundle ``digest``,
+    the sources of their UIDs, so sending the same radiograph again replaces them."""
+    from osteolens.dicom_out import read_header
 
     header = read_header(source)
     uid = str(header.get("SOPInstanceUID", "")) if header is not None else ""
-    stem = hashlib.sha256(f"{uid}\0{predictor.bundle.digest}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{uid}\0{digest}".encode()).hexdigest()[:32]
+
+
+def _dicom_results(source: Path, request_id: str, write: Callable[[], list[Path]]) -> dict[str, Any]:
+    """Write the DICOM results of the uploaded DICOM ``source`` with ``write()``: ``dicom_files`` (names),
+    ``dicom_uids``. A DICOM that cannot join its study gets ``dicom_note`` instead."""
+    import pydicom
+
     try:
-        written = write_prediction_dicom(source, prediction, record, predictor.bundle, out_dir, stem=stem)
+        written = write()
     except FileWriteError:
-        log.exception("request %s: the DICOM results could not be written", record["request_id"])
+        log.exception("request %s: the DICOM results could not be written", request_id)
         return {"dicom_files": [], "dicom_uids": [], "dicom_note": "no DICOM results: the service could not write "
                 "them. Fix: ask the operator to check the --dicom-out folder."}
     except ConfigError as exc:
@@ -161,7 +191,7 @@ def _dicom_results(source: Path, prediction: Any, record: dict[str, Any], predic
 
 
 def create_app(
-    predictor: Predictor,
+    predictor: Predictor | LandmarkDetector,
     *,
     token: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
@@ -174,7 +204,9 @@ def create_app(
     """Build the service around a loaded predictor.
 
     Args:
-        predictor: the model, loaded once and shared by every request.
+        predictor: the model, loaded once and shared by every request: a classifier / regressor
+            ``Predictor``, or a vertebral ``LandmarkDetector`` (``POST /v1/predict`` then answers
+            corners, measurements and Cobb angles, :mod:`osteolens.serve.landmark_route`).
         token: bearer token required on ``/v1/*``; None disables authentication (loopback use).
         max_upload_bytes: request bodies above this get 413 (default 50 MiB).
         max_concurrent: predict requests served at once; more wait their turn without their
@@ -186,21 +218,20 @@ def create_app(
         docs: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off by default: Swagger UI
             and ReDoc load their scripts from a CDN).
         dicom_out: write the DICOM SR and Grad-CAM Secondary Capture of every uploaded DICOM
-            here (created; Grad-CAM is then computed for DICOM uploads whatever ``cam`` says).
-            Single-view models only.
+            here (created; Grad-CAM is then computed for DICOM uploads whatever ``cam`` says);
+            a landmark detector writes the morphometry SR. Single-view models only.
 
     Raises:
         ConfigError: ``dicom_out`` with a multi-view model.
         FileWriteError: ``dicom_out`` cannot be created.
     """
     from osteolens import __version__
-    from osteolens.io.header import read_header
-    from osteolens.io.sniff import SNIFF_BYTES, sniff_format
 
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    landmarks = predictor.bundle.manifest.get("task") == "landmarks"  # the landmark code is imported only then
     if dicom_out is not None:
-        if predictor.views:
+        if not landmarks and predictor.views:
             raise ConfigError("--dicom-out", f"is not available for multi-view models yet ({predictor.bundle.name} "
                               f"takes the views {predictor.views}).",
                               "drop --dicom-out, or serve a single-view bundle.")
@@ -222,8 +253,13 @@ def create_app(
     # Added first, so it runs inside BodyLimit (a declared oversize body is refused without queueing).
     app.add_middleware(Admission, slots=app.state.slots, path="/v1/predict", token=token)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
-    card = predictor.bundle.model_card()
-    card["backend"] = predictor.backend_name
+    if landmarks:
+        from osteolens.serve.landmark_route import add_predict_route, landmark_card
+
+        card = landmark_card(predictor)
+    else:
+        card = predictor.bundle.model_card()
+        card["backend"] = predictor.backend_name
 
     @app.middleware("http")
     async def request_log(request: Request, call_next: Any) -> Any:
@@ -255,77 +291,70 @@ def create_app(
         """The model card: task, labels, threshold, covariates, training summary, metrics."""
         return card
 
-    @app.post("/v1/predict", tags=["model"], dependencies=[Depends(authorise)])
-    def predict(
-        request: Request,
-        file: list[UploadFile] = File(..., description="A radiograph: DICOM, PNG, JPEG, TIFF or BMP. A multi-view "
-                                      "model takes one 'file' part per view."),
-        view: list[str] | None = Form(None, description="Multi-view models: the view of each 'file' part, in the "
-                                      "same order (default: the model's view order)."),
-        sex: str | None = Form(None, description="Patient sex M/F (else the DICOM PatientSex tag)."),
-        age: float | None = Form(None, description="Age in years (else the DICOM PatientAge tag)."),
-        covariates: str | None = Form(None, description='Other covariates as a JSON object, e.g. {"bmi": 24}.'),
-        cam: bool = Form(True, description="Compute the Grad-CAM heat map and overlay."),
-        cam_method: str = Form(predictor.cam_method, description="gradcam or gradcam++."),
-        cam_class: str | None = Form(None, description="Explain this class instead of the predicted one."),
-        max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
-    ) -> dict[str, Any]:
-        """Predict one radiograph (or one study of a multi-view model) and explain it."""
-        from osteolens.inference.report import ok_record, render_pngs
+    if landmarks:
+        add_predict_route(app, predictor, authorise=authorise, max_pixels=max_pixels, dicom_out=dicom_out)
+    else:
+        @app.post("/v1/predict", tags=["model"], dependencies=[Depends(authorise)])
+        def predict(
+            request: Request,
+            file: list[UploadFile] = File(..., description="A radiograph: DICOM, PNG, JPEG, TIFF or BMP. A multi-view "
+                                          "model takes one 'file' part per view."),
+            view: list[str] | None = Form(None, description="Multi-view models: the view of each 'file' part, in the "
+                                          "same order (default: the model's view order)."),
+            sex: str | None = Form(None, description="Patient sex M/F (else the DICOM PatientSex tag)."),
+            age: float | None = Form(None, description="Age in years (else the DICOM PatientAge tag)."),
+            covariates: str | None = Form(None, description='Other covariates as a JSON object, e.g. {"bmi": 24}.'),
+            cam: bool = Form(True, description="Compute the Grad-CAM heat map and overlay."),
+            cam_method: str = Form(predictor.cam_method, description="gradcam or gradcam++."),
+            cam_class: str | None = Form(None, description="Explain this class instead of the predicted one."),
+            max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
+        ) -> dict[str, Any]:
+            """Predict one radiograph (or one study of a multi-view model) and explain it."""
+            from osteolens.dicom_out import write_prediction_dicom
+            from osteolens.inference.report import ok_record, render_pngs
 
-        request_id = request.state.request_id
-        uploads = [part.file.read() for part in file]
-        formats = [sniff_format(data[:SNIFF_BYTES]) for data in uploads]
-        for k, data in enumerate(uploads):
-            which = "the upload" if len(uploads) == 1 else f"upload {k + 1}"
-            if formats[k] is None:
-                raise HTTPException(status_code=415, detail=f"{which} is not a DICOM, PNG, JPEG, TIFF or BMP image "
-                                    "(checked from its content, not its name).")
-            try:
-                header = read_header(data)
-            except OsteolensError as exc:
-                raise HTTPException(status_code=422, detail=_client_message(exc, "upload")) from exc
-            if header.pixels > max_pixels:
-                raise HTTPException(status_code=413, detail=f"{which} is {header.cols} x {header.rows} = "
-                                    f"{header.pixels:,} pixels, more than this service's limit of {max_pixels:,} "
-                                    "pixels. Fix: send a downsampled image, or ask the operator to raise --max-pixels.")
-        names = _view_names(predictor.views, len(uploads), view)
-        to_dicom = dicom_out is not None and formats[0] == "DICOM"  # single-view: one upload
-        given: dict[str, Any] = {}
-        if covariates:
-            try:
-                extra = json.loads(covariates)
-            except json.JSONDecodeError as exc:
-                raise HTTPException(status_code=422, detail=f"'covariates' is not JSON ({exc.msg}).") from exc
-            if not isinstance(extra, dict):
-                raise HTTPException(status_code=422, detail="'covariates' must be a JSON object.")
-            given.update(extra)
-        given.update({k: v for k, v in (("sex", sex), ("age", age)) if v is not None})
-        # The files keep no trace of the uploads' names; they are removed as soon as they are read.
-        with tempfile.TemporaryDirectory(prefix="upload-") as folder:
-            paths = []
-            for k, data in enumerate(uploads):
-                paths.append(Path(folder) / f"{k}.bin")
-                paths[-1].write_bytes(data)
-            sample = dict(zip(names, paths, strict=True)) if names else paths[0]
-            try:
-                prediction = predictor.predict(sample, covariates=given, cam=cam or to_dicom,
-                                               cam_method=cam_method, cam_class=cam_class)
-            except OsteolensError as exc:
-                raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
-            images = render_pngs(prediction, max_side=max_side) if cam else {}
-            record = ok_record(prediction, image=None)
-            record["request_id"] = request_id
-            if to_dicom:
-                record.update(_dicom_results(paths[0], prediction, record, predictor, dicom_out))
-            elif dicom_out is not None:
-                record.update(dicom_files=[], dicom_uids=[], dicom_note=NO_STUDY_NOTE)
-        first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order
-        record["heatmap_png"] = _data_url(images[first + "heatmap"]) if first + "heatmap" in images else None
-        record["overlay_png"] = _data_url(images[first + "overlay"]) if first + "overlay" in images else None
-        record["view_pngs"] = {name: {kind: _data_url(images[f"{name}_{kind}"]) if f"{name}_{kind}" in images else None
-                                      for kind in ("heatmap", "overlay")} for name in predictor.views} or None
-        return record
+            request_id = request.state.request_id
+            uploads, formats = _checked_uploads(file, max_pixels)
+            names = _view_names(predictor.views, len(uploads), view)
+            to_dicom = dicom_out is not None and formats[0] == "DICOM"  # single-view: one upload
+            given: dict[str, Any] = {}
+            if covariates:
+                try:
+                    extra = json.loads(covariates)
+                except json.JSONDecodeError as exc:
+                    raise HTTPException(status_code=422, detail=f"'covariates' is not JSON ({exc.msg}).") from exc
+                if not isinstance(extra, dict):
+                    raise HTTPException(status_code=422, detail="'covariates' must be a JSON object.")
+                given.update(extra)
+            given.update({k: v for k, v in (("sex", sex), ("age", age)) if v is not None})
+            # The files keep no trace of the uploads' names; they are removed as soon as they are read.
+            with tempfile.TemporaryDirectory(prefix="upload-") as folder:
+                paths = []
+                for k, data in enumerate(uploads):
+                    paths.append(Path(folder) / f"{k}.bin")
+                    paths[-1].write_bytes(data)
+                sample = dict(zip(names, paths, strict=True)) if names else paths[0]
+                try:
+                    prediction = predictor.predict(sample, covariates=given, cam=cam or to_dicom,
+                                                   cam_method=cam_method, cam_class=cam_class)
+                except OsteolensError as exc:
+                    raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
+                images = render_pngs(prediction, max_side=max_side) if cam else {}
+                record = ok_record(prediction, image=None)
+                record["request_id"] = request_id
+                if to_dicom:
+                    stem = _dicom_stem(paths[0], predictor.bundle.digest)
+                    record.update(_dicom_results(paths[0], request_id, lambda: write_prediction_dicom(
+                        paths[0], prediction, record, predictor.bundle, dicom_out, stem=stem)))
+                elif dicom_out is not None:
+                    record.update(dicom_files=[], dicom_uids=[], dicom_note=NO_STUDY_NOTE)
+            first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order
+            record["heatmap_png"] = _data_url(images[first + "heatmap"]) if first + "heatmap" in images else None
+            record["overlay_png"] = _data_url(images[first + "overlay"]) if first + "overlay" in images else None
+            record["view_pngs"] = {name: {kind: _data_url(images[f"{name}_{kind}"]) if f"{name}_{kind}" in images
+                                          else None for kind in ("heatmap", "overlay")}
+                                   for name in predictor.views} or None
+            return record
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -1,4 +1,5 @@
-// osteolens web page: upload a radiograph, show the prediction, the heat map and the model card.
+// osteolens web page: upload a radiograph, show the prediction, the heat map and the model card
+// (a landmark bundle: the overlay of the vertebral corners, the Cobb angles and each vertebra).
 // Plain browser JavaScript, no external libraries (the page works offline).
 "use strict";
 
@@ -45,8 +46,37 @@ function formatMetrics(metrics) {
     .join("; ");
 }
 
+function isLandmarks() {
+  return Boolean(card) && card.task === "landmarks";
+}
+
+function renderLandmarkCard(data) {
+  const levels = data.labels || [];
+  $("model-name").textContent = data.name + " · vertebral landmarks · " + data.view + " · " +
+    levels[0] + "–" + levels[levels.length - 1];
+  const list = $("card");
+  list.replaceChildren();
+  addRow(list, "Model", data.name);
+  addRow(list, "Task", "vertebral landmarks (corners, heights, Cobb angles)");
+  addRow(list, "View", data.view);
+  addRow(list, "Levels", levels.join(", "));
+  addRow(list, "Architecture", data.architecture);
+  addRow(list, "Input size", (data.input_size || []).join(" × "));
+  addRow(list, "Metrics", formatMetrics(data.metrics));
+  addRow(list, "Created", data.created);
+  addRow(list, "Backend", data.backend);
+  addRow(list, "Digest", data.digest);
+  // Classifier-only controls: no covariates, no Grad-CAM.
+  for (const id of ["covariates", "cam-method-field", "cam-class-field"]) $(id).hidden = true;
+  renderViewInputs([]);
+}
+
 function renderCard(data) {
   card = data;
+  if (isLandmarks()) {
+    renderLandmarkCard(data);
+    return;
+  }
   $("model-name").textContent = data.name + " · " + data.task + " · " + (data.labels || []).join(" / ");
   const list = $("card");
   list.replaceChildren();
@@ -124,8 +154,67 @@ async function loadCard() {
   setStatus("");
 }
 
+function headerRow(table, names) {
+  const row = table.createTHead().insertRow();
+  for (const name of names) {
+    const th = document.createElement("th");
+    th.textContent = name;
+    row.append(th);
+  }
+}
+
+function renderLandmarks(result, fileName) {
+  const vertebrae = result.vertebrae;
+  const low = result.low_confidence_count;
+  $("label").textContent = vertebrae.length + " vertebrae";
+  $("label").classList.remove("positive", "negative");
+  $("file-name").textContent = fileName + " · " + result.view + " · " + result.image_shape[1] + " × " +
+    result.image_shape[0] + " px" + (low ? " · " + low + " low confidence" : "");
+  $("probability-box").hidden = true;
+  $("class-table").replaceChildren();
+  const cobb = $("cobb-table");
+  cobb.replaceChildren();
+  if (result.cobb) {
+    headerRow(cobb, ["Angle", "Degrees", "End vertebrae"]);
+    const body = cobb.createTBody();
+    for (const [key, name] of [["pt", "PT (largest curve)"], ["mt", "MT"], ["tl", "TL"]]) {
+      const angle = result.cobb[key];
+      const row = body.insertRow();
+      row.insertCell().textContent = name;
+      row.insertCell().textContent = angle.degrees.toFixed(1) + "°";
+      row.insertCell().textContent = angle.upper + " – " + angle.lower;
+    }
+  }
+  cobb.hidden = !result.cobb;
+  $("cobb-note").textContent = result.cobb_note || (result.cobb ? (result.cobb.s_shaped ? "S-shaped spine." : "") :
+    "No Cobb angles.");
+  const table = $("vertebra-table");
+  table.replaceChildren();
+  headerRow(table, ["Vertebra", "Confidence", "Problems"]);
+  const body = table.createTBody();
+  for (const v of vertebrae) {
+    const row = body.insertRow();
+    row.classList.toggle("low-confidence", v.low_confidence);
+    row.insertCell().textContent = v.name + (v.low_confidence ? " ⚠ low confidence" : "");
+    row.insertCell().textContent = percent(v.confidence);
+    row.insertCell().textContent = v.problems.join("; ");
+  }
+  $("images").replaceChildren(figure(result.overlay_png, "Vertebral corners on the radiograph",
+    "Overlay: corners and heights per vertebra, Cobb end vertebrae in magenta, “!” = a problem to check"));
+  $("images").classList.add("single");  // one overlay, full width
+  $("images").hidden = false;
+}
+
 function renderResult(result, fileName) {
   $("result").hidden = false;
+  const landmarks = result.task === "landmarks";
+  $("landmark-result").hidden = !landmarks;
+  $("landmark-note").hidden = !landmarks;
+  $("cam-note").hidden = landmarks;
+  if (landmarks) {
+    renderLandmarks(result, fileName);
+    return;
+  }
   const label = $("label");
   label.textContent = result.diagnosis;
   const labels = (card && card.labels) || [];
@@ -195,12 +284,14 @@ async function upload(files) {
     form.append("file", file);
     if (view) form.append("view", view);
   }
-  form.append("cam", "true");
   form.append("max_side", "1200");
-  form.append("cam_method", $("gradcampp").checked ? "gradcam++" : "gradcam");
-  if ($("cam-class").value) form.append("cam_class", $("cam-class").value);
-  if (!$("sex-field").hidden && $("sex").value) form.append("sex", $("sex").value);
-  if (!$("age-field").hidden && $("age").value) form.append("age", $("age").value);
+  if (!isLandmarks()) {
+    form.append("cam", "true");
+    form.append("cam_method", $("gradcampp").checked ? "gradcam++" : "gradcam");
+    if ($("cam-class").value) form.append("cam_class", $("cam-class").value);
+    if (!$("sex-field").hidden && $("sex").value) form.append("sex", $("sex").value);
+    if (!$("age-field").hidden && $("age").value) form.append("age", $("age").value);
+  }
   let response;
   try {
     response = await fetch("/v1/predict", { method: "POST", body: form, headers: authHeaders() });
@@ -215,7 +306,8 @@ async function upload(files) {
     return;
   }
   renderResult(body, names);
-  setStatus("Done in " + Math.round(body.timing_ms.total) + " ms (request " + body.request_id + ").");
+  const ms = body.timing_ms ? body.timing_ms.total : 1000 * body.seconds;
+  setStatus("Done in " + Math.round(ms) + " ms (request " + body.request_id + ").");
 }
 
 function setUp() {

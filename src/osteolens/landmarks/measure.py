@@ -1,0 +1,71 @@
+"""Radiograph in, measurements out: detected corners handed to :mod:`osteolens.morphometry`.
+
+A detection becomes the same :class:`~osteolens.morphometry.inputs.SpineInput` that a hand
+annotation gives, so heights, endplate angles, the annotation checks, Cobb angles, overlays
+and the DICOM SR all follow the hand-annotation path unchanged. A vertebra the detector hardly
+saw (confidence below :data:`~osteolens.landmarks.decode.LOW_CONFIDENCE`) carries a
+``low_confidence`` problem: it is measured, flagged in the table and marked ``!`` on the
+overlay, never hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from osteolens.landmarks.decode import LOW_CONFIDENCE
+from osteolens.landmarks.predict import LandmarkDetector, SpinePrediction, predict_files
+from osteolens.morphometry.batch import BatchResult, measure_inputs
+from osteolens.morphometry.inputs import SpineInput
+from osteolens.morphometry.overlay import draw_overlay
+from osteolens.morphometry.spine import SpineMeasurement, measure_spine
+
+
+def low_confidence_problems(prediction: SpinePrediction) -> dict[int, list[str]]:
+    """``low_confidence`` problems by vertebra index, for the vertebrae the detector hardly saw."""
+    return {k: [f"low_confidence: detector confidence {c:.2f} is below {LOW_CONFIDENCE}; check this vertebra "
+                "on the overlay and correct its corners by hand if needed"]
+            for k, c in enumerate(prediction.detection.confidence) if c < LOW_CONFIDENCE}
+
+
+def spine_input(prediction: SpinePrediction, view: str, image_path: str | Path | None = None) -> SpineInput:
+    """The morphometry input of one detection (its corners, levels, image shape and flags)."""
+    return SpineInput(key=prediction.image, names=list(prediction.vertebrae), corners=prediction.detection.corners,
+                      view=view, image_path=Path(image_path) if image_path is not None else None,
+                      image_shape=prediction.image_shape, problems=low_confidence_problems(prediction))
+
+
+def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarray | None = None,
+                       pixel_mm: float | tuple[float, float] | None = None) -> tuple[SpineMeasurement, np.ndarray]:
+    """Measure one detection and draw its overlay (BGR ``uint8``) on ``pixels`` (the radiograph in [0, 1])."""
+    source = spine_input(prediction, view)
+    spine = measure_spine(source.corners, source.names, pixel_mm=pixel_mm, view=view, image_shape=source.image_shape,
+                          image_height=source.image_shape[0] if source.image_shape else None, key=source.key,
+                          extra_problems=source.problems)
+    return spine, draw_overlay(spine, pixels)
+
+
+def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], *, view: str | None = None,
+                       **measure_options: object) -> tuple[list[SpinePrediction], BatchResult]:
+    """Detect the corners of every radiograph and measure them like a hand annotation.
+
+    Args:
+        detector: a loaded landmark bundle.
+        paths: radiographs (any format :func:`osteolens.io.read_radiograph` reads).
+        view: the view of the spines (default: the bundle's).
+        measure_options: passed to :func:`osteolens.morphometry.batch.measure_inputs`
+            (``pixel_mm``, ``plot_dir``, ``spacing_by_image`` ...).
+
+    Returns:
+        The detections, and the measurements with every unreadable file in ``failures``.
+    """
+    paths = [Path(p) for p in paths]
+    predictions, failures = predict_files(detector, paths)
+    by_name = {str(p): p for p in paths}
+    view = view or detector.bundle.view
+    inputs = [spine_input(p, view, by_name[p.image]) for p in predictions]
+    result = measure_inputs(inputs, view=view, **measure_options)  # type: ignore[arg-type]
+    result.failures[:0] = failures
+    return predictions, result
