@@ -9,6 +9,8 @@ writes the ``landmarks`` section of docs/benchmarks.md.
 * Mean radial error (px at the images' 1024-px height), share within 5 / 10 / 20 px, Cobb SMAPE
   and CMAE against the angles of the true landmarks, 95 % bootstrap intervals over patients,
   beside a mean-shape baseline (the training spines' mean normalised shape) on the same split.
+* What the decoding adds: the same detector without the test-time flip, and without the
+  counting (the 17 strongest peaks, no position prior).
 * Time to predict one radiograph and compute its Cobb angles: warm (loaded detector, median of
   20) and cold (``osteolens landmarks predict`` as a new process, median of 3).
 * The published Cobb SMAPE figures of the issue, side by side (they are on the official
@@ -64,7 +66,8 @@ def main() -> None:
 
     from osteolens.data.paths import shared_dataset
     from osteolens.landmarks.predict import LandmarkDetector
-    from osteolens.landmarks.train import LandmarkConfig, train
+    from osteolens.landmarks.train import (LandmarkConfig, _prepare, evaluate_held_out, grouped_split, load_samples,
+                                           predict_prepared, train)
     from osteolens.morphometry import cobb_angles
 
     config = LandmarkConfig.from_yaml(RECIPE, {"epochs": args.epochs})
@@ -85,6 +88,15 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
+    samples, _, _ = load_samples(config)
+    val = [samples[i] for i in grouped_split(samples, config.val_fraction, config.seed)[1]]
+    images, scales = _prepare(val, tuple(config.input_size))
+    prior = detector.bundle.position_prior
+    ablations = {}
+    for name, options in (("detector without test-time flip", dict(flip=False, prior=prior)),
+                          ("detector without counting (17 strongest peaks)", dict(flip=True, prior=None))):
+        found = predict_prepared(detector.bundle.model, images, scales, len(detector.bundle.vertebrae), **options)
+        ablations[name] = evaluate_held_out(val, {s.image: d.corners for s, d in zip(val, found, strict=True)}).summary
 
     def one() -> None:
         found = detector.predict_file(image)
@@ -108,7 +120,8 @@ def main() -> None:
         "## Automatic vertebral landmarks (AASCE spines)",
         "",
         f"`benchmarks/landmarks.py`: `recipes/aasce_landmarks.yaml` ({config.model.get('backbone')} with packaged "
-        f"ImageNet weights, centre heatmap + offsets at stride 4, input {config.input_size[0]} x {config.input_size[1]}, "
+        f"ImageNet weights, stages {config.model.get('out_indices')}, centre heatmap + offsets at stride 4, test-time flip, "
+        f"counting with the training images' position prior, input {config.input_size[0]} x {config.input_size[1]}, "
         f"batch {config.batch_size}, {len(history)} epochs, {config.threads} torch threads) on one split of the "
         f"{summary['images']} shared images, grouped by `patient_key` (seed 0): {summary['train_images']} training "
         f"images (QC-flagged ones repaired, or dropped when the repair fails), {summary['val_images']} validation images. "
@@ -125,6 +138,7 @@ def main() -> None:
         "| predictor | images / patients | MRE px | within 5 px % | within 10 px % | within 20 px % | Cobb SMAPE % | CMAE deg |",
         "|---|---|---|---|---|---|---|---|",
         _row("detector, sound annotations", model),
+        *[_row(f"{name}, sound annotations", summary) for name, summary in ablations.items()],
         _row("mean shape, sound annotations", base),
         _row("detector, QC-flagged truth", flagged),
         _row("mean shape, QC-flagged truth", base_flagged),

@@ -68,7 +68,7 @@ def untrained_bundle(tmp_path: Path) -> Path:
     """An untrained 5-level detector (V1-V5) at input 128 x 64 whose vertebrae are fixed boxes on its peak cells."""
     torch.manual_seed(0)
     net = LandmarkNet("tf_efficientnet_lite0", (1, 2), head_channels=8).eval()
-    for head in (net.offset, net.corners, net.level):  # each vertebra a fixed 4 x 2-cell box on its peak cell
+    for head in (net.offset, net.corners):  # each vertebra a fixed 4 x 2-cell box on its peak cell
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
     net.corners.bias.data = torch.tensor([-2.0, -1.0, 2.0, -1.0, -2.0, 1.0, 2.0, 1.0])

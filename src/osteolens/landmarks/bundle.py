@@ -5,7 +5,8 @@ file, atomic writes through its ``_store``) with the fields of a landmark detect
 ``architecture`` (:data:`osteolens.landmarks.model.ARCHITECTURE_KEYS` only; the backbone is
 rebuilt with no weights, so a bundle cannot make timm read a file), ``preprocessing``,
 ``input_size`` ``[H, W]``, ``stride``, ``labels``
-(the vertebra levels, cranial first), ``view`` (``AP`` or ``lateral``),
+(the vertebra levels, cranial first), ``view`` (``AP`` or ``lateral``), ``position_prior``
+(:class:`~osteolens.landmarks.decode.PositionPrior`, or null),
 ``landmark_names`` (``<level>.<corner>`` in ``point_index`` order), ``training_summary`` and
 ``metrics``. Loading verifies every hash before building anything and never unpickles.
 The classification :class:`~osteolens.inference.Predictor` does not read these bundles.
@@ -23,6 +24,7 @@ from typing import Any
 from osteolens.errors import BundleError, ModelError
 from osteolens.inference.bundle import (FORMAT_VERSION, MANIFEST_NAME, _safe_member, _sha256, _state_bytes, _store,
                                        files_digest)
+from osteolens.landmarks.decode import PositionPrior
 from osteolens.landmarks.names import landmark_names
 from osteolens.landmarks.preprocess import PREPROCESSING
 
@@ -61,6 +63,12 @@ class LandmarkBundle:
         return str(self.manifest.get("view", "AP"))
 
     @property
+    def position_prior(self) -> PositionPrior | None:
+        """Where the first and last vertebra lay in the training radiographs (counting); None if not recorded."""
+        data = self.manifest.get("position_prior")
+        return PositionPrior.from_dict(data) if data else None
+
+    @property
     def digest(self) -> str:
         """sha256 of the weight files' hashes, as classifier bundles compute it (:func:`files_digest`)."""
         return files_digest(self.manifest["files"])
@@ -82,6 +90,7 @@ def write_landmark_bundle(
     input_size: Sequence[int],
     vertebrae: Sequence[str],
     view: str = "AP",
+    position_prior: PositionPrior | None = None,
     training_summary: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -107,6 +116,7 @@ def write_landmark_bundle(
         "stride": int(model.stride),
         "labels": [str(v) for v in vertebrae],
         "view": view,
+        "position_prior": position_prior.to_dict() if position_prior is not None else None,
         "landmark_names": landmark_names(vertebrae),
         "pretrained_weights": getattr(model, "weights_info", None),
         "training_summary": json.loads(json.dumps(dict(training_summary or {}))),

@@ -6,10 +6,10 @@
 2. Centre = peak cell + sub-cell offset; corners = centre + corner offsets read at the peak.
    Candidates are sorted by the height of their corners' centre (cranial first).
 3. Counting (:func:`count_levels`): the ``n`` strongest candidates, moved up or down the
-   spine when the network's estimate of each one's place in the spine (``level``) says the
-   set starts a vertebra too high or too low. A peak on C7 or the sacrum is then dropped
-   because the levels do not fit, not because it happens to be weaker than a true vertebra;
-   without level information (a flat map) the choice is the ``n`` strongest peaks.
+   spine by one vertebra at a time when that makes the set more likely: the log of the
+   peaks' values plus a :class:`PositionPrior` on where the first and last vertebra lie in
+   the image (learned from the training radiographs). Without a prior the ``n`` strongest
+   peaks are the vertebrae.
 4. Each vertebra's confidence is its peak value, so a vertebra the network hardly sees is
    kept and flagged, not hidden.
 5. Within each vertebra the endplates and sides are swapped when the superior endplate
@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,7 @@ LOW_CONFIDENCE = 0.3
 """Peak heatmap value below which a vertebra is flagged ``low_confidence``."""
 
 SPARE = 6
-"""Candidate peaks beyond ``n`` that the counting may take in (C7, the sacrum, a missed vertebra)."""
+"""Candidate peaks beyond ``n`` that the counting may take in (a weaker L5 or T1)."""
 
 MAX_SHIFT = 2
 """Most vertebrae by which the counting moves the strongest peaks' set up or down the spine."""
@@ -78,47 +79,109 @@ def order_corners(quads: np.ndarray) -> np.ndarray:
     return out
 
 
-def count_levels(level: np.ndarray, heat: np.ndarray, n: int) -> np.ndarray:
+def unflip(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Maps predicted on a horizontally mirrored image, in the original image's frame.
+
+    A map of width ``w`` mirrors cell ``j`` to ``w - 1 - j`` (the input flip ``x -> W - 1 - x``
+    in output coordinates), so the maps are mirrored back; the horizontal sub-cell and corner
+    offsets change sign, and the corners swap sides (the mirror's top-left is the original's
+    top-right). Averaging these with the unmirrored maps is the test-time flip.
+    """
+    back = offset[..., ::-1].copy()
+    back[0] *= -1
+    quads = corners[..., ::-1].reshape(4, 2, *corners.shape[1:])[[1, 0, 3, 2]].copy()  # TL<->TR, BL<->BR
+    quads[:, 0] *= -1
+    return heatmap[..., ::-1], back, quads.reshape(corners.shape)
+
+
+@dataclass(frozen=True)
+class PositionPrior:
+    """Where the first and the last vertebra's centres lie, as fractions of the image height.
+
+    ``first`` and ``last`` are ``(mean, standard deviation)`` over the training radiographs.
+    It encodes how those radiographs were framed (the AASCE images are cropped to the spine:
+    T1 at 0.05 +/- 0.015 of the height, L5 at 0.90 +/- 0.03), so it only helps on radiographs
+    framed alike; the decoding uses it together with the peaks' own values.
+    """
+
+    first: tuple[float, float]
+    last: tuple[float, float]
+
+    @classmethod
+    def fit(cls, spines: Sequence[np.ndarray], heights: Sequence[float]) -> PositionPrior:
+        """Fit on ``(n, 4, 2)`` corners (original pixels) and their images' heights."""
+        first = [quads[0, :, 1].mean() / h for quads, h in zip(spines, heights, strict=True)]
+        last = [quads[-1, :, 1].mean() / h for quads, h in zip(spines, heights, strict=True)]
+        spread = lambda v: max(float(np.std(v)), 0.01)  # noqa: E731 (a floor: one training image, or identical crops)
+        return cls((float(np.mean(first)), spread(first)), (float(np.mean(last)), spread(last)))
+
+    def log_likelihood(self, first: float, last: float) -> float:
+        """Gaussian log-likelihood (up to a constant) of a first and last centre at these height fractions."""
+        return -0.5 * (((first - self.first[0]) / self.first[1]) ** 2 + ((last - self.last[0]) / self.last[1]) ** 2)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON form (bundle.json's ``position_prior``)."""
+        return {"first": list(self.first), "last": list(self.last)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Sequence[float]]) -> PositionPrior:
+        """Inverse of :meth:`to_dict`."""
+        return cls((float(data["first"][0]), float(data["first"][1])), (float(data["last"][0]), float(data["last"][1])))
+
+
+def count_levels(height: np.ndarray, heat: np.ndarray, n: int, prior: PositionPrior | None,
+                 max_shift: int = MAX_SHIFT) -> np.ndarray:
     """Indices of the ``n`` candidates (already in cranio-caudal order) that are levels ``0 .. n-1``.
 
-    Start from the ``n`` strongest peaks. Their offset from the levels they would get is the
-    median of ``(n - 1) * level_k - k`` (robust to a few wrong level estimates and to estimates
-    shrunk towards the middle of the spine). At ``-0.5`` or below the set starts one vertebra
-    too high (e.g. C7 as T1): its top member is dropped and the strongest candidate below it
-    added; at ``+0.5`` or above, the reverse. At most :data:`MAX_SHIFT` such steps.
+    Start from the ``n`` strongest peaks. A set's score is ``sum log(heat)`` over its members
+    plus ``prior.log_likelihood`` of its first and last member's ``height`` (centre height as
+    a fraction of the image's). Moving the set one vertebra down drops its top member and
+    adds the strongest candidate below it; moving it up is the reverse. The better move is
+    taken while it raises the score, at most ``max_shift`` times. Without a prior the
+    strongest peaks are kept.
 
-    >>> count_levels(np.array([-0.5, 0.0, 0.5, 1.0]), np.array([1.0, 0.9, 0.9, 0.5]), 3).tolist()
+    >>> prior = PositionPrior((0.1, 0.02), (0.7, 0.02))
+    >>> count_levels(np.array([0.0, 0.1, 0.4, 0.7]), np.array([0.9, 0.8, 0.9, 0.7]), 3, prior).tolist()
     [1, 2, 3]
     """
-    level, heat = np.asarray(level, float), np.asarray(heat, float)
+    height, heat = np.asarray(height, float), np.asarray(heat, float)
     chosen = np.sort(np.argsort(-heat, kind="stable")[:n])
-    for _ in range(MAX_SHIFT):
-        offset = float(np.median((n - 1) * level[chosen] - np.arange(n)))
-        spare = np.arange(chosen[-1] + 1, len(level)) if offset <= -0.5 else np.arange(chosen[0])
-        if abs(offset) < 0.5 or not len(spare):
+    if prior is None:
+        return chosen
+
+    def score(idx: np.ndarray) -> float:
+        return float(np.log(np.clip(heat[idx], 1e-3, 1.0)).sum()) + prior.log_likelihood(height[idx[0]], height[idx[-1]])
+
+    for _ in range(max_shift):
+        below, above = np.arange(chosen[-1] + 1, len(heat)), np.arange(chosen[0])
+        moves = ([np.append(chosen[1:], below[np.argmax(heat[below])])] if len(below) else []) + \
+                ([np.insert(chosen[:-1], 0, above[np.argmax(heat[above])])] if len(above) else [])
+        best = max(moves, key=score, default=None)
+        if best is None or score(best) <= score(chosen):
             break
-        best = spare[np.argmax(heat[spare])]
-        chosen = np.append(chosen[1:], best) if offset < 0 else np.insert(chosen[:-1], 0, best)
+        chosen = best
     return chosen
 
 
-def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, level: np.ndarray, stride: int,
-           n: int = 17) -> Detection:
+def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, stride: int, n: int = 17,
+           prior: PositionPrior | None = None, max_shift: int = MAX_SHIFT) -> Detection:
     """The ``n`` vertebrae of one image from its output maps.
 
     Args:
         heatmap: ``(h, w)`` centre probabilities (after the sigmoid).
         offset: ``(2, h, w)`` sub-cell centre offsets.
         corners: ``(8, h, w)`` corner offsets from the centre, output cells.
-        level: ``(h, w)`` estimated place in the spine, 0 (cranial) to 1 (caudal).
         stride: input pixels per output cell.
         n: number of vertebrae.
+        prior: where the first and last vertebra lie (:func:`count_levels`); None keeps the
+            ``n`` strongest peaks.
+        max_shift: most steps of the counting.
 
     Returns:
         The vertebrae in input pixels, cranial first.
     """
     heat = np.asarray(heatmap, dtype=float)
-    w = heat.shape[1]
+    h, w = heat.shape
     peaks = np.where(heat == maximum_filter(heat, size=3, mode="constant", cval=-np.inf), heat, heat - 2.0)
     flat = np.argsort(-peaks, axis=None, kind="stable")[:n + SPARE]
     rows, cols = np.divmod(flat, w)
@@ -126,5 +189,6 @@ def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, level: 
     quads = centre[:, None, :] + corners[:, rows, cols].T.reshape(-1, 4, 2)
     order = np.argsort(quads.mean(axis=1)[:, 1], kind="stable")  # by the corners' centre, as morphometry checks
     rows, cols, quads = rows[order], cols[order], quads[order]
-    keep = count_levels(level[rows, cols], heat[rows, cols], n)
+    height = (to_input(quads.mean(axis=1)[:, 1], stride) + 0.5) / (h * stride)  # fraction of the image height
+    keep = count_levels(height, heat[rows, cols], n, prior, max_shift)
     return Detection(order_corners(to_input(quads[keep], stride)), heat[rows, cols][keep])

@@ -81,7 +81,8 @@ class LandmarkDetector:
         from osteolens.landmarks.train import predict_prepared
 
         image, scale = resize_stretch(pixels, self.bundle.input_size)
-        return predict_prepared(self.bundle.model, [image], [scale], len(self.bundle.vertebrae))[0]
+        return predict_prepared(self.bundle.model, [image], [scale], len(self.bundle.vertebrae),
+                                prior=self.bundle.position_prior)[0]
 
     def predict_radiograph(self, radiograph: Any, name: str, started: float | None = None) -> SpinePrediction:
         """Find the corners of a read :class:`~osteolens.io.Radiograph` (``started``: when its reading began)."""

@@ -10,8 +10,7 @@ For each vertebra with centre ``c`` (the mean of its four corners) at output ``(
   the cell ``(round(v), round(u))`` (CenterNet's target: the focal loss needs exact ones);
 * ``offset``: ``(u - round(u), v - round(v))``, the sub-cell position of the centre;
 * ``corners``: ``(corner - c) / s`` for the four corners TL, TR, BL, BR (8 numbers, output
-  cells), read at the centre's cell;
-* ``level``: ``k / (n - 1)`` for the ``k``-th vertebra (cranial first), its place in the spine.
+  cells), read at the centre's cell.
 
 :func:`osteolens.landmarks.decode.decode` inverts this exactly.
 """
@@ -35,7 +34,6 @@ class Targets:
         mask: ``(n,)`` float32, 1 where the vertebra's centre lies inside the map.
         offset: ``(n, 2)`` float32 sub-cell centre offsets.
         corners: ``(n, 8)`` float32 corner offsets from the centre, output cells.
-        level: ``(n,)`` float32 place of each vertebra in the spine, 0 (cranial) to 1 (caudal).
     """
 
     heatmap: np.ndarray
@@ -43,7 +41,6 @@ class Targets:
     mask: np.ndarray
     offset: np.ndarray
     corners: np.ndarray
-    level: np.ndarray
 
 
 def to_output(points: np.ndarray, stride: int) -> np.ndarray:
@@ -82,5 +79,4 @@ def encode(corners: np.ndarray, out_shape: tuple[int, int], stride: int, sigma: 
         mask=inside.astype(np.float32),
         offset=(centre - cell).astype(np.float32),
         corners=relative.reshape(len(quads), 8).astype(np.float32),
-        level=(np.arange(len(quads)) / max(len(quads) - 1, 1)).astype(np.float32),
     )

@@ -52,7 +52,7 @@ import yaml
 
 from osteolens.errors import AnnotationError, ConfigError
 from osteolens.landmarks.augment import AugmentSettings
-from osteolens.landmarks.decode import LOW_CONFIDENCE, Detection, decode
+from osteolens.landmarks.decode import LOW_CONFIDENCE, MAX_SHIFT, Detection, PositionPrior, decode
 
 QC_POLICIES = ("repair", "drop")
 
@@ -247,8 +247,7 @@ class LandmarkDataset:
         targets = encode(corners, (h // self.stride, w // self.stride), self.stride, self.sigma)
         return {"image": torch.from_numpy(normalise(image))[None], "heatmap": torch.from_numpy(targets.heatmap),
                 "index": torch.from_numpy(targets.index), "mask": torch.from_numpy(targets.mask),
-                "offset": torch.from_numpy(targets.offset), "corners": torch.from_numpy(targets.corners),
-                "level": torch.from_numpy(targets.level)}
+                "offset": torch.from_numpy(targets.offset), "corners": torch.from_numpy(targets.corners)}
 
 
 def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
@@ -264,24 +263,49 @@ def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndar
 
 
 def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[float, float]], n: int,
-                     batch_size: int = 8, device: Any = "cpu") -> list[Detection]:
-    """Detections (corners in original pixels, confidences) of resized [0, 1] images."""
+                     batch_size: int = 8, device: Any = "cpu", flip: bool = True,
+                     prior: PositionPrior | None = None, max_shift: int = MAX_SHIFT) -> list[Detection]:
+    """Detections (corners in original pixels, confidences) of resized [0, 1] images.
+
+    ``flip``: test-time flip, the maps of the image and of its mirror image (brought back by
+    :func:`osteolens.landmarks.decode.unflip`) averaged before decoding. ``prior`` and
+    ``max_shift``: the counting (:func:`osteolens.landmarks.decode.count_levels`).
+    """
     import torch
 
+    from osteolens.landmarks.decode import unflip
     from osteolens.landmarks.preprocess import normalise
+
+    def maps(batch: Any) -> list[np.ndarray]:
+        out = model(batch)
+        return [torch.sigmoid(out["heatmap"][:, 0]).cpu().numpy(), out["offset"].cpu().numpy(),
+                out["corners"].cpu().numpy()]
 
     model.eval()
     found = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.stack([normalise(x) for x in images[start:start + batch_size]]))[:, None]
-            out = model(batch.to(device))
-            heat = torch.sigmoid(out["heatmap"][:, 0]).cpu().numpy()
-            offset, corner = out["offset"].cpu().numpy(), out["corners"].cpu().numpy()
-            level = out["level"][:, 0].cpu().numpy()
-            found += [decode(heat[k], offset[k], corner[k], level[k], model.stride, n).scaled(*scales[start + k])
-                      for k in range(len(heat))]
+            batch = torch.from_numpy(np.stack([normalise(x) for x in images[start:start + batch_size]]))[:, None].to(device)
+            direct = maps(batch)
+            mirrored = maps(torch.flip(batch, dims=[-1])) if flip else None
+            for k in range(len(batch)):
+                one = [m[k] for m in direct]
+                if mirrored is not None:
+                    one = [(a + b) / 2 for a, b in zip(one, unflip(*(m[k] for m in mirrored)), strict=True)]
+                heat, offset, corner = one
+                found.append(decode(heat, offset, corner, model.stride, n, prior, max_shift).scaled(*scales[start + k]))
     return found
+
+
+def evaluate_held_out(samples: list[Sample], pred: dict[str, np.ndarray], n_bootstrap: int = 1000) -> Any:
+    """:func:`osteolens.landmarks.evaluate.evaluate_spines` of predicted corners (by image) on held-out
+    samples: their own annotations as truth, image heights for the Cobb rule, patients as bootstrap
+    groups, QC-flagged truth apart."""
+    from osteolens.landmarks.evaluate import evaluate_spines
+
+    return evaluate_spines(pred, {s.image: s.corners for s in samples}, heights={s.image: float(s.shape[0]) for s in samples},
+                           groups={s.image: s.patient for s in samples}, flagged={s.image: s.qc for s in samples if s.qc},
+                           n_bootstrap=n_bootstrap)
 
 
 def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -> Path:
@@ -294,7 +318,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     from lightning.fabric import seed_everything
 
     from osteolens.landmarks.bundle import write_landmark_bundle
-    from osteolens.landmarks.evaluate import evaluate_spines, mean_shape, place_mean_shape, write_report
+    from osteolens.landmarks.evaluate import mean_shape, place_mean_shape, write_report
     from osteolens.landmarks.model import LandmarkNet, landmark_loss
     from osteolens.landmarks.preprocess import to_network
     from osteolens.landmarks.predict import COLUMNS
@@ -324,6 +348,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
              f"train {len(usable)} (of {len(train_idx)}; {len(train_idx) - len(usable)} dropped by QC), val {len(val_idx)}")
     size = (int(config.input_size[0]), int(config.input_size[1]))
     images, scales = _prepare(samples, size)
+    prior = PositionPrior.fit([repair(samples[i].corners) for i in usable], [samples[i].shape[0] for i in usable])
     model_params = dict(config.model)
     net = LandmarkNet(model_params.get("backbone", "tf_efficientnet_lite0"), model_params.get("out_indices", (1, 2, 3)),
                       int(model_params.get("head_channels", 64)), model_params.get("weights"))
@@ -366,7 +391,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
             scheduler.step()
             losses.append(loss.item())
         detected = predict_prepared(net, [images[i] for i in sound_val], [scales[i] for i in sound_val], len(vertebrae),
-                                    config.batch_size, fabric.device)
+                                    config.batch_size, fabric.device, prior=prior)
         errors = [np.linalg.norm(d.corners - samples[i].corners, axis=2).mean()
                   for d, i in zip(detected, sound_val, strict=True)]
         mre = float(np.mean(errors)) if errors else float("nan")
@@ -382,7 +407,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     net.load_state_dict(best)
     net.eval()
     detected = predict_prepared(net, [images[i] for i in val_idx], [scales[i] for i in val_idx],
-                                len(vertebrae), config.batch_size, "cpu")
+                                len(vertebrae), config.batch_size, "cpu", prior=prior)
     rows = []
     for sample, detection in zip(val_samples, detected, strict=True):
         corners, conf = detection.corners, detection.confidence
@@ -393,14 +418,11 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     pd.DataFrame(rows, columns=COLUMNS).to_csv(run / "val_predictions.csv", index=False)
     pred = {s.image: d.corners for s, d in zip(val_samples, detected, strict=True)}
     truth = {s.image: s.corners for s in val_samples}
-    common = dict(heights={s.image: float(s.shape[0]) for s in val_samples},
-                  groups={s.image: s.patient for s in val_samples}, flagged={s.image: s.qc for s in val_samples if s.qc})
     metrics: dict[str, Any] = {}
     if val_samples:
-        evaluation = evaluate_spines(pred, truth, **common)
+        evaluation = evaluate_held_out(val_samples, pred)
         shape_mean = mean_shape([repair(samples[i].corners) for i in usable], [samples[i].shape for i in usable])
-        baseline_pred = {s.image: place_mean_shape(shape_mean, s.shape) for s in val_samples}
-        baseline = evaluate_spines(baseline_pred, truth, **common)
+        baseline = evaluate_held_out(val_samples, {s.image: place_mean_shape(shape_mean, s.shape) for s in val_samples})
         metrics = {"model": evaluation.summary, "model_flagged": evaluation.flagged,
                    "mean_shape_baseline": baseline.summary, "mean_shape_baseline_flagged": baseline.flagged}
         write_json(run / "val_evaluation.json", {**metrics, "per_image": evaluation.to_dict()["per_image"]})
@@ -409,7 +431,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     summary = {"images": len(samples), "train_images": len(usable), "val_images": len(val_idx),
                "epochs": config.epochs, "best_val_mre_px": best_mre, "seed": config.seed,
                "input_size": list(size), "seconds": round(time.perf_counter() - started, 1)}
-    write_landmark_bundle(run / "bundle", net, size, vertebrae, view=config.view, training_summary=summary,
+    write_landmark_bundle(run / "bundle", net, size, vertebrae, view=config.view, position_prior=prior, training_summary=summary,
                           metrics=json.loads(json.dumps(metrics, default=float)))
     progress(f"bundle {run / 'bundle'}; validation: {json.dumps(metrics.get('model', {}), default=float)[:300]}")
     return run
