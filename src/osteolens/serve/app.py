@@ -190,6 +190,73 @@ def _dicom_results(source: Path, request_id: str, write: Callable[[], list[Path]
     return {"dicom_files": [path.name for path in written], "dicom_uids": uids, "dicom_note": None}
 
 
+def _add_classifier_route(app: FastAPI, predictor: Predictor, *, authorise: Callable[[Request], None], max_pixels: int,
+                          dicom_out: Path | None) -> None:
+    """Add ``POST /v1/predict`` answering with the classifier's prediction record, heat map and overlay."""
+
+    @app.post("/v1/predict", tags=["model"], dependencies=[Depends(authorise)])
+    def predict(
+        request: Request,
+        file: list[UploadFile] = File(..., description="A radiograph: DICOM, PNG, JPEG, TIFF or BMP. A multi-view "
+                                      "model takes one 'file' part per view."),
+        view: list[str] | None = Form(None, description="Multi-view models: the view of each 'file' part, in the "
+                                      "same order (default: the model's view order)."),
+        sex: str | None = Form(None, description="Patient sex M/F (else the DICOM PatientSex tag)."),
+        age: float | None = Form(None, description="Age in years (else the DICOM PatientAge tag)."),
+        covariates: str | None = Form(None, description='Other covariates as a JSON object, e.g. {"bmi": 24}.'),
+        cam: bool = Form(True, description="Compute the Grad-CAM heat map and overlay."),
+        cam_method: str = Form(predictor.cam_method, description="gradcam or gradcam++."),
+        cam_class: str | None = Form(None, description="Explain this class instead of the predicted one."),
+        max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
+    ) -> dict[str, Any]:
+        """Predict one radiograph (or one study of a multi-view model) and explain it."""
+        from osteolens.dicom_out import write_prediction_dicom
+        from osteolens.inference.report import ok_record, render_pngs
+
+        request_id = request.state.request_id
+        uploads, formats = _checked_uploads(file, max_pixels)
+        names = _view_names(predictor.views, len(uploads), view)
+        to_dicom = dicom_out is not None and formats[0] == "DICOM"  # single-view: one upload
+        given: dict[str, Any] = {}
+        if covariates:
+            try:
+                extra = json.loads(covariates)
+            except json.JSONDecodeError as exc:
+                raise HTTPException(status_code=422, detail=f"'covariates' is not JSON ({exc.msg}).") from exc
+            if not isinstance(extra, dict):
+                raise HTTPException(status_code=422, detail="'covariates' must be a JSON object.")
+            given.update(extra)
+        given.update({k: v for k, v in (("sex", sex), ("age", age)) if v is not None})
+        # The files keep no trace of the uploads' names; they are removed as soon as they are read.
+        with tempfile.TemporaryDirectory(prefix="upload-") as folder:
+            paths = []
+            for k, data in enumerate(uploads):
+                paths.append(Path(folder) / f"{k}.bin")
+                paths[-1].write_bytes(data)
+            sample = dict(zip(names, paths, strict=True)) if names else paths[0]
+            try:
+                prediction = predictor.predict(sample, covariates=given, cam=cam or to_dicom,
+                                               cam_method=cam_method, cam_class=cam_class)
+            except OsteolensError as exc:
+                raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
+            images = render_pngs(prediction, max_side=max_side) if cam else {}
+            record = ok_record(prediction, image=None)
+            record["request_id"] = request_id
+            if to_dicom:
+                stem = _dicom_stem(paths[0], predictor.bundle.digest)
+                record.update(_dicom_results(paths[0], request_id, lambda: write_prediction_dicom(
+                    paths[0], prediction, record, predictor.bundle, dicom_out, stem=stem)))
+            elif dicom_out is not None:
+                record.update(dicom_files=[], dicom_uids=[], dicom_note=NO_STUDY_NOTE)
+        first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order
+        record["heatmap_png"] = _data_url(images[first + "heatmap"]) if first + "heatmap" in images else None
+        record["overlay_png"] = _data_url(images[first + "overlay"]) if first + "overlay" in images else None
+        record["view_pngs"] = {name: {kind: _data_url(images[f"{name}_{kind}"]) if f"{name}_{kind}" in images
+                                      else None for kind in ("heatmap", "overlay")}
+                               for name in predictor.views} or None
+        return record
+
+
 def create_app(
     predictor: Predictor | LandmarkDetector,
     *,
@@ -256,9 +323,9 @@ def create_app(
     if landmarks:
         from osteolens.serve.landmark_route import add_predict_route, landmark_card
 
-        card = landmark_card(predictor)
+        card, add_route = landmark_card(predictor), add_predict_route
     else:
-        card = predictor.bundle.model_card()
+        card, add_route = predictor.bundle.model_card(), _add_classifier_route
         card["backend"] = predictor.backend_name
 
     @app.middleware("http")
@@ -291,70 +358,7 @@ def create_app(
         """The model card: task, labels, threshold, covariates, training summary, metrics."""
         return card
 
-    if landmarks:
-        add_predict_route(app, predictor, authorise=authorise, max_pixels=max_pixels, dicom_out=dicom_out)
-    else:
-        @app.post("/v1/predict", tags=["model"], dependencies=[Depends(authorise)])
-        def predict(
-            request: Request,
-            file: list[UploadFile] = File(..., description="A radiograph: DICOM, PNG, JPEG, TIFF or BMP. A multi-view "
-                                          "model takes one 'file' part per view."),
-            view: list[str] | None = Form(None, description="Multi-view models: the view of each 'file' part, in the "
-                                          "same order (default: the model's view order)."),
-            sex: str | None = Form(None, description="Patient sex M/F (else the DICOM PatientSex tag)."),
-            age: float | None = Form(None, description="Age in years (else the DICOM PatientAge tag)."),
-            covariates: str | None = Form(None, description='Other covariates as a JSON object, e.g. {"bmi": 24}.'),
-            cam: bool = Form(True, description="Compute the Grad-CAM heat map and overlay."),
-            cam_method: str = Form(predictor.cam_method, description="gradcam or gradcam++."),
-            cam_class: str | None = Form(None, description="Explain this class instead of the predicted one."),
-            max_side: int | None = Form(None, ge=16, description="Shrink the returned PNGs to this longest side."),
-        ) -> dict[str, Any]:
-            """Predict one radiograph (or one study of a multi-view model) and explain it."""
-            from osteolens.dicom_out import write_prediction_dicom
-            from osteolens.inference.report import ok_record, render_pngs
-
-            request_id = request.state.request_id
-            uploads, formats = _checked_uploads(file, max_pixels)
-            names = _view_names(predictor.views, len(uploads), view)
-            to_dicom = dicom_out is not None and formats[0] == "DICOM"  # single-view: one upload
-            given: dict[str, Any] = {}
-            if covariates:
-                try:
-                    extra = json.loads(covariates)
-                except json.JSONDecodeError as exc:
-                    raise HTTPException(status_code=422, detail=f"'covariates' is not JSON ({exc.msg}).") from exc
-                if not isinstance(extra, dict):
-                    raise HTTPException(status_code=422, detail="'covariates' must be a JSON object.")
-                given.update(extra)
-            given.update({k: v for k, v in (("sex", sex), ("age", age)) if v is not None})
-            # The files keep no trace of the uploads' names; they are removed as soon as they are read.
-            with tempfile.TemporaryDirectory(prefix="upload-") as folder:
-                paths = []
-                for k, data in enumerate(uploads):
-                    paths.append(Path(folder) / f"{k}.bin")
-                    paths[-1].write_bytes(data)
-                sample = dict(zip(names, paths, strict=True)) if names else paths[0]
-                try:
-                    prediction = predictor.predict(sample, covariates=given, cam=cam or to_dicom,
-                                                   cam_method=cam_method, cam_class=cam_class)
-                except OsteolensError as exc:
-                    raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
-                images = render_pngs(prediction, max_side=max_side) if cam else {}
-                record = ok_record(prediction, image=None)
-                record["request_id"] = request_id
-                if to_dicom:
-                    stem = _dicom_stem(paths[0], predictor.bundle.digest)
-                    record.update(_dicom_results(paths[0], request_id, lambda: write_prediction_dicom(
-                        paths[0], prediction, record, predictor.bundle, dicom_out, stem=stem)))
-                elif dicom_out is not None:
-                    record.update(dicom_files=[], dicom_uids=[], dicom_note=NO_STUDY_NOTE)
-            first = f"{predictor.views[0]}_" if names else ""  # the model's first view, whatever the upload order
-            record["heatmap_png"] = _data_url(images[first + "heatmap"]) if first + "heatmap" in images else None
-            record["overlay_png"] = _data_url(images[first + "overlay"]) if first + "overlay" in images else None
-            record["view_pngs"] = {name: {kind: _data_url(images[f"{name}_{kind}"]) if f"{name}_{kind}" in images
-                                          else None for kind in ("heatmap", "overlay")}
-                                   for name in predictor.views} or None
-            return record
+    add_route(app, predictor, authorise=authorise, max_pixels=max_pixels, dicom_out=dicom_out)  # type: ignore[arg-type]
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
