@@ -34,6 +34,7 @@ def test_detect_then_measure_equals_measuring_the_detected_table(spine_tables, u
     detected = pd.read_csv(out.with_name("detected_landmarks.csv"))
     auto = pd.read_csv(out)
     assert detected["image"].nunique() == 8 and len(auto) == 8 * 5
+    assert detected["image"].iloc[0] == "spine00.png"  # named below the folder searched, as a table beside it would
     assert "broken.png" in pd.read_csv(out.with_name("vertebrae_failures.csv")).to_csv()  # recorded, the batch went on
     assert len(list((tmp_path / "overlays").glob("*.png"))) == 8
     # the bundle's view (AP) was used: Cobb angles for every spine
@@ -45,9 +46,10 @@ def test_detect_then_measure_equals_measuring_the_detected_table(spine_tables, u
     # the hand-annotation path on the written table gives the same measurements
     hand = tmp_path / "hand" / "vertebrae.csv"
     result = runner.invoke(app, ["morphometry", "--landmarks", str(out.with_name("detected_landmarks.csv")),
-                                 "--view", "AP", "--out", str(hand)])
+                                 "--images", str(images), "--view", "AP", "--out", str(hand), "--plot", str(tmp_path / "o2")])
     assert result.exit_code == 0, result.output
     assert np.allclose(pd.read_csv(hand)[NUMBERS], auto[NUMBERS], atol=0.02, equal_nan=True)  # table rounds to 0.01 px
+    assert sorted(p.name for p in (tmp_path / "o2").glob("*.png")) == sorted(p.name for p in (tmp_path / "overlays").glob("*.png"))
 
 
 def test_model_needs_images_and_one_input(untrained_bundle, tmp_path):

@@ -101,13 +101,14 @@ def morphometry(
         from osteolens.landmarks.predict import LandmarkDetector, predictions_table
 
         detector = LandmarkDetector.from_path(model)
-        detected, result = detect_and_measure(detector, image_files([images]),  # type: ignore[list-item]
+        root = images if images.is_dir() else images.parent  # type: ignore[union-attr]
+        detected, result = detect_and_measure(detector, image_files([images]), root=root,  # type: ignore[list-item]
                                               view=view.value if view else None, **options)
-        landmark_source = f"detected by {detector.bundle.description}"
         table = out.with_name("detected_landmarks.csv")
         predictions_table(detected).to_csv(table, index=False)
         console.print(f"corners of {len(detected)} radiograph(s) -> {table}")
-        sources = {p.image: Path(p.image) for p in detected}
+        sources = {p.image: root / p.image for p in detected}
+        landmark_source = f"detected by {detector.bundle.description}"
     else:
         failures: list[tuple[str, str]] = []
         if landmarks is not None:

@@ -47,13 +47,15 @@ def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarra
     return spine, draw_overlay(spine, pixels)
 
 
-def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], *, view: str | None = None,
-                       **measure_options: object) -> tuple[list[SpinePrediction], BatchResult]:
+def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], *, root: Path | None = None,
+                       view: str | None = None, **measure_options: object) -> tuple[list[SpinePrediction], BatchResult]:
     """Detect the corners of every radiograph and measure them like a hand annotation.
 
     Args:
         detector: a loaded landmark bundle.
         paths: radiographs (any format :func:`osteolens.io.read_radiograph` reads).
+        root: the folder they were found in: spines are then named by their path below it
+            (as a landmark table beside that folder names them).
         view: the view of the spines (default: the bundle's).
         measure_options: passed to :func:`osteolens.morphometry.batch.measure_inputs`
             (``pixel_mm``, ``plot_dir``, ``spacing_by_image`` ...).
@@ -62,10 +64,9 @@ def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], 
         The detections, and the measurements with every unreadable file in ``failures``.
     """
     paths = [Path(p) for p in paths]
-    predictions, failures = predict_files(detector, paths)
-    by_name = {str(p): p for p in paths}
+    predictions, failures = predict_files(detector, paths, root)
     view = view or detector.bundle.view
-    inputs = [spine_input(p, view, by_name[p.image]) for p in predictions]
+    inputs = [spine_input(p, view, root / p.image if root is not None else p.image) for p in predictions]
     result = measure_inputs(inputs, view=view, **measure_options)  # type: ignore[arg-type]
     result.failures[:0] = failures
     return predictions, result

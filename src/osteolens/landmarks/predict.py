@@ -103,12 +103,17 @@ class LandmarkDetector:
         return self.predict_radiograph(read_radiograph(path), name if name is not None else str(path), start)
 
 
-def predict_files(detector: LandmarkDetector, paths: Iterable[str | Path]) -> tuple[list[SpinePrediction], list[tuple[str, str]]]:
-    """Predict every file; a file that fails is recorded as ``(path, message)`` and the batch goes on."""
+def predict_files(detector: LandmarkDetector, paths: Iterable[str | Path],
+                  root: Path | None = None) -> tuple[list[SpinePrediction], list[tuple[str, str]]]:
+    """Predict every file; a file that fails is recorded as ``(path, message)`` and the batch goes on.
+
+    Each prediction is named by its path as given, or relative to ``root`` (the folder searched).
+    """
     predictions, failures = [], []
     for path in paths:
         try:
-            predictions.append(detector.predict_file(path))
+            name = Path(path).relative_to(root).as_posix() if root is not None else str(path)
+            predictions.append(detector.predict_file(path, name))
         except OsteolensError as exc:
             failures.append((str(path), str(exc)))
     return predictions, failures
