@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from osteolens.landmarks.bundle import write_landmark_bundle
+from osteolens.landmarks.decode import PositionPrior
 from osteolens.landmarks.model import LandmarkNet
 from osteolens.landmarks.names import VERTEBRAE
 from osteolens.landmarks.predict import LandmarkDetector
@@ -58,3 +59,18 @@ def test_prediction_is_in_the_original_pixels(aasce, tmp_path):
         assert (np.diff(centres[:, 1]) >= 0).all()
         scale = (sample.shape[1] / 256, sample.shape[0] / 512)
         assert np.allclose(to_original(to_network(sample.corners, scale), scale), sample.corners)
+
+
+def test_position_prior_on_the_shared_spines_matches_the_table(aasce):
+    folder, (samples, _, broken) = aasce
+    sound = [s for s in samples if s.image not in broken]
+    prior = PositionPrior.fit([s.corners for s in sound], [s.shape[0] for s in sound])
+    table = pd.read_csv(folder / "landmarks.csv")
+    labels = pd.read_csv(folder / "labels.csv").set_index("image")
+    centres = table[table["image"].isin({s.image for s in sound})].groupby(["image", "vertebra"])["y"].mean()
+    t1 = centres.xs("T1", level="vertebra") / labels.loc[centres.xs("T1", level="vertebra").index, "out_height"]
+    l5 = centres.xs("L5", level="vertebra") / labels.loc[centres.xs("L5", level="vertebra").index, "out_height"]
+    assert np.allclose(prior.first, (t1.mean(), t1.std(ddof=0)), atol=1e-6)
+    assert np.allclose(prior.last, (l5.mean(), l5.std(ddof=0)), atol=1e-6)
+    # the AASCE crops: T1 near the top, L5 near the bottom, each within less than a vertebra's spacing
+    assert 0.03 < prior.first[0] < 0.07 and prior.first[1] < 0.03 and 0.85 < prior.last[0] < 0.95
