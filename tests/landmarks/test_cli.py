@@ -78,3 +78,18 @@ def test_evaluate_names_a_missing_column(tmp_path, spine_tables):
     pd.DataFrame({"image": ["a"], "x": [1.0]}).to_csv(bad, index=False)
     result = runner.invoke(app, ["landmarks", "evaluate", str(bad), "--truth", str(landmarks)])
     assert isinstance(result.exception, ManifestError) and "missing column(s) vertebra, corner, y" in str(result.exception)
+
+
+def test_predict_with_a_trusted_key_needs_the_signature(spine_tables, untrained_bundle, tmp_path):
+    from osteolens.inference.signing import generate_keypair, sign_bundle
+
+    landmarks, _ = spine_tables
+    image = str(sorted((landmarks.parent / "images").glob("*.png"))[0])
+    private, public = generate_keypair(tmp_path / "keys")
+    command = ["landmarks", "predict", image, "--model", str(untrained_bundle), "--out", str(tmp_path / "out"),
+               "--trusted-key", str(public)]
+    result = runner.invoke(app, command)
+    assert "not signed" in str(result.exception) and not (tmp_path / "out").exists()
+    sign_bundle(untrained_bundle, private)
+    assert runner.invoke(app, command).exit_code == 0
+    assert len(pd.read_csv(tmp_path / "out" / "landmarks.csv")) == 5 * 4

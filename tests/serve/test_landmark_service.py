@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
 import threading
 import time
 
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from osteolens.inference.signing import generate_keypair
 from osteolens.io import write_png
 from osteolens.landmarks.bundle import write_landmark_bundle
 from osteolens.landmarks.model import LandmarkNet
@@ -162,8 +165,19 @@ def test_serve_command_serves_a_landmark_bundle(tmp_path, spine, make_predictor,
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert TestClient(served[0]).get("/v1/model").json()["labels"] == T1_L5
-    result = CliRunner().invoke(app, [*command, "--trusted-key", str(tmp_path / "key.pub")])
-    assert "landmark bundles are not signed" in str(result.exception) and len(served) == 1
+    private, public = generate_keypair(tmp_path / "keys")
+    signed = shutil.copytree(detector.bundle.path, tmp_path / "signed")
+    result = CliRunner().invoke(app, ["serve", "--model", str(signed), "--trusted-key", str(public)])
+    assert "not signed" in str(result.exception) and len(served) == 1  # refused before serving
+    assert CliRunner().invoke(app, ["bundle", "sign", str(signed), "--key", str(private)]).exit_code == 0
+    assert CliRunner().invoke(app, ["bundle", "verify", str(signed), "--trusted-key", str(public)]).exit_code == 0
+    result = CliRunner().invoke(app, ["serve", "--model", str(signed), "--trusted-key", str(public)])
+    assert result.exit_code == 0, result.output
+    assert len(served) == 2
+    manifest = json.loads((signed / "bundle.json").read_text())
+    (signed / "bundle.json").write_text(json.dumps({**manifest, "view": "lateral"}))  # altered after signing
+    result = CliRunner().invoke(app, ["serve", "--model", str(signed), "--trusted-key", str(public)])
+    assert "altered after signing" in str(result.exception) and len(served) == 2
 
 
 @pytest.mark.browser

@@ -39,6 +39,9 @@ def predict_cmd(
     images: list[Path] = typer.Argument(..., help="Radiographs (DICOM, PNG, JPEG, TIFF) or folders of them."),
     model: Path = typer.Option(..., "--model", help="Landmark bundle folder (run/bundle)."),
     out: Path = typer.Option(..., "--out", help="Output folder: landmarks.csv (and failures.csv).", file_okay=False),
+    trusted_key: Path | None = typer.Option(
+        None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."
+    ),
 ) -> None:
     """Find the 68 corners (17 vertebrae x TL, TR, BL, BR) of each radiograph, in its own pixels.
 
@@ -50,7 +53,7 @@ def predict_cmd(
     """
     from osteolens.landmarks.predict import LandmarkDetector, predict_files, predictions_table
 
-    detector = LandmarkDetector.from_path(model)
+    detector = LandmarkDetector.from_path(model, trusted_key)
     predictions, failures = predict_files(detector, image_files(images))
     out.mkdir(parents=True, exist_ok=True)
     predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)

@@ -59,6 +59,9 @@ def morphometry(
         None, "--model", help="Landmark bundle (osteolens landmarks train): detect the corners on --images first.",
         file_okay=False,
     ),
+    trusted_key: Path | None = typer.Option(
+        None, "--trusted-key", help="With --model: refuse the bundle unless signed by this Ed25519 public key (PEM)."
+    ),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
     dicom_out: Path | None = typer.Option(
@@ -100,7 +103,7 @@ def morphometry(
         from osteolens.landmarks.measure import detect_and_measure
         from osteolens.landmarks.predict import LandmarkDetector, predictions_table
 
-        detector = LandmarkDetector.from_path(model)
+        detector = LandmarkDetector.from_path(model, trusted_key)
         root = images if images.is_dir() else images.parent  # type: ignore[union-attr]
         detected, result = detect_and_measure(detector, image_files([images]), root=root,  # type: ignore[list-item]
                                               view=view.value if view else None, **options)

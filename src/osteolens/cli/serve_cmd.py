@@ -76,10 +76,7 @@ def serve(
     if bundle_task(model) == "landmarks":
         from osteolens.landmarks.predict import LandmarkDetector
 
-        if trusted_key is not None:
-            raise ConfigError("--trusted-key", "landmark bundles are not signed yet, so their signature cannot be "
-                              "checked.", "drop --trusted-key, or serve a signed classifier bundle.")
-        predictor: Predictor | LandmarkDetector = LandmarkDetector.from_path(model)
+        predictor: Predictor | LandmarkDetector = LandmarkDetector.from_path(model, trusted_key)
         name = predictor.bundle.path.name
     else:
         if trusted_key is not None:

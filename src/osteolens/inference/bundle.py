@@ -373,9 +373,10 @@ def _safe_member(name: str, where: Path) -> str:
     return pure.name
 
 
-def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes], bytes | None]:
+def _read_raw(path: Path, any_task: bool = False) -> tuple[dict[str, Any], dict[str, bytes], bytes | None]:
     """Read ``bundle.json``, the bytes of every file it lists and the signature (None when
-    unsigned), from a folder or a zip."""
+    unsigned), from a folder or a zip. ``any_task``: also a landmark bundle (signing and
+    verifying need only the file list)."""
     if not path.exists():
         raise BundleError(f"{path}: no such model bundle. Fix: check the path, or train one with "
                           "'osteolens train' / write one with osteolens.inference.write_bundle.")
@@ -388,7 +389,7 @@ def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes], bytes | Non
                 names = set(archive.namelist())
                 if MANIFEST_NAME not in names:
                     raise BundleError(f"{path}: the zip has no {MANIFEST_NAME}. Fix: pass a bundle written by write_bundle.")
-                manifest = _parse_manifest(archive.read(MANIFEST_NAME), path)
+                manifest = _parse_manifest(archive.read(MANIFEST_NAME), path, any_task)
                 blobs = {}
                 for name in manifest["files"]:
                     member = _safe_member(name, path)
@@ -403,7 +404,7 @@ def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes], bytes | Non
     manifest_path = path / MANIFEST_NAME
     if not manifest_path.is_file():
         raise BundleError(f"{path}: no {MANIFEST_NAME} in this folder. Fix: pass a bundle folder written by write_bundle.")
-    manifest = _parse_manifest(manifest_path.read_bytes(), manifest_path)
+    manifest = _parse_manifest(manifest_path.read_bytes(), manifest_path, any_task)
     blobs = {}
     for name in manifest["files"]:
         member = path / _safe_member(name, path)
@@ -414,7 +415,7 @@ def _read_raw(path: Path) -> tuple[dict[str, Any], dict[str, bytes], bytes | Non
     return manifest, blobs, signature.read_bytes() if signature.is_file() else None
 
 
-def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
+def _parse_manifest(data: bytes, where: Path, any_task: bool = False) -> dict[str, Any]:
     try:
         manifest = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -427,13 +428,13 @@ def _parse_manifest(data: bytes, where: Path) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise BundleError(f"{where}: bundle format version {version} is newer than this osteolens reads "
                           f"({FORMAT_VERSION}). Fix: upgrade osteolens.")
-    if manifest.get("task") == "landmarks":
+    if manifest.get("task") == "landmarks" and not any_task:
         raise BundleError(f"{where}: is a vertebral landmark detector, not an image classifier or regressor. "
                           "Fix: use 'osteolens landmarks predict IMAGES --model BUNDLE' (osteolens.landmarks).")
-    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
+    missing = [key for key in (("files", "folds") if any_task else _REQUIRED_KEYS) if key not in manifest]
     if missing:
         raise BundleError(f"{where}: {MANIFEST_NAME} lacks {', '.join(missing)}. Fix: re-export the bundle.")
-    if manifest["task"] not in TASKS:
+    if manifest.get("task") not in TASKS and not any_task:
         raise BundleError(f"{where}: unknown task {manifest['task']!r}; this osteolens knows {', '.join(TASKS)}. "
                           "Fix: upgrade osteolens.")
     unknown_tta = sorted(set(manifest.get("tta") or {}) - set(TTA_KEYS))

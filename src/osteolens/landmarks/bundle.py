@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from osteolens.errors import BundleError, ModelError
-from osteolens.inference.bundle import (FORMAT_VERSION, MANIFEST_NAME, _safe_member, _sha256, _state_bytes, _store,
-                                       files_digest)
+from osteolens.inference.bundle import (FORMAT_VERSION, MANIFEST_NAME, SIGNATURE_NAME, _safe_member, _sha256,
+                                       _state_bytes, _store, files_digest)
 from osteolens.landmarks.decode import PositionPrior
 from osteolens.landmarks.names import landmark_names
 from osteolens.landmarks.preprocess import PREPROCESSING
@@ -128,11 +128,17 @@ def write_landmark_bundle(
     return path
 
 
-def load_landmark_bundle(path: str | Path) -> LandmarkBundle:
+def load_landmark_bundle(path: str | Path, trusted_key: Any = None) -> LandmarkBundle:
     """Load and verify a landmark bundle.
 
+    Args:
+        path: the bundle folder.
+        trusted_key: an Ed25519 public key (PEM path or key): the bundle must then be signed by
+            it (``osteolens bundle sign``, :mod:`osteolens.inference.signing`).
+
     Raises:
-        BundleError: missing, not a landmark bundle, altered (hash), or weights that do not fit.
+        BundleError: missing, not a landmark bundle, unsigned or not signed by ``trusted_key``,
+            altered (signature or hash), or weights that do not fit.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
@@ -157,6 +163,11 @@ def load_landmark_bundle(path: str | Path) -> LandmarkBundle:
     missing = [k for k in ("architecture", "input_size", "stride", "labels", "files", "folds") if k not in manifest]
     if missing:
         raise BundleError(f"{manifest_path}: lacks {', '.join(missing)}. Fix: re-export the bundle.")
+    if trusted_key is not None:
+        from osteolens.inference.signing import check_signature
+
+        signature = path / SIGNATURE_NAME
+        check_signature(manifest, signature.read_bytes() if signature.is_file() else None, trusted_key, path)
     blobs = {}
     for name, expected in manifest["files"].items():
         member = path / _safe_member(name, path)

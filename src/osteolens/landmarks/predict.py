@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from osteolens.landmarks.bundle import LandmarkBundle, load_landmark_bundle
 from osteolens.landmarks.decode import Detection
 from osteolens.landmarks.preprocess import resize_stretch
 from osteolens.morphometry.vertebra import CORNERS
+
+if TYPE_CHECKING:
+    from osteolens.io import Radiograph
 
 COLUMNS = ["image", "vertebra", "corner", "point_index", "x", "y", "confidence", "low_confidence"]
 
@@ -72,9 +75,9 @@ class LandmarkDetector:
         self.bundle = bundle
 
     @classmethod
-    def from_path(cls, path: str | Path) -> LandmarkDetector:
-        """Load and verify the bundle at ``path``."""
-        return cls(load_landmark_bundle(path))
+    def from_path(cls, path: str | Path, trusted_key: object = None) -> LandmarkDetector:
+        """Load and verify the bundle at ``path`` (signed by ``trusted_key`` when one is given)."""
+        return cls(load_landmark_bundle(path, trusted_key))
 
     def detect(self, pixels: np.ndarray) -> Detection:
         """Corners of an ``(H, W)`` image in [0, 1], in its own pixels."""
@@ -84,7 +87,7 @@ class LandmarkDetector:
         return predict_prepared(self.bundle.model, [image], [scale], len(self.bundle.vertebrae),
                                 prior=self.bundle.position_prior)[0]
 
-    def predict_radiograph(self, radiograph: Any, name: str, started: float | None = None) -> SpinePrediction:
+    def predict_radiograph(self, radiograph: Radiograph, name: str, started: float | None = None) -> SpinePrediction:
         """Find the corners of a read :class:`~osteolens.io.Radiograph` (``started``: when its reading began)."""
         start = time.perf_counter() if started is None else started
         found = self.detect(radiograph.pixels)
