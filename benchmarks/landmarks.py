@@ -9,8 +9,8 @@ writes the ``landmarks`` section of docs/benchmarks.md.
 * Mean radial error (px at the images' 1024-px height), share within 5 / 10 / 20 px, Cobb SMAPE
   and CMAE against the angles of the true landmarks, 95 % bootstrap intervals over patients,
   beside a mean-shape baseline (the training spines' mean normalised shape) on the same split.
-* What the decoding adds: the same detector without the test-time flip, counting without the
-  end-vertebra maps (position prior only), and without counting (the 17 strongest peaks).
+* What the decoding adds: the same detector without the test-time flip, and without the
+  counting (the 17 strongest peaks, no position prior).
 * Time to predict one radiograph and compute its Cobb angles: warm (loaded detector, median of
   20) and cold (``osteolens landmarks predict`` as a new process, median of 3).
 * The published Cobb SMAPE figures of the issue, side by side (they are on the official
@@ -94,8 +94,7 @@ def main() -> None:
     prior = detector.bundle.position_prior
     ablations = {}
     for name, options in (("detector without test-time flip", dict(flip=False, prior=prior)),
-                          ("detector counting without the end-vertebra maps", dict(prior=prior, use_ends=False)),
-                          ("detector without counting (17 strongest peaks)", dict(prior=None, use_ends=False))):
+                          ("detector without counting (17 strongest peaks)", dict(flip=True, prior=None))):
         found = predict_prepared(detector.bundle.model, images, scales, len(detector.bundle.vertebrae), **options)
         ablations[name] = evaluate_held_out(val, {s.image: d.corners for s, d in zip(val, found, strict=True)}).summary
 
@@ -121,8 +120,8 @@ def main() -> None:
         "## Automatic vertebral landmarks (AASCE spines)",
         "",
         f"`benchmarks/landmarks.py`: `recipes/aasce_landmarks.yaml` ({config.model.get('backbone')} with packaged "
-        f"ImageNet weights, stages {config.model.get('out_indices')}, centre and end-vertebra heatmaps + offsets at stride 4, test-time flip, "
-        f"counting with the end-vertebra maps and the training images' position prior, input {config.input_size[0]} x {config.input_size[1]}, "
+        f"ImageNet weights, stages {config.model.get('out_indices')}, centre heatmap + offsets at stride 4, test-time flip, "
+        f"counting with the training images' position prior, input {config.input_size[0]} x {config.input_size[1]}, "
         f"batch {config.batch_size}, {len(history)} epochs, {config.threads} torch threads) on one split of the "
         f"{summary['images']} shared images, grouped by `patient_key` (seed 0): {summary['train_images']} training "
         f"images (QC-flagged ones repaired, or dropped when the repair fails), {summary['val_images']} validation images. "

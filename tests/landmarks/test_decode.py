@@ -81,24 +81,6 @@ def test_counting_with_the_position_prior_drops_a_strong_peak_above_t1():
     assert np.abs(shifted.corners[1:] - corners[:-1]).max() < 1e-4
 
 
-def test_counting_with_the_end_vertebra_maps_drops_a_strong_peak_above_t1():
-    _, corners = synthetic_spine(np.random.default_rng(6), (512, 256), 17)
-    heat, offset, corner = _with_extra_vertebra_above(corners, (512, 256))
-    ends = encode(corners, heat.shape, STRIDE, sigma=1.0).ends  # the network's T1 and L5 maps: the true ones
-    found = decode(heat, offset, corner, STRIDE, n=17, ends=ends)
-    assert np.abs(found.corners - corners).max() < 1e-4
-    assert np.abs(decode(heat, offset, corner, STRIDE, n=17).corners[1:] - corners[:-1]).max() < 1e-4  # without
-
-
-def test_targets_mark_only_the_end_vertebrae_in_the_end_maps():
-    _, corners = synthetic_spine(np.random.default_rng(9), (512, 256), 17)
-    targets = encode(corners, (128, 64), STRIDE, sigma=1.0)
-    rows, cols = np.divmod(targets.index, 64)
-    assert targets.ends[0, rows[0], cols[0]] == 1 and targets.ends[1, rows[-1], cols[-1]] == 1
-    assert targets.ends[0, rows[1:], cols[1:]].max() < 0.01 and targets.ends[1, rows[:-1], cols[:-1]].max() < 0.01
-    assert np.array_equal(targets.heatmap[0], np.maximum(targets.heatmap[0], targets.ends.max(axis=0)))
-
-
 def test_count_levels_moves_the_set_only_when_the_score_rises():
     prior = PositionPrior((0.1, 0.02), (0.5, 0.02))
     heights = np.array([0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
@@ -144,11 +126,9 @@ def test_unflip_brings_the_mirror_images_maps_back():
     mirrored = corners.copy()
     mirrored[..., 0] = 255 - mirrored[..., 0]  # x -> W - 1 - x
     heat, offset, corner = _maps(corners, (512, 256))
-    ends = encode(corners, heat.shape, STRIDE, sigma=1.0).ends
-    mirrored_ends = encode(mirrored[:, _FLIP_ORDER], heat.shape, STRIDE, sigma=1.0).ends
-    back = unflip(*_maps(mirrored[:, _FLIP_ORDER], (512, 256)), mirrored_ends)
+    back = unflip(*_maps(mirrored[:, _FLIP_ORDER], (512, 256)))
     rows, cols = np.divmod(encode(corners, heat.shape, STRIDE, sigma=1.0).index, heat.shape[1])
-    for original, restored in zip((heat, offset, corner, ends), back, strict=True):
+    for original, restored in zip((heat, offset, corner), back, strict=True):
         assert np.allclose(original[..., rows, cols], restored[..., rows, cols], atol=1e-6)
-    found = decode(*back[:3], STRIDE, n=17, ends=back[3])
+    found = decode(*back, STRIDE, n=17)
     assert np.abs(found.corners - corners).max() < 1e-4

@@ -7,10 +7,9 @@
    Candidates are sorted by the height of their corners' centre (cranial first).
 3. Counting (:func:`count_levels`): the ``n`` strongest candidates, moved up or down the
    spine by one vertebra at a time when that makes the set more likely: the log of the
-   peaks' values, plus the log of the end-vertebra maps (is the first member T1, the last
-   L5?), plus a :class:`PositionPrior` on where the first and last vertebra lie in the image
-   (learned from the training radiographs). With neither, the ``n`` strongest peaks are the
-   vertebrae.
+   peaks' values plus a :class:`PositionPrior` on where the first and last vertebra lie in
+   the image (learned from the training radiographs). Without a prior the ``n`` strongest
+   peaks are the vertebrae.
 4. Each vertebra's confidence is its peak value, so a vertebra the network hardly sees is
    kept and flagged, not hidden.
 5. Within each vertebra the endplates and sides are swapped when the superior endplate
@@ -80,7 +79,7 @@ def order_corners(quads: np.ndarray) -> np.ndarray:
     return out
 
 
-def unflip(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+def unflip(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, ...]:
     """Maps predicted on a horizontally mirrored image, in the original image's frame.
 
     A map of width ``w`` mirrors cell ``j`` to ``w - 1 - j`` (the input flip ``x -> W - 1 - x``
@@ -92,7 +91,7 @@ def unflip(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, ends: n
     back[0] *= -1
     quads = corners[..., ::-1].reshape(4, 2, *corners.shape[1:])[[1, 0, 3, 2]].copy()  # TL<->TR, BL<->BR
     quads[:, 0] *= -1
-    return heatmap[..., ::-1], back, quads.reshape(corners.shape), ends[..., ::-1]
+    return heatmap[..., ::-1], back, quads.reshape(corners.shape)
 
 
 @dataclass(frozen=True)
@@ -130,17 +129,16 @@ class PositionPrior:
         return cls((float(data["first"][0]), float(data["first"][1])), (float(data["last"][0]), float(data["last"][1])))
 
 
-def count_levels(height: np.ndarray, heat: np.ndarray, n: int, prior: PositionPrior | None = None,
-                 ends: np.ndarray | None = None, max_shift: int = MAX_SHIFT) -> np.ndarray:
+def count_levels(height: np.ndarray, heat: np.ndarray, n: int, prior: PositionPrior | None,
+                 max_shift: int = MAX_SHIFT) -> np.ndarray:
     """Indices of the ``n`` candidates (already in cranio-caudal order) that are levels ``0 .. n-1``.
 
-    Start from the ``n`` strongest peaks. A set's score is ``sum log(heat)`` over its members,
-    plus ``log ends[0]`` of its first member and ``log ends[1]`` of its last (the network's
-    probability that they are the first and the last vertebra), plus ``prior.log_likelihood``
-    of their ``height`` (centre height as a fraction of the image's). Moving the set one
-    vertebra down drops its top member and adds the strongest candidate below it; moving it up
-    is the reverse. The better move is taken while it raises the score, at most ``max_shift``
-    times. With neither ``prior`` nor ``ends`` the strongest peaks are kept.
+    Start from the ``n`` strongest peaks. A set's score is ``sum log(heat)`` over its members
+    plus ``prior.log_likelihood`` of its first and last member's ``height`` (centre height as
+    a fraction of the image's). Moving the set one vertebra down drops its top member and
+    adds the strongest candidate below it; moving it up is the reverse. The better move is
+    taken while it raises the score, at most ``max_shift`` times. Without a prior the
+    strongest peaks are kept.
 
     >>> prior = PositionPrior((0.1, 0.02), (0.7, 0.02))
     >>> count_levels(np.array([0.0, 0.1, 0.4, 0.7]), np.array([0.9, 0.8, 0.9, 0.7]), 3, prior).tolist()
@@ -148,14 +146,11 @@ def count_levels(height: np.ndarray, heat: np.ndarray, n: int, prior: PositionPr
     """
     height, heat = np.asarray(height, float), np.asarray(heat, float)
     chosen = np.sort(np.argsort(-heat, kind="stable")[:n])
-    if prior is None and ends is None:
+    if prior is None:
         return chosen
 
     def score(idx: np.ndarray) -> float:
-        total = float(np.log(np.clip(heat[idx], 1e-3, 1.0)).sum())
-        if ends is not None:
-            total += float(np.log(np.clip(ends[0, idx[0]], 1e-3, 1.0)) + np.log(np.clip(ends[1, idx[-1]], 1e-3, 1.0)))
-        return total + (prior.log_likelihood(height[idx[0]], height[idx[-1]]) if prior is not None else 0.0)
+        return float(np.log(np.clip(heat[idx], 1e-3, 1.0)).sum()) + prior.log_likelihood(height[idx[0]], height[idx[-1]])
 
     for _ in range(max_shift):
         below, above = np.arange(chosen[-1] + 1, len(heat)), np.arange(chosen[0])
@@ -169,7 +164,7 @@ def count_levels(height: np.ndarray, heat: np.ndarray, n: int, prior: PositionPr
 
 
 def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, stride: int, n: int = 17,
-           prior: PositionPrior | None = None, ends: np.ndarray | None = None, max_shift: int = MAX_SHIFT) -> Detection:
+           prior: PositionPrior | None = None, max_shift: int = MAX_SHIFT) -> Detection:
     """The ``n`` vertebrae of one image from its output maps.
 
     Args:
@@ -178,11 +173,9 @@ def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, stride:
         corners: ``(8, h, w)`` corner offsets from the centre, output cells.
         stride: input pixels per output cell.
         n: number of vertebrae.
-        prior: where the first and last vertebra lie (:func:`count_levels`).
-        ends: ``(2, h, w)`` probabilities of the first and of the last vertebra's centre; each
-            candidate takes the highest value in its 3 x 3 neighbourhood.
-        max_shift: most steps of the counting (with neither ``prior`` nor ``ends``, the ``n``
-            strongest peaks are kept).
+        prior: where the first and last vertebra lie (:func:`count_levels`); None keeps the
+            ``n`` strongest peaks.
+        max_shift: most steps of the counting.
 
     Returns:
         The vertebrae in input pixels, cranial first.
@@ -197,7 +190,5 @@ def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, stride:
     order = np.argsort(quads.mean(axis=1)[:, 1], kind="stable")  # by the corners' centre, as morphometry checks
     rows, cols, quads = rows[order], cols[order], quads[order]
     height = (to_input(quads.mean(axis=1)[:, 1], stride) + 0.5) / (h * stride)  # fraction of the image height
-    near = None if ends is None else np.stack([maximum_filter(np.asarray(e, float), size=3, mode="nearest")[rows, cols]
-                                               for e in ends])
-    keep = count_levels(height, heat[rows, cols], n, prior, near, max_shift)
+    keep = count_levels(height, heat[rows, cols], n, prior, max_shift)
     return Detection(order_corners(to_input(quads[keep], stride)), heat[rows, cols][keep])

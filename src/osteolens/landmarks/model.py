@@ -6,9 +6,7 @@ feature pyramid), then one 3 x 3 convolution block feeds three 1 x 1 outputs:
 
 * 1 channel: centre heatmap logits (bias -2.19, CenterNet's prior of 0.1);
 * 2 channels: sub-cell centre offset;
-* 8 channels: corner offsets from the centre (TL, TR, BL, BR as x, y), in output cells;
-* 2 channels: end-vertebra heatmap logits, one for the first vertebra (T1) and one for the
-  last (L5), so the decoding can tell T1 from C7 and L5 from S1 when it counts.
+* 8 channels: corner offsets from the centre (TL, TR, BL, BR as x, y), in output cells.
 
 The architecture is the JSON-safe dict :attr:`LandmarkNet.config`; a bundle rebuilds it from
 that dict with no weights and loads its own safetensors (see :mod:`osteolens.landmarks.bundle`).
@@ -83,22 +81,19 @@ class LandmarkNet(nn.Module):
         self.heatmap = nn.Conv2d(head_channels, 1, 1)
         self.offset = nn.Conv2d(head_channels, 2, 1)
         self.corners = nn.Conv2d(head_channels, 8, 1)
-        self.ends = nn.Conv2d(head_channels, 2, 1)
-        for logits in (self.heatmap, self.ends):
-            nn.init.constant_(logits.bias, -math.log((1 - 0.1) / 0.1))
+        nn.init.constant_(self.heatmap.bias, -math.log((1 - 0.1) / 0.1))
         self.config = {"name": NAME, "backbone": backbone, "out_indices": [int(i) for i in out_indices],
                        "head_channels": int(head_channels)}
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """``image`` ``(N, 1, H, W)`` normalised -> ``heatmap`` logits ``(N, 1, h, w)``,
-        ``offset`` ``(N, 2, h, w)``, ``corners`` ``(N, 8, h, w)``, ``ends`` logits ``(N, 2, h, w)`` at
-        ``h = H / stride``."""
+        ``offset`` ``(N, 2, h, w)``, ``corners`` ``(N, 8, h, w)`` at ``h = H / stride``."""
         features = self.backbone(image)
         size = features[0].shape[-2:]
         fused = sum(F.interpolate(lat(f), size=size, mode="bilinear", align_corners=False) if k else lat(f)
                     for k, (lat, f) in enumerate(zip(self.lateral, features, strict=True)))
         x = self.block(fused)
-        return {"heatmap": self.heatmap(x), "offset": self.offset(x), "corners": self.corners(x), "ends": self.ends(x)}
+        return {"heatmap": self.heatmap(x), "offset": self.offset(x), "corners": self.corners(x)}
 
 
 def build_from_config(config: dict[str, Any]) -> LandmarkNet:
@@ -132,13 +127,11 @@ def gather(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def landmark_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
                   corner_weight: float = 0.5) -> tuple[torch.Tensor, dict[str, float]]:
-    """Focal loss on the centre and end-vertebra heatmaps + L1 on the offsets at the true centres.
-    Returns the total and its parts."""
+    """Focal loss on the heatmap + L1 on the offsets at the true centres. Returns the total and its parts."""
     heat = focal_loss(outputs["heatmap"], batch["heatmap"])
-    ends = focal_loss(outputs["ends"], batch["ends"])
     mask = batch["mask"][..., None]
     count = mask.sum().clamp(min=1.0)
     offset = (torch.abs(gather(outputs["offset"], batch["index"]) - batch["offset"]) * mask).sum() / (2 * count)
     corners = (torch.abs(gather(outputs["corners"], batch["index"]) - batch["corners"]) * mask).sum() / (8 * count)
-    total = heat + ends + offset + corner_weight * corners
-    return total, {"heatmap": heat.item(), "ends": ends.item(), "offset": offset.item(), "corners": corners.item()}
+    total = heat + offset + corner_weight * corners
+    return total, {"heatmap": heat.item(), "offset": offset.item(), "corners": corners.item()}

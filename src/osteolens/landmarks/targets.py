@@ -10,9 +10,7 @@ For each vertebra with centre ``c`` (the mean of its four corners) at output ``(
   the cell ``(round(v), round(u))`` (CenterNet's target: the focal loss needs exact ones);
 * ``offset``: ``(u - round(u), v - round(v))``, the sub-cell position of the centre;
 * ``corners``: ``(corner - c) / s`` for the four corners TL, TR, BL, BR (8 numbers, output
-  cells), read at the centre's cell;
-* ``ends``: two heatmaps like the centre heatmap, holding only the first vertebra (T1) and
-  only the last one (L5).
+  cells), read at the centre's cell.
 
 :func:`osteolens.landmarks.decode.decode` inverts this exactly.
 """
@@ -36,7 +34,6 @@ class Targets:
         mask: ``(n,)`` float32, 1 where the vertebra's centre lies inside the map.
         offset: ``(n, 2)`` float32 sub-cell centre offsets.
         corners: ``(n, 8)`` float32 corner offsets from the centre, output cells.
-        ends: ``(2, h, w)`` float32 heatmaps of the first and of the last vertebra.
     """
 
     heatmap: np.ndarray
@@ -44,7 +41,6 @@ class Targets:
     mask: np.ndarray
     offset: np.ndarray
     corners: np.ndarray
-    ends: np.ndarray
 
 
 def to_output(points: np.ndarray, stride: int) -> np.ndarray:
@@ -71,10 +67,10 @@ def encode(corners: np.ndarray, out_shape: tuple[int, int], stride: int, sigma: 
     cell = np.round(centre).astype(np.int64)
     inside = (cell[:, 0] >= 0) & (cell[:, 0] < w) & (cell[:, 1] >= 0) & (cell[:, 1] < h)
     rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
-    blobs = [np.exp(-((rows - i) ** 2 + (cols - j) ** 2) / (2 * sigma**2)) if ok else np.zeros((h, w))
-             for (j, i), ok in zip(cell, inside, strict=True)]
-    heatmap = np.max(blobs, axis=0).astype(np.float32) if blobs else np.zeros((h, w), np.float32)
-    ends = np.stack([blobs[0], blobs[-1]]).astype(np.float32) if blobs else np.zeros((2, h, w), np.float32)
+    heatmap = np.zeros((h, w), np.float32)
+    for (j, i), ok in zip(cell, inside, strict=True):
+        if ok:
+            np.maximum(heatmap, np.exp(-((rows - i) ** 2 + (cols - j) ** 2) / (2 * sigma**2)), out=heatmap)
     clipped = np.clip(cell, 0, [w - 1, h - 1])
     relative = (quads - quads.mean(axis=1, keepdims=True)) / stride
     return Targets(
@@ -83,5 +79,4 @@ def encode(corners: np.ndarray, out_shape: tuple[int, int], stride: int, sigma: 
         mask=inside.astype(np.float32),
         offset=(centre - cell).astype(np.float32),
         corners=relative.reshape(len(quads), 8).astype(np.float32),
-        ends=ends,
     )

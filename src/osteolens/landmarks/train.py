@@ -247,8 +247,7 @@ class LandmarkDataset:
         targets = encode(corners, (h // self.stride, w // self.stride), self.stride, self.sigma)
         return {"image": torch.from_numpy(normalise(image))[None], "heatmap": torch.from_numpy(targets.heatmap),
                 "index": torch.from_numpy(targets.index), "mask": torch.from_numpy(targets.mask),
-                "offset": torch.from_numpy(targets.offset), "corners": torch.from_numpy(targets.corners),
-                "ends": torch.from_numpy(targets.ends)}
+                "offset": torch.from_numpy(targets.offset), "corners": torch.from_numpy(targets.corners)}
 
 
 def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
@@ -265,14 +264,12 @@ def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndar
 
 def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[float, float]], n: int,
                      batch_size: int = 8, device: Any = "cpu", flip: bool = True,
-                     prior: PositionPrior | None = None, use_ends: bool = True,
-                     max_shift: int = MAX_SHIFT) -> list[Detection]:
+                     prior: PositionPrior | None = None, max_shift: int = MAX_SHIFT) -> list[Detection]:
     """Detections (corners in original pixels, confidences) of resized [0, 1] images.
 
     ``flip``: test-time flip, the maps of the image and of its mirror image (brought back by
-    :func:`osteolens.landmarks.decode.unflip`) averaged before decoding. ``prior``,
-    ``use_ends`` (the end-vertebra maps) and ``max_shift``: the counting
-    (:func:`osteolens.landmarks.decode.count_levels`).
+    :func:`osteolens.landmarks.decode.unflip`) averaged before decoding. ``prior`` and
+    ``max_shift``: the counting (:func:`osteolens.landmarks.decode.count_levels`).
     """
     import torch
 
@@ -282,7 +279,7 @@ def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[fl
     def maps(batch: Any) -> list[np.ndarray]:
         out = model(batch)
         return [torch.sigmoid(out["heatmap"][:, 0]).cpu().numpy(), out["offset"].cpu().numpy(),
-                out["corners"].cpu().numpy(), torch.sigmoid(out["ends"]).cpu().numpy()]
+                out["corners"].cpu().numpy()]
 
     model.eval()
     found = []
@@ -295,9 +292,8 @@ def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[fl
                 one = [m[k] for m in direct]
                 if mirrored is not None:
                     one = [(a + b) / 2 for a, b in zip(one, unflip(*(m[k] for m in mirrored)), strict=True)]
-                heat, offset, corner, ends = one
-                found.append(decode(heat, offset, corner, model.stride, n, prior, ends if use_ends else None,
-                                    max_shift).scaled(*scales[start + k]))
+                heat, offset, corner = one
+                found.append(decode(heat, offset, corner, model.stride, n, prior, max_shift).scaled(*scales[start + k]))
     return found
 
 
