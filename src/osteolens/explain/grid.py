@@ -101,6 +101,7 @@ def figure_grid(panels: Sequence[Panel], path: str | Path, title: str, columns: 
 
 
 def thumbnail(array: np.ndarray, max_side: int) -> np.ndarray:
+    """``array`` shrunk (area averaging) so its longer side is at most ``max_side``; unchanged when it fits."""
     import cv2
 
     if max(array.shape) <= max_side:

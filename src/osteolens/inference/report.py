@@ -59,15 +59,12 @@ def _view_pngs(image: np.ndarray, heat: np.ndarray | None, sal: np.ndarray | Non
                max_side: int | None) -> dict[str, Callable[[], bytes]]:
     """The PNG encoders of one image's heat map, overlay and gradient saliency."""
     from osteolens.explain import encode_png, heatmap_png, overlay
+    from osteolens.explain.grid import thumbnail
 
-    if max_side is not None and max(image.shape) > max_side:
-        import cv2
-
-        factor = max_side / max(image.shape)
-        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        heat = None if heat is None else cv2.resize(heat, size, interpolation=cv2.INTER_AREA)
-        sal = None if sal is None else cv2.resize(sal, size, interpolation=cv2.INTER_AREA)
+    if max_side is not None:  # the maps have the image's shape, so all three shrink to the same size
+        image = thumbnail(image, max_side)
+        heat = None if heat is None else thumbnail(heat, max_side)
+        sal = None if sal is None else thumbnail(sal, max_side)
     jobs: dict[str, Callable[[], bytes]] = {}
     if heat is not None:
         jobs["overlay"] = lambda: encode_png(overlay(image, heat, alpha=0.4, colormap="jet"), huffman_only=True)
