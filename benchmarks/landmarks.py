@@ -66,8 +66,8 @@ def main() -> None:
 
     from osteolens.data.paths import shared_dataset
     from osteolens.landmarks.predict import LandmarkDetector
-    from osteolens.landmarks.train import (LandmarkConfig, _prepare, evaluate_held_out, grouped_split, load_samples,
-                                           predict_prepared, train)
+    from osteolens.landmarks.runtime import predict_prepared
+    from osteolens.landmarks.train import LandmarkConfig, _prepare, evaluate_held_out, grouped_split, load_samples, train
     from osteolens.morphometry import cobb_angles
 
     config = LandmarkConfig.from_yaml(RECIPE, {"epochs": args.epochs})
@@ -95,7 +95,7 @@ def main() -> None:
     ablations = {}
     for name, options in (("detector without test-time flip", dict(flip=False, prior=prior)),
                           ("detector without counting (17 strongest peaks)", dict(flip=True, prior=None))):
-        found = predict_prepared(detector.bundle.model, images, scales, len(detector.bundle.vertebrae), **options)
+        found = predict_prepared(detector.maps, images, scales, len(detector.bundle.vertebrae), **options)
         ablations[name] = evaluate_held_out(val, {s.image: d.corners for s, d in zip(val, found, strict=True)}).summary
 
     def one() -> None:

@@ -93,3 +93,41 @@ def test_predict_with_a_trusted_key_needs_the_signature(spine_tables, untrained_
     sign_bundle(untrained_bundle, private)
     assert runner.invoke(app, command).exit_code == 0
     assert len(pd.read_csv(tmp_path / "out" / "landmarks.csv")) == 5 * 4
+
+
+def test_export_onnx_then_onnx_and_torch_predict_the_same_corners(spine_tables, untrained_bundle, tmp_path):
+    landmarks, _ = spine_tables
+    images = [str(p) for p in sorted((landmarks.parent / "images").glob("*.png"))[:3]]
+    base = ["landmarks", "predict", *images, "--model", str(untrained_bundle)]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "exported_at_load")])
+    assert result.exit_code == 0 and "exported at load" in result.output
+    result = runner.invoke(app, ["export-onnx", str(untrained_bundle), "--out", str(tmp_path / "detector.onnx")])
+    assert result.exit_code == 0 and "model.onnx added to landmark bundle" in result.output, result.output
+    manifest = json.loads((untrained_bundle / "bundle.json").read_text())
+    assert (untrained_bundle / "model.onnx").read_bytes() == (tmp_path / "detector.onnx").read_bytes()
+    assert manifest["onnx_parity"]["max_abs_difference"] <= manifest["onnx_parity"]["tolerance"] == 1e-3
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "onnx")])
+    assert result.exit_code == 0 and "exported at load" not in result.output
+    assert runner.invoke(app, [*base, "--out", str(tmp_path / "torch"), "--backend", "torch"]).exit_code == 0
+    onnx, torch_table = (pd.read_csv(tmp_path / name / "landmarks.csv") for name in ("onnx", "torch"))
+    assert onnx[["image", "vertebra", "corner"]].equals(torch_table[["image", "vertebra", "corner"]])
+    assert np.abs(onnx[["x", "y"]].to_numpy() - torch_table[["x", "y"]].to_numpy()).max() < 0.05
+    assert np.abs(onnx["confidence"] - torch_table["confidence"]).max() < 1e-3
+
+
+def test_onnx_detection_never_imports_torch(spine_tables, untrained_bundle, tmp_path):
+    import subprocess
+    import sys
+
+    from osteolens.landmarks.bundle import add_landmark_onnx, load_landmark_bundle
+    from osteolens.landmarks.runtime import export_landmark_onnx
+
+    loaded = load_landmark_bundle(untrained_bundle)
+    add_landmark_onnx(untrained_bundle, export_landmark_onnx(loaded.model, loaded.input_size))
+    landmarks, _ = spine_tables
+    image = sorted((landmarks.parent / "images").glob("*.png"))[0]
+    script = ("import sys; from osteolens.landmarks.predict import LandmarkDetector; "
+              f"d = LandmarkDetector.from_path({str(untrained_bundle)!r}); p = d.predict_file({str(image)!r}); "
+              "print(p.detection.corners.shape, d.backend, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["onnx", "False"], done.stdout + done.stderr

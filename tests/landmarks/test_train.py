@@ -24,7 +24,7 @@ runner = CliRunner()
 def _config(tmp_path, **changes):
     landmarks, labels = write_dataset(tmp_path / "data", 16)
     config = {"landmarks": str(landmarks), "labels": str(labels), "input_size": [128, 64], "epochs": 2,
-              "batch_size": 1, "lr": 0.005, "warmup_epochs": 0, "sigma": 1.0, "val_fraction": 0.2,
+              "batch_size": 1, "lr": 0.005, "warmup_epochs": 0, "ema_decay": 0.9, "sigma": 1.0, "val_fraction": 0.2,
               "model": {"backbone": "tf_efficientnet_lite0", "weights": "imagenet", "head_channels": 32},
               "augment": {"rotate_deg": 0, "scale": 0, "translate": 0, "hflip": 0}, "out": str(tmp_path / "run"),
               **changes}
@@ -55,7 +55,23 @@ def test_two_epochs_beat_the_mean_shape_on_training_images(tmp_path):
     manifest = json.loads((run / "bundle" / "bundle.json").read_text())
     assert manifest["task"] == "landmarks" and manifest["labels"] == [f"V{k}" for k in range(1, 6)]
     assert manifest["pretrained_weights"]["spec"] == "imagenet"
+    # the bundle carries the detector's ONNX graph, and it finds the same corners as torch
+    assert manifest["onnx"] == "model.onnx" and manifest["onnx_parity"]["max_abs_difference"] <= 1e-3
+    assert not detector.exported_at_load and detector.backend == "onnx"
+    torch_detector = LandmarkDetector.from_path(run / "bundle", backend="torch")
+    for spine in train[:3]:
+        a, b = (d.predict_file(spine.image_path).detection for d in (detector, torch_detector))
+        assert np.abs(a.corners - b.corners).max() < 0.05 and np.abs(a.confidence - b.confidence).max() < 1e-3
     assert (run / "report" / "report.html").is_file()
+    # the bundle holds the EMA of the weights, not the last step's, and no epoch chosen on validation
+    import torch
+
+    from osteolens.training.checkpoint import load_checkpoint
+
+    saved, bundled = load_checkpoint(run / "checkpoint"), detector.bundle.model.state_dict()
+    assert all(torch.equal(bundled[k], saved["best"][k]) for k in saved["best"])
+    assert not all(torch.equal(saved["model"][k], saved["best"][k]) for k in saved["best"])
+    assert manifest["training_summary"]["weights"] == "EMA (decay 0.9)"
     # a started run is not overwritten; --resume continues from the last complete epoch
     with pytest.raises(ConfigError, match="started run"):
         runner.invoke(app, ["landmarks", "train", str(path)], catch_exceptions=False)

@@ -153,7 +153,7 @@ def test_serve_command_serves_a_landmark_bundle(tmp_path, spine, make_predictor,
     import uvicorn
 
     from osteolens.cli.main import app
-    from osteolens.cli.serve_cmd import bundle_task
+    from osteolens.cli.common import bundle_task
 
     detector, _ = spine
     assert bundle_task(detector.bundle.path) == "landmarks"

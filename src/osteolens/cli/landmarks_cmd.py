@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -34,14 +35,26 @@ def train_cmd(
     console.print(f"run directory {run}; bundle {run / 'bundle'}")
 
 
+def landmark_detector(model: Path, trusted_key: Path | None, backend: str) -> Any:
+    """Load a :class:`~osteolens.landmarks.predict.LandmarkDetector`, saying when its ONNX graph had to be exported."""
+    from osteolens.landmarks.predict import LandmarkDetector
+
+    detector = LandmarkDetector.from_path(model, trusted_key, backend)
+    if detector.exported_at_load:
+        console.print(f"note: {model} has no model.onnx, so it was exported at load (seconds); "
+                      f"'osteolens export-onnx {model}' stores it once.", highlight=False)
+    return detector
+
+
 @landmarks_app.command("predict")
 def predict_cmd(
     images: list[Path] = typer.Argument(..., help="Radiographs (DICOM, PNG, JPEG, TIFF) or folders of them."),
-    model: Path = typer.Option(..., "--model", help="Landmark bundle folder (run/bundle)."),
+    model: Path = typer.Option(..., "--model", help="Landmark bundle folder or .zip (run/bundle)."),
     out: Path = typer.Option(..., "--out", help="Output folder: landmarks.csv (and failures.csv).", file_okay=False),
     trusted_key: Path | None = typer.Option(
         None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."
     ),
+    backend: str = typer.Option("onnx", help="onnx (ONNX Runtime, the bundle's model.onnx) or torch."),
 ) -> None:
     """Find the 68 corners (17 vertebrae x TL, TR, BL, BR) of each radiograph, in its own pixels.
 
@@ -51,9 +64,9 @@ def predict_cmd(
 
     Example: osteolens landmarks predict spine1.png spine2.png --model runs/landmarks/bundle --out detected/
     """
-    from osteolens.landmarks.predict import LandmarkDetector, predict_files, predictions_table
+    from osteolens.landmarks.predict import predict_files, predictions_table
 
-    detector = LandmarkDetector.from_path(model, trusted_key)
+    detector = landmark_detector(model, trusted_key, backend)
     predictions, failures = predict_files(detector, image_files(images))
     out.mkdir(parents=True, exist_ok=True)
     predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)

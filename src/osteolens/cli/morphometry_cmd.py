@@ -56,12 +56,13 @@ def morphometry(
         "to measure (a folder or one file)."
     ),
     model: Path | None = typer.Option(
-        None, "--model", help="Landmark bundle (osteolens landmarks train): detect the corners on --images first.",
-        file_okay=False,
+        None, "--model", help="Landmark bundle folder or .zip (osteolens landmarks train): detect the corners on "
+        "--images first.",
     ),
     trusted_key: Path | None = typer.Option(
         None, "--trusted-key", help="With --model: refuse the bundle unless signed by this Ed25519 public key (PEM)."
     ),
+    backend: str = typer.Option("onnx", help="With --model: onnx (ONNX Runtime, the bundle's model.onnx) or torch."),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
     dicom_out: Path | None = typer.Option(
@@ -101,9 +102,10 @@ def morphometry(
     if model is not None:
         from osteolens.cli.common import image_files
         from osteolens.landmarks.measure import detect_and_measure
-        from osteolens.landmarks.predict import LandmarkDetector, predictions_table
+        from osteolens.cli.landmarks_cmd import landmark_detector
+        from osteolens.landmarks.predict import predictions_table
 
-        detector = LandmarkDetector.from_path(model, trusted_key)
+        detector = landmark_detector(model, trusted_key, backend)
         root = images if images.is_dir() else images.parent  # type: ignore[union-attr]
         detected, result = detect_and_measure(detector, image_files([images]), root=root,  # type: ignore[list-item]
                                               view=view.value if view else None, **options)

@@ -266,18 +266,29 @@ def predict(
 def export_onnx(
     bundle: Path = typer.Argument(..., help="Model bundle folder or .zip (model.onnx is added to it)."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the ONNX file here."),
-    tolerance: float = typer.Option(1e-4, help="Largest max-abs difference against torch that is accepted."),
+    tolerance: float | None = typer.Option(None, help="Largest max-abs difference against torch that is accepted "
+                                    "(default 1e-4 for classifier outputs, 1e-3 for a landmark detector's maps)."),
 ) -> None:
     """Export a bundle's fold ensemble to ONNX (and, single-view, its Grad-CAM graph), check both
     against torch, store them in the bundle.
 
+    A landmark bundle gets its detector's graph (heatmap, offsets and corners), checked the same way.
+
     Example: osteolens export-onnx runs/knee/bundle
     """
+    from osteolens.cli.common import bundle_task
+
+    if bundle_task(bundle) == "landmarks":
+        _export_landmark_onnx(bundle, out, tolerance)
+        return
     from osteolens.inference.bundle import add_onnx, load_bundle
     from osteolens.inference.runtime import export_checked
 
     loaded = load_bundle(bundle)
     in_chans = int(loaded.architecture.get("in_chans", 1))
+    from osteolens.inference.runtime import PARITY_TOLERANCE
+
+    tolerance = PARITY_TOLERANCE if tolerance is None else tolerance
     model, difference = export_checked(loaded.models, loaded.input_size, in_chans, len(loaded.tabular), tolerance,
                                        views=max(1, len(loaded.views)))
     add_onnx(bundle, model, tolerance)
@@ -292,6 +303,21 @@ def export_onnx(
 
         add_cam_onnx(bundle, export_cam_onnx(loaded.models, loaded.input_size, in_chans, len(loaded.tabular)))
         console.print(f"cam.onnx added to {bundle}: Grad-CAM without torch (docs/inference.md)")
+
+
+def _export_landmark_onnx(bundle: Path, out: Path | None, tolerance: float | None) -> None:
+    """``export-onnx`` of a landmark bundle: export, check against torch, store as its model.onnx."""
+    from osteolens.landmarks.bundle import add_landmark_onnx, load_landmark_bundle
+    from osteolens.landmarks.runtime import export_landmark_onnx
+
+    loaded = load_landmark_bundle(bundle)
+    graph = export_landmark_onnx(loaded.model, loaded.input_size)
+    parity = load_landmark_bundle(add_landmark_onnx(bundle, graph, tolerance)).manifest["onnx_parity"]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(graph)
+    console.print(f"model.onnx added to landmark bundle {bundle} ({len(graph) / 2**20:.1f} MiB); max abs difference "
+                  f"vs torch {parity['max_abs_difference']:.2e} (tolerance {parity['tolerance']:.0e})", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,30 +6,16 @@ from pathlib import Path
 
 import typer
 
-from osteolens.cli.common import console
-
-
-def bundle_task(path: Path) -> str | None:
-    """The ``task`` in a bundle folder's ``bundle.json``; None for a .zip or an unreadable manifest, which
-    the classifier loader then explains."""
-    import json
-
-    from osteolens.inference.bundle import MANIFEST_NAME
-
-    try:
-        task = json.loads((path / MANIFEST_NAME).read_bytes()).get("task")
-    except (OSError, ValueError, AttributeError):  # not a folder, no manifest, not JSON, not an object
-        return None
-    return str(task) if task is not None else None
+from osteolens.cli.common import bundle_task, console
 
 
 def serve(
-    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip, or a landmark bundle folder."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip (a classifier, regressor or landmark detector)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes the service to the network)."),
     port: int = typer.Option(8000, help="TCP port."),
     token_file: Path = typer.Option(None, help="File holding the bearer token required on /v1/* (recommended off loopback)."),
     max_upload_mb: float = typer.Option(50.0, help="Largest accepted upload in MiB (413 above)."),
-    backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch (landmark bundles: always torch)."),
+    backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
     threads: int = typer.Option(None, help="Threads of ONNX Runtime and torch per prediction (default: cores / --max-concurrent)."),
     max_concurrent: int = typer.Option(2, help="Predictions running at once; further requests queue (bodies unread)."),
     max_queue: int = typer.Option(None, min=0, help="Requests allowed to queue; beyond that 503 with Retry-After (default: no bound)."),
@@ -76,7 +62,7 @@ def serve(
     if bundle_task(model) == "landmarks":
         from osteolens.landmarks.predict import LandmarkDetector
 
-        predictor: Predictor | LandmarkDetector = LandmarkDetector.from_path(model, trusted_key)
+        predictor: Predictor | LandmarkDetector = LandmarkDetector.from_path(model, trusted_key, backend, threads)
         name = predictor.bundle.path.name
     else:
         if trusted_key is not None:

@@ -1,28 +1,31 @@
-"""The landmark bundle: a folder with ``bundle.json`` (``task: landmarks``) and ``fold0.safetensors``.
+"""The landmark bundle: a folder or ``.zip`` with ``bundle.json`` (``task: landmarks``), ``fold0.safetensors``
+and, when exported, ``model.onnx``.
 
 It follows the layout of :mod:`osteolens.inference.bundle` (same file names, sha256 of every
-file, atomic writes through its ``_store``) with the fields of a landmark detector:
-``architecture`` (:data:`osteolens.landmarks.model.ARCHITECTURE_KEYS` only; the backbone is
-rebuilt with no weights, so a bundle cannot make timm read a file), ``preprocessing``,
-``input_size`` ``[H, W]``, ``stride``, ``labels``
-(the vertebra levels, cranial first), ``view`` (``AP`` or ``lateral``), ``position_prior``
-(:class:`~osteolens.landmarks.decode.PositionPrior`, or null),
-``landmark_names`` (``<level>.<corner>`` in ``point_index`` order), ``training_summary`` and
-``metrics``. Loading verifies every hash before building anything and never unpickles.
-The classification :class:`~osteolens.inference.Predictor` does not read these bundles.
+file, atomic writes, folder or zip, signatures, all through that module's helpers) with the
+fields of a landmark detector: ``architecture`` (:data:`osteolens.landmarks.model.ARCHITECTURE_KEYS`
+only; the backbone is rebuilt with no weights, so a bundle cannot make timm read a file),
+``preprocessing``, ``input_size`` ``[H, W]``, ``stride``, ``labels`` (the vertebra levels,
+cranial first), ``view`` (``AP`` or ``lateral``), ``position_prior``
+(:class:`~osteolens.landmarks.decode.PositionPrior`, or null), ``landmark_names``
+(``<level>.<corner>`` in ``point_index`` order), ``training_summary``, ``metrics`` and, with
+the graph, ``onnx`` and ``onnx_parity`` (the check against torch that let it in). Loading
+verifies every hash before building anything and never unpickles. The classification
+:class:`~osteolens.inference.Predictor` does not read these bundles.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from osteolens.errors import BundleError, ModelError
-from osteolens.inference.bundle import (FORMAT_VERSION, MANIFEST_NAME, SIGNATURE_NAME, _safe_member, _sha256,
+from osteolens.inference.bundle import (FORMAT_VERSION, MANIFEST_NAME, ONNX_NAME, _check_hashes, _read_raw, _sha256,
                                        _state_bytes, _store, files_digest)
 from osteolens.landmarks.decode import PositionPrior
 from osteolens.landmarks.names import landmark_names
@@ -37,14 +40,37 @@ class LandmarkBundle:
     """A loaded, verified landmark bundle.
 
     Attributes:
-        path: the bundle folder.
+        path: the bundle folder or zip.
         manifest: the parsed ``bundle.json``.
-        model: the network in eval mode.
+        weights: the verified safetensors bytes of the network.
+        onnx_model: the verified ONNX graph, or None when the bundle has none.
     """
 
     path: Path
     manifest: dict[str, Any]
-    model: Any
+    weights: bytes = field(repr=False)
+    onnx_model: bytes | None = field(default=None, repr=False)
+
+    @cached_property
+    def model(self) -> Any:
+        """The torch network in eval mode, built on first use (a bundle run through its ONNX
+        graph never imports torch).
+
+        Raises:
+            BundleError: the weights do not fit the architecture.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_tensors
+
+        from osteolens.landmarks.model import build_from_config
+
+        try:
+            model = build_from_config(self.manifest["architecture"])
+            model.load_state_dict(load_tensors(self.weights), strict=True)
+        except (ModelError, SafetensorError, RuntimeError, KeyError) as exc:
+            raise BundleError(f"{self.path}: the weights do not fit the architecture {self.manifest['architecture']!r} "
+                              f"({str(exc).splitlines()[0]}). Fix: re-export the bundle.") from exc
+        return model.eval()
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -93,17 +119,18 @@ def write_landmark_bundle(
     position_prior: PositionPrior | None = None,
     training_summary: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    onnx_model: bytes | None = None,
 ) -> Path:
-    """Write a landmark bundle folder (created; an earlier bundle there is replaced).
+    """Write a landmark bundle, a folder or (path ending ``.zip``) one zip file; an earlier bundle
+    there is replaced. ``onnx_model``: the exported graph, stored after
+    :func:`check_landmark_graph` compared it with ``model``.
 
     Raises:
-        BundleError: a ``.zip`` path, or a folder that holds something else.
+        BundleError: a folder that holds something else, or a graph that is not this network.
     """
     from osteolens import __version__
 
     path = Path(path)
-    if path.suffix == ".zip":
-        raise BundleError(f"{path}: landmark bundles are folders. Fix: give a folder path without .zip.")
     blob = _state_bytes(model)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -124,63 +151,92 @@ def write_landmark_bundle(
         "folds": [WEIGHTS_NAME],
         "files": {WEIGHTS_NAME: _sha256(blob)},
     }
-    _store(path, manifest, {WEIGHTS_NAME: blob})
+    blobs = {WEIGHTS_NAME: blob}
+    if onnx_model is not None:
+        manifest["onnx_parity"] = check_landmark_graph(model, onnx_model, tuple(input_size), path)
+        manifest["onnx"], blobs[ONNX_NAME] = ONNX_NAME, onnx_model
+        manifest["files"][ONNX_NAME] = _sha256(onnx_model)
+    _store(path, manifest, blobs)
     return path
 
 
-def load_landmark_bundle(path: str | Path, trusted_key: Any = None) -> LandmarkBundle:
-    """Load and verify a landmark bundle.
+def check_landmark_graph(model: Any, graph: bytes, input_size: tuple[int, int], where: Path,
+                         tolerance: float | None = None) -> dict[str, Any]:
+    """Compare an ONNX graph's maps with the torch network's on random inputs
+    (:func:`osteolens.landmarks.runtime.landmark_onnx_difference`).
+
+    Returns:
+        ``{"max_abs_difference", "tolerance", "inputs"}``, as stored in ``bundle.json``.
+
+    Raises:
+        BundleError: the graph does not load or run, or its maps differ by more than ``tolerance``.
+    """
+    from osteolens.landmarks.runtime import PARITY_TOLERANCE, landmark_onnx_difference
+
+    tolerance = PARITY_TOLERANCE if tolerance is None else float(tolerance)
+    fix = "Fix: attach the graph exported from this bundle ('osteolens export-onnx BUNDLE')."
+    try:
+        difference = landmark_onnx_difference(model, graph, input_size)
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidArgument types; ModelError when it cannot load
+        reason = (str(exc.__cause__ or exc).splitlines() or [""])[0]
+        raise BundleError(f"{where}: the ONNX graph does not run as this landmark detector ({reason}). {fix}") from exc
+    if not difference <= tolerance:
+        raise BundleError(f"{where}: the ONNX graph's maps differ from the detector's by {difference:.2e} "
+                          f"(> tolerance {tolerance:.0e}): it is another model or a broken export. {fix}")
+    return {"max_abs_difference": difference, "tolerance": tolerance,
+            "inputs": {"seed": 0, "images": [2, 1, *input_size], "images_distribution": "uniform [-1, 1)"}}
+
+
+def add_landmark_onnx(path: str | Path, onnx_model: bytes, tolerance: float | None = None) -> Path:
+    """Store (or replace) the ONNX graph in an existing landmark bundle after :func:`check_landmark_graph`.
+    The bundle changes, so a signature is dropped: sign it again (``osteolens bundle sign``).
+
+    Raises:
+        BundleError: the bundle does not load, or the graph is not its network.
+    """
+    path = Path(path)
+    bundle = load_landmark_bundle(path)
+    manifest = dict(bundle.manifest)
+    manifest["onnx_parity"] = check_landmark_graph(bundle.model, onnx_model, bundle.input_size, path, tolerance)
+    manifest["onnx"] = ONNX_NAME
+    blobs = {WEIGHTS_NAME: bundle.weights, ONNX_NAME: onnx_model}
+    manifest["files"] = {name: _sha256(data) for name, data in sorted(blobs.items())}
+    _store(path, manifest, blobs)
+    return path
+
+
+def load_landmark_bundle(path: str | Path, trusted_key: Any = None, lazy: bool = False) -> LandmarkBundle:
+    """Load and verify a landmark bundle folder or zip.
 
     Args:
-        path: the bundle folder.
+        path: the bundle folder or zip.
         trusted_key: an Ed25519 public key (PEM path or key): the bundle must then be signed by
             it (``osteolens bundle sign``, :mod:`osteolens.inference.signing`).
+        lazy: verify the files now but build the torch network on first use of ``model``
+            (a detector that runs the bundle's ONNX graph never imports torch).
 
     Raises:
         BundleError: missing, not a landmark bundle, unsigned or not signed by ``trusted_key``,
             altered (signature or hash), or weights that do not fit.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_tensors
-
-    from osteolens.landmarks.model import build_from_config
-
     path = Path(path)
-    manifest_path = path / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise BundleError(f"{path}: no {MANIFEST_NAME} here. Fix: pass the folder written by 'osteolens landmarks train'.")
-    try:
-        manifest = json.loads(manifest_path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{manifest_path}: not valid JSON ({exc}). Fix: re-export the bundle.") from exc
-    if not isinstance(manifest, dict) or manifest.get("task") != TASK:
-        task = manifest.get("task") if isinstance(manifest, dict) else None
-        raise BundleError(f"{path}: a bundle of task {task!r}, not '{TASK}'. Fix: pass a landmark bundle "
+    if not path.exists():
+        raise BundleError(f"{path}: no such landmark bundle. Fix: pass the folder (or .zip) written by "
+                          "'osteolens landmarks train'.")
+    manifest, blobs, signature = _read_raw(path, any_task=True)
+    if manifest.get("task") != TASK:
+        raise BundleError(f"{path}: a bundle of task {manifest.get('task')!r}, not '{TASK}'. Fix: pass a landmark bundle "
                           "('osteolens landmarks train'); classifiers go to 'osteolens predict'.")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format {manifest['format_version']} is newer than this osteolens reads. "
-                          "Fix: upgrade osteolens.")
-    missing = [k for k in ("architecture", "input_size", "stride", "labels", "files", "folds") if k not in manifest]
+    missing = [k for k in ("architecture", "input_size", "stride", "labels") if k not in manifest]
     if missing:
-        raise BundleError(f"{manifest_path}: lacks {', '.join(missing)}. Fix: re-export the bundle.")
+        raise BundleError(f"{path}: {MANIFEST_NAME} lacks {', '.join(missing)}. Fix: re-export the bundle.")
     if trusted_key is not None:
         from osteolens.inference.signing import check_signature
 
-        signature = path / SIGNATURE_NAME
-        check_signature(manifest, signature.read_bytes() if signature.is_file() else None, trusted_key, path)
-    blobs = {}
-    for name, expected in manifest["files"].items():
-        member = path / _safe_member(name, path)
-        if not member.is_file():
-            raise BundleError(f"{member}: listed in {MANIFEST_NAME} but missing. Fix: re-export the bundle.")
-        blobs[name] = member.read_bytes()
-        if _sha256(blobs[name]) != expected:
-            raise BundleError(f"{member}: sha256 differs from {MANIFEST_NAME} (altered or damaged). "
-                              "Fix: copy or re-export the bundle.")
-    try:
-        model = build_from_config(manifest["architecture"])
-        model.load_state_dict(load_tensors(blobs[manifest["folds"][0]]), strict=True)
-    except (ModelError, SafetensorError, RuntimeError, KeyError) as exc:
-        raise BundleError(f"{path}: the weights do not fit the architecture {manifest['architecture']!r} "
-                          f"({str(exc).splitlines()[0]}). Fix: re-export the bundle.") from exc
-    return LandmarkBundle(path=path, manifest=manifest, model=model.eval())
+        check_signature(manifest, signature, trusted_key, path)
+    _check_hashes(manifest, blobs, path)
+    graph = blobs.get(manifest["onnx"]) if manifest.get("onnx") else None
+    bundle = LandmarkBundle(path=path, manifest=manifest, weights=blobs[manifest["folds"][0]], onnx_model=graph)
+    if not lazy:
+        bundle.model  # noqa: B018 (build now, so that weights that do not fit fail here)
+    return bundle

@@ -1,7 +1,8 @@
 """Predict vertebral corners on radiographs, at each radiograph's own resolution.
 
-The image is prepared as in training (:mod:`osteolens.landmarks.preprocess`), the network's
-maps are decoded (:mod:`osteolens.landmarks.decode`) in input pixels, and the corners are
+The image is prepared as in training (:mod:`osteolens.landmarks.preprocess`), the network runs
+through ONNX Runtime (the bundle's ``model.onnx``) or torch (:mod:`osteolens.landmarks.runtime`),
+its maps are decoded (:mod:`osteolens.landmarks.decode`) in input pixels, and the corners are
 mapped back to the original pixel grid through the stored per-axis scale. The table written
 is the shared data's landmark format, ``image, vertebra, corner, point_index, x, y``, plus
 ``confidence`` (the vertebra's peak heatmap value) and ``low_confidence``: it reads straight
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from osteolens.errors import OsteolensError
+from osteolens.errors import ConfigError, OsteolensError
 from osteolens.landmarks.bundle import LandmarkBundle, load_landmark_bundle
 from osteolens.landmarks.decode import Detection
 from osteolens.landmarks.preprocess import resize_stretch
@@ -64,27 +65,60 @@ class SpinePrediction:
         return out
 
 
+BACKENDS = ("onnx", "torch")
+
+
 class LandmarkDetector:
     """A loaded landmark bundle, ready to predict.
 
     Args:
         bundle: a loaded bundle (:func:`osteolens.landmarks.bundle.load_landmark_bundle`).
+        backend: ``onnx`` (ONNX Runtime on the bundle's ``model.onnx``; a bundle without one is
+            exported and checked at load, which takes seconds: ``osteolens export-onnx`` stores
+            it once) or ``torch``.
+        threads: ONNX Runtime's threads (default: the cores this process may use).
+
+    Raises:
+        ConfigError: an unknown backend.
+        BundleError: a graph exported at load that does not reproduce the network.
     """
 
-    def __init__(self, bundle: LandmarkBundle) -> None:
+    def __init__(self, bundle: LandmarkBundle, backend: str = "onnx", threads: int | None = None) -> None:
+        from osteolens.landmarks.runtime import OnnxMaps, TorchMaps
+
+        if backend not in BACKENDS:
+            raise ConfigError("--backend", f"unknown backend '{backend}'.", f"use one of {', '.join(BACKENDS)}.")
         self.bundle = bundle
+        self.exported_at_load = backend == "onnx" and bundle.onnx_model is None
+        if backend == "torch":
+            self.maps: object = TorchMaps(bundle.model)
+        else:
+            graph = bundle.onnx_model
+            if graph is None:
+                from osteolens.landmarks.bundle import check_landmark_graph
+                from osteolens.landmarks.runtime import export_landmark_onnx
+
+                graph = export_landmark_onnx(bundle.model, bundle.input_size)
+                check_landmark_graph(bundle.model, graph, bundle.input_size, bundle.path)
+            self.maps = OnnxMaps(graph, bundle.stride, threads)
 
     @classmethod
-    def from_path(cls, path: str | Path, trusted_key: object = None) -> LandmarkDetector:
+    def from_path(cls, path: str | Path, trusted_key: object = None, backend: str = "onnx",
+                  threads: int | None = None) -> LandmarkDetector:
         """Load and verify the bundle at ``path`` (signed by ``trusted_key`` when one is given)."""
-        return cls(load_landmark_bundle(path, trusted_key))
+        return cls(load_landmark_bundle(path, trusted_key, lazy=True), backend, threads)
+
+    @property
+    def backend(self) -> str:
+        """``onnx`` or ``torch``: what runs the network."""
+        return str(self.maps.name)  # type: ignore[attr-defined]
 
     def detect(self, pixels: np.ndarray) -> Detection:
         """Corners of an ``(H, W)`` image in [0, 1], in its own pixels."""
-        from osteolens.landmarks.train import predict_prepared
+        from osteolens.landmarks.runtime import predict_prepared
 
         image, scale = resize_stretch(pixels, self.bundle.input_size)
-        return predict_prepared(self.bundle.model, [image], [scale], len(self.bundle.vertebrae),
+        return predict_prepared(self.maps, [image], [scale], len(self.bundle.vertebrae),
                                 prior=self.bundle.position_prior)[0]
 
     def predict_radiograph(self, radiograph: Radiograph, name: str, started: float | None = None) -> SpinePrediction:

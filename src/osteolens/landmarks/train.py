@@ -16,6 +16,7 @@ Example ``landmarks.yaml`` (paths relative to the file; see ``recipes/aasce_land
     lr: 0.002
     weight_decay: 0.0001
     warmup_epochs: 1
+    ema_decay: 0.995          # EMA of the weights in the bundle (null: the last step's weights)
     augment: {rotate_deg: 8, scale: 0.1, translate: 0.05, hflip: 0.5, brightness: 0.1, contrast: 0.2, gamma: 0.3}
     seed: 0
     threads: null             # torch CPU threads (null: torch's default)
@@ -26,7 +27,13 @@ The run directory gets ``config.yaml`` (resolved), ``environment.json``, ``split
 (image, patient, set, qc), ``qc.json``, ``checkpoint/`` (after every epoch, the same
 safetensors + JSON checkpoints as ``osteolens train``: a killed run resumes with ``resume=True``),
 ``history.json``, ``val_predictions.csv`` and ``val_evaluation.json`` + ``report/report.html``
-(the best epoch on the held-out patients, beside a mean-shape baseline), and ``bundle/``.
+(the final weights on the held-out patients, beside a mean-shape baseline), and ``bundle/``.
+
+No epoch is chosen on the validation patients: the bundle holds the weights at the end of the
+last epoch, with ``ema_decay`` their exponential moving average (timm's ``ModelEmaV3``,
+updated after every step with timm's warm-up ``min(ema_decay, 1 - t^(-2/3))``, batch-norm
+buffers copied), so the validation figures are those of a detector the validation images
+never shaped. The per-epoch validation MRE in ``history.json`` is a monitor only.
 
 QC of the training spines: :func:`osteolens.morphometry.check_annotations` plus the labels'
 ``qc_flags``. ``repair`` re-sorts the vertebrae from cranial to caudal and reorders each
@@ -52,7 +59,8 @@ import yaml
 
 from osteolens.errors import AnnotationError, ConfigError
 from osteolens.landmarks.augment import AugmentSettings
-from osteolens.landmarks.decode import LOW_CONFIDENCE, MAX_SHIFT, Detection, PositionPrior, decode
+from osteolens.landmarks.decode import LOW_CONFIDENCE, PositionPrior
+from osteolens.landmarks.runtime import TorchMaps, export_landmark_onnx, predict_prepared
 
 QC_POLICIES = ("repair", "drop")
 
@@ -75,6 +83,7 @@ class LandmarkConfig:
     lr: float = 0.002
     weight_decay: float = 1e-4
     warmup_epochs: int = 1
+    ema_decay: float | None = None
     augment: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     threads: int | None = None
@@ -128,6 +137,8 @@ class LandmarkConfig:
             raise ConfigError(where, f"val_fraction is {self.val_fraction}.", "give a fraction between 0 and 1.")
         if len(self.input_size) != 2 or min(self.input_size) < 32 or any(int(v) % 32 for v in self.input_size):
             raise ConfigError(where, f"input_size is {self.input_size}.", "give [H, W], each a multiple of 32.")
+        if self.ema_decay is not None and not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ConfigError(where, f"ema_decay is {self.ema_decay}.", "give a decay in [0, 1), e.g. 0.995, or null.")
         if int(self.epochs) < 1 or int(self.batch_size) < 1:
             raise ConfigError(where, "epochs and batch_size must be at least 1.", "set positive values.")
         unknown = sorted(set(self.augment) - {f.name for f in dataclasses.fields(AugmentSettings)})
@@ -262,41 +273,6 @@ def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndar
     return images, scales
 
 
-def predict_prepared(model: Any, images: list[np.ndarray], scales: list[tuple[float, float]], n: int,
-                     batch_size: int = 8, device: Any = "cpu", flip: bool = True,
-                     prior: PositionPrior | None = None, max_shift: int = MAX_SHIFT) -> list[Detection]:
-    """Detections (corners in original pixels, confidences) of resized [0, 1] images.
-
-    ``flip``: test-time flip, the maps of the image and of its mirror image (brought back by
-    :func:`osteolens.landmarks.decode.unflip`) averaged before decoding. ``prior`` and
-    ``max_shift``: the counting (:func:`osteolens.landmarks.decode.count_levels`).
-    """
-    import torch
-
-    from osteolens.landmarks.decode import unflip
-    from osteolens.landmarks.preprocess import normalise
-
-    def maps(batch: Any) -> list[np.ndarray]:
-        out = model(batch)
-        return [torch.sigmoid(out["heatmap"][:, 0]).cpu().numpy(), out["offset"].cpu().numpy(),
-                out["corners"].cpu().numpy()]
-
-    model.eval()
-    found = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.stack([normalise(x) for x in images[start:start + batch_size]]))[:, None].to(device)
-            direct = maps(batch)
-            mirrored = maps(torch.flip(batch, dims=[-1])) if flip else None
-            for k in range(len(batch)):
-                one = [m[k] for m in direct]
-                if mirrored is not None:
-                    one = [(a + b) / 2 for a, b in zip(one, unflip(*(m[k] for m in mirrored)), strict=True)]
-                heat, offset, corner = one
-                found.append(decode(heat, offset, corner, model.stride, n, prior, max_shift).scaled(*scales[start + k]))
-    return found
-
-
 def evaluate_held_out(samples: list[Sample], pred: dict[str, np.ndarray], n_bootstrap: int = 1000) -> Any:
     """:func:`osteolens.landmarks.evaluate.evaluate_spines` of predicted corners (by image) on held-out
     samples: their own annotations as truth, image heights for the Cobb rule, patients as bootstrap
@@ -363,17 +339,26 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_epochs * steps, config.epochs * steps))
     state = load_checkpoint(checkpoint) if resume else None
     history: list[dict[str, Any]] = []
-    best, best_mre, first_epoch = state_tensors(net), float("inf"), 0
+    first_epoch = 0
     if state is not None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        best, best_mre, history, first_epoch = state["best"], float(state["best_mre"]), state["history"], state["epoch"] + 1
+        history, first_epoch = state["history"], state["epoch"] + 1
         progress(f"resumed after epoch {state['epoch']}")
     model, optimizer = fabric.setup(net, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
     val_samples = [samples[i] for i in val_idx]
-    sound_val = [i for i in val_idx if not samples[i].qc]  # the best epoch is chosen on sound annotations only
+    sound_val = [i for i in val_idx if not samples[i].qc]  # the monitor uses sound annotations only
+    ema = None
+    if config.ema_decay:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(net, decay=float(config.ema_decay), use_warmup=True, exclude_buffers=True)
+        if state is not None:
+            ema.module.load_state_dict(state["best"])
+    final = ema.module if ema is not None else net
+    updates = int(state.get("updates", 0)) if state is not None else 0  # optimiser steps so far (the EMA's warm-up)
     for epoch in range(first_epoch, config.epochs):
         tick = time.perf_counter()
         dataset.epoch = epoch
@@ -389,25 +374,26 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
             fabric.backward(loss)
             optimizer.step()
             scheduler.step()
+            updates += 1
+            if ema is not None:
+                ema.update(net, step=updates)
             losses.append(loss.item())
-        detected = predict_prepared(net, [images[i] for i in sound_val], [scales[i] for i in sound_val], len(vertebrae),
-                                    config.batch_size, fabric.device, prior=prior)
+        detected = predict_prepared(TorchMaps(final, fabric.device), [images[i] for i in sound_val],
+                                    [scales[i] for i in sound_val], len(vertebrae), config.batch_size, prior=prior)
         errors = [np.linalg.norm(d.corners - samples[i].corners, axis=2).mean()
                   for d, i in zip(detected, sound_val, strict=True)]
         mre = float(np.mean(errors)) if errors else float("nan")
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mre_px": mre,
                         "seconds": time.perf_counter() - tick})
-        if mre < best_mre or not math.isfinite(best_mre):
-            best_mre, best = mre, state_tensors(net)
-        save_checkpoint(checkpoint, model=net, best=best, optimizer=optimizer, scheduler=scheduler,
-                        state={"epoch": epoch, "best_mre": best_mre, "history": history})
+        save_checkpoint(checkpoint, model=net, best=state_tensors(final), optimizer=optimizer, scheduler=scheduler,
+                        state={"epoch": epoch, "history": history, "updates": updates})
         progress(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['train_loss']:.3f}, "
                  f"val MRE {mre:.1f} px, {history[-1]['seconds']:.0f} s")
     write_json(run / "history.json", {"history": history})
-    net.load_state_dict(best)
-    net.eval()
-    detected = predict_prepared(net, [images[i] for i in val_idx], [scales[i] for i in val_idx],
-                                len(vertebrae), config.batch_size, "cpu", prior=prior)
+    net.load_state_dict(state_tensors(final))
+    net.cpu().eval()
+    detected = predict_prepared(TorchMaps(net), [images[i] for i in val_idx], [scales[i] for i in val_idx],
+                                len(vertebrae), config.batch_size, prior=prior)
     rows = []
     for sample, detection in zip(val_samples, detected, strict=True):
         corners, conf = detection.corners, detection.confidence
@@ -429,9 +415,10 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
         write_report(evaluation, run / "report", pred, truth, {s.image: s.path for s in val_samples},
                      {s.image: d.confidence for s, d in zip(val_samples, detected, strict=True)})
     summary = {"images": len(samples), "train_images": len(usable), "val_images": len(val_idx),
-               "epochs": config.epochs, "best_val_mre_px": best_mre, "seed": config.seed,
+               "epochs": config.epochs, "final_val_mre_px": history[-1]["val_mre_px"] if history else None,
+               "weights": f"EMA (decay {config.ema_decay})" if ema is not None else "last step", "seed": config.seed,
                "input_size": list(size), "seconds": round(time.perf_counter() - started, 1)}
     write_landmark_bundle(run / "bundle", net, size, vertebrae, view=config.view, position_prior=prior, training_summary=summary,
-                          metrics=json.loads(json.dumps(metrics, default=float)))
+                          metrics=json.loads(json.dumps(metrics, default=float)), onnx_model=export_landmark_onnx(net, size))
     progress(f"bundle {run / 'bundle'}; validation: {json.dumps(metrics.get('model', {}), default=float)[:300]}")
     return run
