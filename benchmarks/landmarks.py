@@ -11,7 +11,8 @@ writes the ``landmarks`` section of docs/benchmarks.md.
   beside a mean-shape baseline (the training spines' mean normalised shape) on the same split.
 * What the decoding adds: the same detector without the test-time flip, and without the
   counting (the 17 strongest peaks, no position prior).
-* Time to predict one radiograph and compute its Cobb angles: warm (loaded detector, median of
+* Time to predict one radiograph and compute its Cobb angles, with the network in ONNX Runtime
+  (the bundle's ``model.onnx``, the default) and in torch: warm (loaded detector, median of
   20) and cold (``osteolens landmarks predict`` as a new process, median of 3).
 * The published Cobb SMAPE figures of the issue, side by side (they are on the official
   128-image test split, not this split).
@@ -84,7 +85,8 @@ def main() -> None:
     split = pd.read_csv(run / "split.csv")
     image = shared_dataset("spine_landmarks_aasce") / split.loc[split.set == "val", "image"].iloc[0]
 
-    detector = LandmarkDetector.from_path(run / "bundle")
+    detectors = {backend: LandmarkDetector.from_path(run / "bundle", backend=backend) for backend in ("onnx", "torch")}
+    detector = detectors["onnx"]
     import torch
 
     torch.set_num_threads(2)
@@ -98,19 +100,22 @@ def main() -> None:
         found = predict_prepared(detector.maps, images, scales, len(detector.bundle.vertebrae), **options)
         ablations[name] = evaluate_held_out(val, {s.image: d.corners for s, d in zip(val, found, strict=True)}).summary
 
-    def one() -> None:
-        found = detector.predict_file(image)
+    def one(backend: str) -> None:
+        found = detectors[backend].predict_file(image)
         cobb_angles(found.detection.corners, found.image_shape[0])
 
-    warm = median_seconds(one, repeats=20, warmup=2)
-    cold_runs = []
+    warm_by = {backend: median_seconds(lambda b=backend: one(b), repeats=20, warmup=2) for backend in detectors}
+    cold_by = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(3):
-            tick = time.perf_counter()
-            subprocess.run([str(ROOT / ".venv" / "bin" / "osteolens"), "landmarks", "predict", str(image), "--model",
-                            str(run / "bundle"), "--out", tmp], check=True, capture_output=True)
-            cold_runs.append(time.perf_counter() - tick)
-    cold = statistics.median(cold_runs)
+        for backend in detectors:
+            runs = []
+            for _ in range(3):
+                tick = time.perf_counter()
+                subprocess.run([str(ROOT / ".venv" / "bin" / "osteolens"), "landmarks", "predict", str(image), "--model",
+                                str(run / "bundle"), "--out", tmp, "--backend", backend], check=True, capture_output=True)
+                runs.append(time.perf_counter() - tick)
+            cold_by[backend] = statistics.median(runs)
+    warm = warm_by["onnx"]
     load_after = os.getloadavg()[0]
     model, base = metrics["model"], metrics["mean_shape_baseline"]
     flagged, base_flagged = metrics.get("model_flagged", {}), metrics.get("mean_shape_baseline_flagged", {})
@@ -122,7 +127,10 @@ def main() -> None:
         f"`benchmarks/landmarks.py`: `recipes/aasce_landmarks.yaml` ({config.model.get('backbone')} with packaged "
         f"ImageNet weights, stages {config.model.get('out_indices')}, centre heatmap + offsets at stride 4, test-time flip, "
         f"counting with the training images' position prior, input {config.input_size[0]} x {config.input_size[1]}, "
-        f"batch {config.batch_size}, {len(history)} epochs, {config.threads} torch threads) on one split of the "
+        f"batch {config.batch_size}, {len(history)} epochs, {config.threads} torch threads; bundle weights: "
+        + (f"{summary['weights']}, no epoch picked on the validation patients" if summary.get("weights") else
+           "the epoch best on the validation images, so slightly optimistic")
+        + ") on one split of the "
         f"{summary['images']} shared images, grouped by `patient_key` (seed 0): {summary['train_images']} training "
         f"images (QC-flagged ones repaired, or dropped when the repair fails), {summary['val_images']} validation images. "
         f"Training took {summary['seconds'] / 60:.1f} min wall: epochs took {min(epoch_seconds):.0f}-"
@@ -146,8 +154,12 @@ def main() -> None:
         f"Per-image outliers (MRE above Q3 + 1.5 IQR): {model.get('outliers', 0)} of {model.get('n_images', 0)}; "
         f"overlays of the worst five in `{run.name}/report/report.html`.",
         "",
-        f"Speed, one radiograph ({image.name}), landmarks + Cobb angles: warm {warm * 1000:.0f} ms (median of 20, "
-        f"detector loaded, 2 threads); cold {cold:.2f} s (`osteolens landmarks predict` as a new process, median of 3).",
+        f"Speed, one radiograph ({image.name}), landmarks (with the test-time flip) + Cobb angles, 2 threads:",
+        "",
+        "| network run by | warm ms (median of 20, detector loaded) | cold s (`osteolens landmarks predict`, new process, median of 3) |",
+        "|---|---|---|",
+        *[f"| {'ONNX Runtime (model.onnx, default)' if b == 'onnx' else 'torch'} | {warm_by[b] * 1000:.0f} | "
+          f"{cold_by[b]:.2f} |" for b in detectors],
         "",
         "Published Cobb SMAPE (%) for comparison (other test data: not the same split, not directly comparable):",
         "",

@@ -33,7 +33,7 @@ def landmark_card(detector: LandmarkDetector) -> dict[str, Any]:
             "metrics")
     card = {key: bundle.manifest.get(key) for key in keys}
     card.update(name=bundle.path.name, digest=bundle.digest[:16], view=bundle.view,
-                architecture=bundle.manifest["architecture"].get("backbone"), backend="torch")
+                architecture=bundle.manifest["architecture"].get("backbone"), backend=detector.backend)
     return card
 
 
