@@ -130,21 +130,28 @@ def test_refusals_match_the_classifier_service(spine):
     assert small.post("/v1/predict", files={"file": ("a.png", data)}).status_code == 413
 
 
-def test_dicom_out_writes_the_morphometry_sr_in_the_uploads_study(tmp_path, spine, phantom_dicom):  # noqa: F811
+def test_dicom_out_writes_the_morphometry_sr_and_overlay_sc_in_the_uploads_study(tmp_path, spine, phantom_dicom):  # noqa: F811
     from highdicom.sr import srread
+
+    from tests.dicom_out.conftest import dciodvfy_errors
 
     detector, png = spine
     out = tmp_path / "dicom"
     client = TestClient(create_app(detector, dicom_out=out))
     data = phantom_dicom.read_bytes()
     body = client.post("/v1/predict", files={"file": ("scan.dcm", data)}).json()
-    assert body["dicom_note"] is None and len(body["dicom_files"]) == 1
-    assert body["dicom_files"][0].endswith("_morphometry_sr.dcm") and str(tmp_path) not in str(body)
-    sr = srread(out / body["dicom_files"][0])
-    assert sr.StudyInstanceUID == pydicom.dcmread(phantom_dicom).StudyInstanceUID
-    assert body["dicom_uids"] == [sr.SOPInstanceUID]
+    assert body["dicom_note"] is None and len(body["dicom_files"]) == 2 and str(tmp_path) not in str(body)
+    sr_name, sc_name = body["dicom_files"]
+    assert sr_name.endswith("_morphometry_sr.dcm") and sc_name.endswith("_overlay_sc.dcm")
+    sr, sc = srread(out / sr_name), pydicom.dcmread(out / sc_name)
+    source = pydicom.dcmread(phantom_dicom)
+    assert sr.StudyInstanceUID == sc.StudyInstanceUID == source.StudyInstanceUID
+    assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert "vertebral landmarks" in sc.SeriesDescription and sc.BurnedInAnnotation == "YES"
+    assert body["dicom_uids"] == [sr.SOPInstanceUID, sc.SOPInstanceUID]
+    assert dciodvfy_errors(out / sc_name) == []
     again = client.post("/v1/predict", files={"file": ("other.dcm", data)}).json()
-    assert again["dicom_files"] == body["dicom_files"] and len(list(out.iterdir())) == 1
+    assert again["dicom_files"] == body["dicom_files"] and len(list(out.iterdir())) == 2
     note = client.post("/v1/predict", files={"file": ("a.png", png.read_bytes())}).json()
     assert note["dicom_files"] == [] and "not a DICOM file" in note["dicom_note"]
 
@@ -153,7 +160,7 @@ def test_serve_command_serves_a_landmark_bundle(tmp_path, spine, make_predictor,
     import uvicorn
 
     from osteolens.cli.main import app
-    from osteolens.cli.common import bundle_task
+    from osteolens.inference.bundle import bundle_task
 
     detector, _ = spine
     assert bundle_task(detector.bundle.path) == "landmarks"

@@ -348,3 +348,83 @@ def test_destination_parse_and_bad_options(predictor, tmp_path):
         taken.listen()
         with pytest.raises(ConfigError, match="cannot listen"):
             DicomNode(predictor, tmp_path, port=taken.getsockname()[1]).start()
+
+
+def test_a_landmark_detector_answers_with_the_morphometry_sr_and_the_overlay_sc(phantoms, tmp_path):
+    """A spine detector behind the node: each radiograph gets the morphometry SR (Cobb angles of the
+    detected corners) and the overlay SC, in its own study, conformant."""
+    import numpy as np
+    from highdicom.sr import srread
+
+    from osteolens.io import read_radiograph
+    from osteolens.landmarks.predict import LandmarkDetector
+    from osteolens.morphometry import cobb_angles
+    from tests.dicom_out.test_morphometry_sr import _groups
+    from tests.serve.test_landmark_service import T1_L5, _bundle
+
+    detector = LandmarkDetector.from_path(_bundle(tmp_path / "spine", T1_L5), threads=1)
+    destination = Store()
+    instance = DicomNode(detector, tmp_path / "node", port=0, forward=destination.forward, workers=1).start()
+    try:
+        statuses = send(instance.port, phantoms[:2])
+        received = destination.wait(4, timeout=120)
+    finally:
+        instance.stop()
+        destination.stop()
+    assert statuses == [0x0000, 0x0000] and len(received) == 4
+    table = results_by_input(received)
+    for path in phantoms[:2]:
+        source = pydicom.dcmread(path, stop_before_pixels=True)
+        key, uid = item_key(source.SOPInstanceUID), str(source.SOPInstanceUID)
+        assert len(table[uid]["sr"]) == 1 and len(table[uid]["sc"]) == 1
+        record = json.loads((tmp_path / "node" / "results" / f"{key}.json").read_text())
+        assert record["task"] == "landmarks" and record["result"] == "ok" and len(record["vertebrae"]) == 17
+        assert sorted(record["dicom_files"]) == [f"{key}_morphometry_sr.dcm", f"{key}_overlay_sc.dcm"]
+        # the record's corners and the SR's Cobb angles are those of the detection (recomputed here, in mm
+        # with the DICOM's pixel spacing as morphometry measures them)
+        detected = detector.predict_file(path).detection.corners
+        assert np.abs(np.array([v["corners"] for v in record["vertebrae"]]) - detected).max() <= 0.005
+        row, col = read_radiograph(path).spacing_mm
+        expected = cobb_angles(detected * [col, row], record["image_shape"][0] * row)
+        sr = srread(tmp_path / "node" / "results" / f"{key}_morphometry_sr.dcm")
+        _, numbers = _groups(sr)["Cobb angles"]
+        value, unit = numbers["Cobb angle, main thoracic (MT)"]
+        assert unit == "deg" and float(value) == pytest.approx(expected.mt, abs=0.05)
+        assert float(value) == pytest.approx(record["cobb"]["mt"]["degrees"], abs=1e-6)
+    for ds in received:
+        assert ds.StudyInstanceUID == pydicom.dcmread(
+            next(p for p in phantoms[:2] if str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
+                 == referenced_uid(ds)), stop_before_pixels=True).StudyInstanceUID
+        written = tmp_path / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(written, enforce_file_format=True)
+        assert dciodvfy_errors(written) == []
+
+
+def test_run_node_answers_a_landmark_bundle_with_its_detector(tmp_path, monkeypatch):
+    import signal
+
+    from osteolens.landmarks.predict import LandmarkDetector
+    from osteolens.serve.node import node as node_module
+    from tests.serve.test_landmark_service import T1_L5, _bundle
+
+    class Started(Exception):
+        pass
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, predictor, out, **options):
+            seen["predictor"] = predictor
+
+        def start(self):
+            raise Started
+
+        def stop(self):
+            seen["stopped"] = True
+
+    handler = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(node_module, "DicomNode", Recorder)
+    with pytest.raises(Started):
+        node_module.run_node(_bundle(tmp_path / "spine", T1_L5), tmp_path / "node", backend="torch", threads=1)
+    assert isinstance(seen["predictor"], LandmarkDetector) and seen["predictor"].backend == "torch"
+    assert seen["stopped"] and signal.getsignal(signal.SIGINT) is handler  # a failed start leaves no handler behind

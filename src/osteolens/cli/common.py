@@ -27,26 +27,6 @@ def image_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def bundle_task(path: Path) -> str | None:
-    """The ``task`` in a bundle's ``bundle.json`` (folder or zip); None when it cannot be read, which
-    the bundle's loader then explains."""
-    import json
-    import zipfile
-
-    from osteolens.inference.bundle import MANIFEST_NAME
-
-    try:
-        if path.is_file():
-            with zipfile.ZipFile(path) as archive:
-                data = archive.read(MANIFEST_NAME)
-        else:
-            data = (path / MANIFEST_NAME).read_bytes()
-        task = json.loads(data).get("task")
-    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):  # no manifest, not JSON, not an object
-        return None
-    return str(task) if task is not None else None
-
-
 def run_app(app: typer.Typer) -> None:
     """Run a typer app; an ``OsteolensError`` becomes ``error: <message>`` and exit code 2."""
     from osteolens.errors import OsteolensError

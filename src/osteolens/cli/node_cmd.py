@@ -8,7 +8,8 @@ import typer
 
 
 def node(
-    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip (single-view)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder or .zip: a single-view classifier or "
+                               "regressor, or a landmark detector (answers with the morphometry SR and Cobb angles)."),
     out: Path = typer.Option(..., "--out", "-o", help="The node's folder: spool/ (the queue) and results/ (SR, SC, JSON); reuse it across restarts."),
     port: int = typer.Option(11112, help="TCP port to listen on."),
     ae_title: str = typer.Option("OSTEOLENS", "--ae-title", help="The node's AE title (called AE; calling AE of forwards)."),
@@ -20,7 +21,8 @@ def node(
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime) or torch."),
     trusted_key: Path = typer.Option(None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."),
 ) -> None:
-    """Receive radiographs by DICOM C-STORE, predict them, write and forward a TID 1500 SR and a Grad-CAM SC.
+    """Receive radiographs by DICOM C-STORE, predict them, write and forward a TID 1500 SR and a Grad-CAM SC
+    (a landmark bundle: the morphometry SR with the Cobb angles, and the overlay of the detected corners as SC).
 
     Example: osteolens node --model runs/knee/bundle --port 11112 --ae-title OSTEOLENS --out /srv/osteolens
     --forward pacs.example.org:104:PACS --allow-ae PACS,CR1

@@ -276,7 +276,7 @@ def export_onnx(
 
     Example: osteolens export-onnx runs/knee/bundle
     """
-    from osteolens.cli.common import bundle_task
+    from osteolens.inference.bundle import bundle_task
 
     if bundle_task(bundle) == "landmarks":
         _export_landmark_onnx(bundle, out, tolerance)

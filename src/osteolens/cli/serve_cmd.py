@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from osteolens.cli.common import bundle_task, console
+from osteolens.cli.common import console
 
 
 def serve(
@@ -47,6 +47,7 @@ def serve(
 
     from osteolens.errors import ConfigError
     from osteolens.inference import Predictor
+    from osteolens.inference.bundle import bundle_task
     from osteolens.serve import create_app
 
     token = None

@@ -192,4 +192,37 @@ def write_prediction_dicom(
     return write_dicom_results(source, record, bundle, out_dir, overlay_rgb=rgb, patient=patient, stem=stem)
 
 
-__all__ = ["Patient", "read_header", "write_dicom_results", "write_prediction_dicom"]
+def write_detection_dicom(source: str | os.PathLike[str], spine: Any, overlay_bgr: np.ndarray, bundle: Any,
+                          out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The DICOM results of a landmark detection on the DICOM ``source``: the morphometry SR (heights,
+    angles, Cobb angles with their end vertebrae; :func:`osteolens.dicom_out.morphometry_sr.write_morphometry_sr`,
+    naming the detector) and the overlay (corners, Cobb end vertebrae) as a Secondary Capture,
+    ``<source stem>_morphometry_sr.dcm`` and ``<source stem>_overlay_sc.dcm``.
+
+    Args:
+        source: the DICOM radiograph the corners were detected on.
+        spine: its :class:`~osteolens.morphometry.spine.SpineMeasurement`.
+        overlay_bgr: the overlay ``uint8 (H, W, 3)`` in OpenCV's BGR order
+            (:func:`osteolens.landmarks.measure.measure_prediction`).
+        bundle: the loaded :class:`~osteolens.landmarks.bundle.LandmarkBundle`.
+        out_dir: the folder (created).
+
+    Raises:
+        ConfigError: ``source`` is not DICOM or lacks the UIDs a result needs.
+        FileWriteError: ``out_dir`` is not writable.
+    """
+    from osteolens.dicom_out.morphometry_sr import write_morphometry_sr
+    from osteolens.dicom_out.sc import build_overlay_sc
+    from osteolens.dicom_out.uids import result_uids
+
+    source = Path(source)
+    written = [write_morphometry_sr(spine, source, out_dir, f"detected by {bundle.description}")]
+    reference = _reference(read_header(source), source)
+    uids = result_uids(reference.StudyInstanceUID, reference.SOPInstanceUID, bundle.digest)
+    sc = build_overlay_sc(reference, np.ascontiguousarray(overlay_bgr[..., ::-1]), bundle, uids, kind="vertebral landmarks",
+                          derivation="detected vertebral corners, heights and Cobb end vertebrae drawn over the radiograph")
+    written.append(_save(sc, Path(out_dir) / f"{source.stem}_overlay_sc.dcm"))
+    return written
+
+
+__all__ = ["Patient", "read_header", "write_detection_dicom", "write_dicom_results", "write_prediction_dicom"]

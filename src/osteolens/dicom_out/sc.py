@@ -45,8 +45,12 @@ def _orientation(reference: Any) -> Any:
     return list(value) if value is not None and not isinstance(value, str) else (value or "")
 
 
-def build_overlay_sc(reference: Any, overlay_rgb: np.ndarray, bundle: Any, uids: ResultUIDs) -> Any:
-    """``highdicom.sc.SCImage`` of the overlay in the reference radiograph's study, in a new series."""
+def build_overlay_sc(reference: Any, overlay_rgb: np.ndarray, bundle: Any, uids: ResultUIDs, *, kind: str = "Grad-CAM",
+                     derivation: str = "Grad-CAM heat map (jet, alpha 0.4) blended over the radiograph") -> Any:
+    """``highdicom.sc.SCImage`` of the overlay in the reference radiograph's study, in a new series.
+
+    ``kind`` names the overlay in the series description and comments (``Grad-CAM``, or
+    ``vertebral landmarks`` for a detector's corners and Cobb angles); ``derivation`` says how it was made."""
     from highdicom.sc import SCImage
     from pydicom.dataset import Dataset
 
@@ -58,15 +62,15 @@ def build_overlay_sc(reference: Any, overlay_rgb: np.ndarray, bundle: Any, uids:
         # highdicom takes only single-letter directions here; the reference's own value is set below.
         patient_orientation=("L", "F"), series_instance_uid=uids.sc_series, series_number=SERIES_NUMBER,
         sop_instance_uid=uids.sc_instance, instance_number=1, manufacturer="osteolens",
-        series_description=f"osteolens {bundle.name} Grad-CAM"[:64], software_versions=__version__,
+        series_description=f"osteolens {bundle.name} {kind}"[:64], software_versions=__version__,
     )
     sc.PatientOrientation = _orientation(reference)  # type 2C: empty when unknown
     laterality = reference.get("Laterality") or reference.get("ImageLaterality") or ""
     sc.Laterality = laterality if laterality in ("R", "L") else ""  # type 2C
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.BurnedInAnnotation = "YES"
-    sc.ImageComments = f"{NOT_FOR_DIAGNOSIS}. Grad-CAM overlay of model {bundle.name} (sha256 {bundle.digest[:16]})."
-    sc.DerivationDescription = "Grad-CAM heat map (jet, alpha 0.4) blended over the radiograph"
+    sc.ImageComments = f"{NOT_FOR_DIAGNOSIS}. {kind} overlay of model {bundle.name} (sha256 {bundle.digest[:16]})."
+    sc.DerivationDescription = derivation
     source = Dataset()
     source.ReferencedSOPClassUID = reference.SOPClassUID
     source.ReferencedSOPInstanceUID = reference.SOPInstanceUID

@@ -415,6 +415,22 @@ def _read_raw(path: Path, any_task: bool = False) -> tuple[dict[str, Any], dict[
     return manifest, blobs, signature.read_bytes() if signature.is_file() else None
 
 
+def bundle_task(path: str | Path) -> str | None:
+    """The ``task`` in a bundle's ``bundle.json`` (folder or zip); None when it cannot be read, which
+    the bundle's loader then explains."""
+    path = Path(path)
+    try:
+        if path.is_file():
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(MANIFEST_NAME)
+        else:
+            data = (path / MANIFEST_NAME).read_bytes()
+        task = json.loads(data).get("task")
+    except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile):  # no manifest, not JSON, not an object
+        return None
+    return str(task) if task is not None else None
+
+
 def _parse_manifest(data: bytes, where: Path, any_task: bool = False) -> dict[str, Any]:
     try:
         manifest = json.loads(data)

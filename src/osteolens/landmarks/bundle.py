@@ -100,9 +100,14 @@ class LandmarkBundle:
         return files_digest(self.manifest["files"])
 
     @property
+    def name(self) -> str:
+        """A short human name: the bundle folder / zip stem (as a classifier bundle's)."""
+        return self.path.stem if self.path.suffix == ".zip" else self.path.name
+
+    @property
     def description(self) -> str:
         """The bundle's folder name and the start of its digest, e.g. ``bundle (sha256 1a2b3c4d5e6f)``."""
-        return f"{self.path.name} (sha256 {self.digest[:12]})"
+        return f"{self.name} (sha256 {self.digest[:12]})"
 
     @property
     def stride(self) -> int:

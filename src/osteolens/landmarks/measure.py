@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,10 @@ from osteolens.morphometry.batch import BatchResult, measure_inputs
 from osteolens.morphometry.inputs import SpineInput
 from osteolens.morphometry.overlay import draw_overlay
 from osteolens.morphometry.spine import SpineMeasurement, measure_spine
+from osteolens.morphometry.vertebra import CORNERS, VertebraMeasurement
+
+#: Keys of ``VertebraMeasurement.to_dict()`` that :func:`spine_record` gives elsewhere (name, corners, problems).
+_NOT_MEASURED = {"vertebra", "view", "anterior_side", "problems", *(f"{c}_{axis}" for c in CORNERS for axis in "xy")}
 
 
 def low_confidence_problems(prediction: SpinePrediction) -> dict[int, list[str]]:
@@ -45,6 +50,34 @@ def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarra
                           image_height=source.image_shape[0] if source.image_shape else None, key=source.key,
                           extra_problems=source.problems)
     return spine, draw_overlay(spine, pixels)
+
+
+def _measurements(vertebra: VertebraMeasurement) -> dict[str, Any]:
+    """Heights (px, and mm with a pixel spacing), angles, ratios and grade of a vertebra; None where not finite."""
+    return {key: None if isinstance(value, float) and not np.isfinite(value) else value
+            for key, value in vertebra.to_dict().items() if key not in _NOT_MEASURED}
+
+
+def _cobb(row: dict[str, Any]) -> dict[str, Any] | None:
+    """``{pt, mt, tl: {degrees, upper, lower}, s_shaped}`` from a spine's ``cobb_row()``; None without angles."""
+    if row["pt"] is None:
+        return None
+    angles: dict[str, Any] = {key: {"degrees": row[key], "upper": row[f"{key}_upper"], "lower": row[f"{key}_lower"]}
+                              for key in ("pt", "mt", "tl")}
+    angles["s_shaped"] = row["s_shaped"]
+    return angles
+
+
+def spine_record(prediction: SpinePrediction, spine: SpineMeasurement) -> dict[str, Any]:
+    """The JSON of one measured detection, as the service and the DICOM node answer it: ``view``,
+    ``image_shape``, per vertebra its name, confidence, flag, corners (original pixels), problems
+    and measurements, the Cobb angles with their end vertebrae (AP) and the low-confidence count."""
+    confidence, low = prediction.detection.confidence, prediction.detection.low_confidence
+    vertebrae = [{"name": v.name, "confidence": round(float(confidence[k]), 4), "low_confidence": bool(low[k]),
+                  "corners": np.round(prediction.detection.corners[k], 2).tolist(), "problems": list(v.problems),
+                  "measurements": _measurements(v)} for k, v in enumerate(spine.vertebrae)]
+    return {"view": spine.view, "image_shape": list(prediction.image_shape), "vertebrae": vertebrae,
+            "cobb": _cobb(spine.cobb_row()), "cobb_note": spine.cobb_note, "low_confidence_count": int(low.sum())}
 
 
 def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], *, root: Path | None = None,

@@ -101,6 +101,8 @@ class LandmarkDetector:
                 graph = export_landmark_onnx(bundle.model, bundle.input_size)
                 check_landmark_graph(bundle.model, graph, bundle.input_size, bundle.path)
             self.maps = OnnxMaps(graph, bundle.stride, threads)
+        self.model_info = {"name": bundle.name, "digest": bundle.digest[:16],
+                           "architecture": bundle.manifest["architecture"].get("backbone"), "backend": backend}
 
     @classmethod
     def from_path(cls, path: str | Path, trusted_key: object = None, backend: str = "onnx",

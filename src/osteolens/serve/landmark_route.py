@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 
 from osteolens.errors import OsteolensError
-from osteolens.landmarks.measure import measure_prediction
+from osteolens.landmarks.measure import measure_prediction, spine_record
 from osteolens.landmarks.predict import LandmarkDetector
-from osteolens.morphometry.vertebra import CORNERS, VertebraMeasurement
 from osteolens.serve.app import (NO_STUDY_NOTE, _checked_uploads, _client_message, _data_url, _dicom_results,
                                  _dicom_stem, _view_names)
 
@@ -32,29 +30,8 @@ def landmark_card(detector: LandmarkDetector) -> dict[str, Any]:
     keys = ("format_version", "created", "osteolens_version", "task", "labels", "input_size", "training_summary",
             "metrics")
     card = {key: bundle.manifest.get(key) for key in keys}
-    card.update(name=bundle.path.name, digest=bundle.digest[:16], view=bundle.view,
-                architecture=bundle.manifest["architecture"].get("backbone"), backend=detector.backend)
+    card.update(detector.model_info, digest=bundle.digest[:16], view=bundle.view)
     return card
-
-
-#: Keys of ``VertebraMeasurement.to_dict()`` that the answer gives elsewhere (name, corners, problems).
-_NOT_MEASURED = {"vertebra", "view", "anterior_side", "problems", *(f"{c}_{axis}" for c in CORNERS for axis in "xy")}
-
-
-def _measurements(vertebra: VertebraMeasurement) -> dict[str, Any]:
-    """Heights (px, and mm with a pixel spacing), angles, ratios and grade of a vertebra; None where not finite."""
-    return {key: None if isinstance(value, float) and not np.isfinite(value) else value
-            for key, value in vertebra.to_dict().items() if key not in _NOT_MEASURED}
-
-
-def _cobb(row: dict[str, Any]) -> dict[str, Any] | None:
-    """``{pt, mt, tl: {degrees, upper, lower}, s_shaped}`` from a spine's ``cobb_row()``; None without angles."""
-    if row["pt"] is None:
-        return None
-    angles: dict[str, Any] = {key: {"degrees": row[key], "upper": row[f"{key}_upper"], "lower": row[f"{key}_lower"]}
-                              for key in ("pt", "mt", "tl")}
-    angles["s_shaped"] = row["s_shaped"]
-    return angles
 
 
 def _shrunk_png(bgr: Any, max_side: int | None) -> bytes:
@@ -75,8 +52,6 @@ def add_predict_route(app: FastAPI, detector: LandmarkDetector, *, authorise: An
 
     bundle = detector.bundle
     digest = bundle.digest
-    model = {"name": bundle.path.name, "digest": digest[:16],
-             "architecture": bundle.manifest["architecture"].get("backbone"), "backend": "torch"}
 
     @app.post("/v1/predict", tags=["model"], dependencies=[Depends(authorise)])
     def predict(
@@ -100,22 +75,15 @@ def add_predict_route(app: FastAPI, detector: LandmarkDetector, *, authorise: An
             found = detector.predict_radiograph(radiograph, "upload", start)
             spine, overlay = measure_prediction(found, bundle.view, radiograph.pixels,
                                                 pixel_mm if pixel_mm is not None else radiograph.spacing_mm)
-            answer: dict[str, Any] = {"task": "landmarks", "request_id": request.state.request_id, "model": model,
-                                      "view": spine.view, "image_shape": list(found.image_shape)}
+            answer: dict[str, Any] = {"task": "landmarks", "request_id": request.state.request_id,
+                                      "model": detector.model_info, **spine_record(found, spine)}
             if dicom_out is not None and formats[0] == "DICOM":
-                from osteolens.dicom_out.morphometry_sr import write_morphometry_sr
+                from osteolens.dicom_out import write_detection_dicom
 
-                named = path.rename(path.with_name(_dicom_stem(path, digest)))  # the SR is named after its source
+                named = path.rename(path.with_name(_dicom_stem(path, digest)))  # the results are named after their source
                 answer.update(_dicom_results(named, answer["request_id"],
-                                             lambda: [write_morphometry_sr(spine, named, dicom_out, f"detected by {bundle.description}")]))
+                                             lambda: write_detection_dicom(named, spine, overlay, bundle, dicom_out)))
             elif dicom_out is not None:
                 answer.update(dicom_files=[], dicom_uids=[], dicom_note=NO_STUDY_NOTE)
-        confidence, low = found.detection.confidence, found.detection.low_confidence
-        answer["vertebrae"] = [{"name": v.name, "confidence": round(float(confidence[k]), 4),
-                                "low_confidence": bool(low[k]),
-                                "corners": np.round(found.detection.corners[k], 2).tolist(),
-                                "problems": list(v.problems), "measurements": _measurements(v)}
-                               for k, v in enumerate(spine.vertebrae)]
-        answer.update(cobb=_cobb(spine.cobb_row()), cobb_note=spine.cobb_note, low_confidence_count=int(low.sum()),
-                      overlay_png=_data_url(_shrunk_png(overlay, max_side)), seconds=time.perf_counter() - start)
+        answer.update(overlay_png=_data_url(_shrunk_png(overlay, max_side)), seconds=time.perf_counter() - start)
         return answer

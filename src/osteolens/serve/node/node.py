@@ -1,5 +1,9 @@
 """The DICOM node: a Verification and Storage SCP that predicts what it receives and sends back
-the results (see :mod:`osteolens.serve.node` for the whole picture)."""
+the results (see :mod:`osteolens.serve.node` for the whole picture).
+
+A classifier or regressor answers with its TID 1500 SR and the Grad-CAM overlay as a Secondary
+Capture; a landmark detector with the morphometry SR (vertebral heights and angles, the Cobb
+angles with their end vertebrae) and the overlay of the detected corners as a Secondary Capture."""
 
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ class DicomNode:
     forward destination, put them in the outbox that a forwarder thread sends.
 
     Args:
-        predictor: the :class:`~osteolens.inference.Predictor` (single-view model) that answers.
+        predictor: the :class:`~osteolens.inference.Predictor` (single-view model) or the
+            :class:`~osteolens.landmarks.predict.LandmarkDetector` that answers.
         out: the node's folder (spool and results; reused across restarts).
         ae_title: the node's AE title (called AE of incoming associations, calling AE of forwards).
         host: interface to listen on.
@@ -55,7 +60,7 @@ class DicomNode:
                  host: str = "127.0.0.1", port: int = 11112, forward: str | Destination | None = None,
                  allow_ae: Sequence[str] | None = None, workers: int = 2, retry_delay: float = 1.0,
                  max_retry_delay: float = 60.0, max_associations: int = 16) -> None:
-        if predictor.views:
+        if getattr(predictor, "views", None):
             raise ConfigError(predictor.bundle.path,
                               f"is a multi-view model (views {predictor.views}); the node predicts single images.",
                               "serve a single-view bundle.")
@@ -70,6 +75,8 @@ class DicomNode:
         self.workers, self.max_associations = workers, max_associations
         self.retry_delay, self.max_retry_delay = retry_delay, max_retry_delay
         self.digest = predictor.model_info["digest"]
+        landmarks = predictor.bundle.manifest.get("task") == "landmarks"
+        self._predict = _landmark_answer if landmarks else _classifier_answer
         self.spool: Spool | None = None
         self._queue: queue.Queue[str] = queue.Queue()
         self._pending: set[str] = set()
@@ -203,8 +210,6 @@ class DicomNode:
 
     def _answer(self, key: str) -> None:
         """Predict one spooled image (unless a previous run did), write and queue its results."""
-        from osteolens.dicom_out import write_prediction_dicom
-        from osteolens.inference.report import ok_record
         from osteolens.io._files import write_atomic
 
         spool = self.spool
@@ -216,16 +221,13 @@ class DicomNode:
         record = spool.record(key)
         if not (record and record.get("result") == "ok" and (record.get("model") or {}).get("digest") == self.digest):
             try:
-                prediction = self.predictor.predict(source, cam=True)
-                record = ok_record(prediction, key)
-                files = write_prediction_dicom(source, prediction, record, self.predictor.bundle, spool.results,
-                                               stem=key)
+                record, files, summary = self._predict(self.predictor, source, key, spool.results)
             except OsteolensError as exc:
                 self._fail(key, str(exc))
                 return
             record["dicom_files"] = [path.name for path in files]
             write_atomic(spool.results / f"{key}.json", json.dumps(record, indent=2) + "\n")
-            LOG.info("predicted %s: %s", key, record.get("diagnosis"))
+            LOG.info("predicted %s: %s", key, summary)
         if self._forwarder is not None and not spool.forwarded(key):
             spool.queue_forward(key, [spool.results / name for name in record.get("dicom_files", [])], self.digest)
             self._forwarder.wake()
@@ -249,6 +251,36 @@ class DicomNode:
         self._finish(key, "failed")
 
 
+def _classifier_answer(predictor: Any, source: Path, key: str, results: Path) -> tuple[dict[str, Any], list[Path], str]:
+    """A classifier's record, its SR and Grad-CAM SC (named ``<key>_sr.dcm``, ``<key>_sc.dcm``), and a log summary."""
+    from osteolens.dicom_out import write_prediction_dicom
+    from osteolens.inference.report import ok_record
+
+    prediction = predictor.predict(source, cam=True)
+    record = ok_record(prediction, key)
+    files = write_prediction_dicom(source, prediction, record, predictor.bundle, results, stem=key)
+    return record, files, str(record.get("diagnosis"))
+
+
+def _landmark_answer(detector: Any, source: Path, key: str, results: Path) -> tuple[dict[str, Any], list[Path], str]:
+    """A landmark detector's record (:func:`osteolens.landmarks.measure.spine_record`), its morphometry SR
+    and overlay SC (``<key>_morphometry_sr.dcm``, ``<key>_overlay_sc.dcm``), and a log summary (no patient data)."""
+    from osteolens.dicom_out import write_detection_dicom
+    from osteolens.io import read_radiograph
+    from osteolens.landmarks.measure import measure_prediction, spine_record
+
+    radiograph = read_radiograph(source)
+    found = detector.predict_radiograph(radiograph, key)
+    spine, overlay = measure_prediction(found, detector.bundle.view, radiograph.pixels, radiograph.spacing_mm)
+    record = {"image": key, "result": "ok", "error": None, "task": "landmarks", "model": detector.model_info,
+              **spine_record(found, spine)}
+    files = write_detection_dicom(source, spine, overlay, detector.bundle, results)
+    cobb = record["cobb"]
+    summary = (f"Cobb PT {cobb['pt']['degrees']:.1f}, MT {cobb['mt']['degrees']:.1f}, TL {cobb['tl']['degrees']:.1f} deg"
+               if cobb else "no Cobb angles") + f", {record['low_confidence_count']} low-confidence vertebra(e)"
+    return record, files, summary
+
+
 def _log_association(event: Any) -> None:
     requestor = event.assoc.requestor
     LOG.info("association from %s (%s) %s", requestor.ae_title, requestor.address,
@@ -259,7 +291,8 @@ def run_node(model: str | os.PathLike[str], out: str | os.PathLike[str], *, ae_t
              host: str = "127.0.0.1", port: int = 11112, forward: str | None = None,
              allow_ae: Sequence[str] | None = None, workers: int = 2, threads: int | None = None,
              trusted_key: str | os.PathLike[str] | None = None, backend: str = "onnx") -> None:
-    """Serve a bundle as a DICOM node until SIGTERM or SIGINT (``osteolens node``).
+    """Serve a bundle (a classifier, regressor or landmark detector) as a DICOM node until SIGTERM or
+    SIGINT (``osteolens node``).
 
     Args:
         model: bundle folder or .zip.
@@ -272,12 +305,18 @@ def run_node(model: str | os.PathLike[str], out: str | os.PathLike[str], *, ae_t
     import signal
 
     from osteolens.inference import Predictor, load_bundle
+    from osteolens.inference.bundle import bundle_task
     from osteolens.inference.runtime import default_threads
 
     threads = threads or max(1, default_threads() // max(1, workers))
-    bundle = load_bundle(model, trusted_key=trusted_key, lazy=True) if trusted_key is not None else model
-    predictor = Predictor(bundle, backend=backend, threads=threads)
-    predictor.warm_up()
+    if bundle_task(model) == "landmarks":
+        from osteolens.landmarks.predict import LandmarkDetector
+
+        predictor: Any = LandmarkDetector.from_path(model, trusted_key, backend, threads)
+    else:
+        bundle = load_bundle(model, trusted_key=trusted_key, lazy=True) if trusted_key is not None else model
+        predictor = Predictor(bundle, backend=backend, threads=threads)
+        predictor.warm_up()
     node = DicomNode(predictor, out, ae_title=ae_title, host=host, port=port, forward=forward, allow_ae=allow_ae,
                      workers=workers)
     stopping = threading.Event()
@@ -287,8 +326,8 @@ def run_node(model: str | os.PathLike[str], out: str | os.PathLike[str], *, ae_t
         stopping.set()
 
     previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-    node.start()
     try:
+        node.start()
         while not stopping.wait(1.0):
             pass
     finally:
