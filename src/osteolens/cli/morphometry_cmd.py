@@ -101,8 +101,8 @@ def morphometry(
     out.parent.mkdir(parents=True, exist_ok=True)
     if model is not None:
         from osteolens.cli.common import image_files
-        from osteolens.landmarks.measure import detect_and_measure
         from osteolens.cli.landmarks_cmd import landmark_detector
+        from osteolens.landmarks.measure import detect_and_measure
         from osteolens.landmarks.predict import predictions_table
 
         detector = landmark_detector(model, trusted_key, backend)

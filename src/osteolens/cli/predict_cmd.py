@@ -282,12 +282,10 @@ def export_onnx(
         _export_landmark_onnx(bundle, out, tolerance)
         return
     from osteolens.inference.bundle import add_onnx, load_bundle
-    from osteolens.inference.runtime import export_checked
+    from osteolens.inference.runtime import PARITY_TOLERANCE, export_checked
 
     loaded = load_bundle(bundle)
     in_chans = int(loaded.architecture.get("in_chans", 1))
-    from osteolens.inference.runtime import PARITY_TOLERANCE
-
     tolerance = PARITY_TOLERANCE if tolerance is None else tolerance
     model, difference = export_checked(loaded.models, loaded.input_size, in_chans, len(loaded.tabular), tolerance,
                                        views=max(1, len(loaded.views)))

@@ -64,7 +64,7 @@ def serve(
         from osteolens.landmarks.predict import LandmarkDetector
 
         predictor: Predictor | LandmarkDetector = LandmarkDetector.from_path(model, trusted_key, backend, threads)
-        name = predictor.bundle.path.name
+        name = predictor.bundle.name
     else:
         if trusted_key is not None:
             from osteolens.inference import load_bundle
