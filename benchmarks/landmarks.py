@@ -1,10 +1,11 @@
 """Automatic vertebral landmarks on the shared AASCE spines: accuracy, Cobb agreement, speed.
 
-Run: ``.venv/bin/python benchmarks/landmarks.py [--epochs N] [--out RUN] [--skip-train]``;
-writes the ``landmarks`` section of docs/benchmarks.md.
+Run: ``.venv/bin/python benchmarks/landmarks.py [--epochs N] [--seed S] [--out RUN] [--skip-train]``;
+writes the ``landmarks`` section of docs/benchmarks.md (``--seed S``: another split and training
+seed, in the section ``landmarks_seedS``, run in ``runs/bench_landmarks_seedS``).
 
 * One split of the 466 shared training-split images, 80 / 20 grouped by ``patient_key``
-  (seed 0), trained with ``recipes/aasce_landmarks.yaml`` (QC-flagged training spines
+  (seed 0, or ``--seed``), trained with ``recipes/aasce_landmarks.yaml`` (QC-flagged training spines
   repaired or dropped; flagged validation spines reported apart).
 * Mean radial error (px at the images' 1024-px height), share within 5 / 10 / 20 px, Cobb SMAPE
   and CMAE against the angles of the true landmarks, 95 % bootstrap intervals over patients,
@@ -58,9 +59,11 @@ def _row(name: str, summary: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_landmarks")
+    parser.add_argument("--seed", type=int, default=None, help="another split and training seed than the recipe's")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/bench_landmarks[_seedS])")
     parser.add_argument("--skip-train", action="store_true", help="reuse the run in --out")
     args = parser.parse_args()
+    args.out = args.out or ROOT / "runs" / ("bench_landmarks" + (f"_seed{args.seed}" if args.seed is not None else ""))
 
     import numpy as np
     import pandas as pd
@@ -71,7 +74,7 @@ def main() -> None:
     from osteolens.landmarks.train import LandmarkConfig, _prepare, evaluate_held_out, grouped_split, load_samples, train
     from osteolens.morphometry import cobb_angles
 
-    config = LandmarkConfig.from_yaml(RECIPE, {"epochs": args.epochs})
+    config = LandmarkConfig.from_yaml(RECIPE, {"epochs": args.epochs, "seed": args.seed})
     config.out = str(args.out.resolve())
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
@@ -122,7 +125,8 @@ def main() -> None:
     epoch_seconds = [h["seconds"] for h in history]
     mre, smape = model.get("mre_px", float("nan")), model.get("cobb_smape", float("nan"))
     lines = [
-        "## Automatic vertebral landmarks (AASCE spines)",
+        "## Automatic vertebral landmarks (AASCE spines)"
+        + (f", another split (seed {config.seed})" if args.seed is not None else ""),
         "",
         f"`benchmarks/landmarks.py`: `recipes/aasce_landmarks.yaml` ({config.model.get('backbone')} with packaged "
         f"ImageNet weights, stages {config.model.get('out_indices')}, centre heatmap + offsets at stride 4, test-time flip, "
@@ -131,7 +135,7 @@ def main() -> None:
         + (f"{summary['weights']}, no epoch picked on the validation patients" if summary.get("weights") else
            "the epoch best on the validation images, so slightly optimistic")
         + ") on one split of the "
-        f"{summary['images']} shared images, grouped by `patient_key` (seed 0): {summary['train_images']} training "
+        f"{summary['images']} shared images, grouped by `patient_key` (seed {config.seed}): {summary['train_images']} training "
         f"images (QC-flagged ones repaired, or dropped when the repair fails), {summary['val_images']} validation images. "
         f"Training took {summary['seconds'] / 60:.1f} min wall: epochs took {min(epoch_seconds):.0f}-"
         f"{max(epoch_seconds):.0f} s (median {np.median(epoch_seconds):.0f} s, i.e. about "
@@ -176,7 +180,7 @@ def main() -> None:
         "",
         f"Machine: {machine_description()}; load average {load_before:.1f} before, {load_after:.1f} after (shared machine).",
     ]
-    write_section("landmarks", "\n".join(lines))
+    write_section("landmarks" + (f"_seed{args.seed}" if args.seed is not None else ""), "\n".join(lines))
     print("\n".join(lines))
 
 
