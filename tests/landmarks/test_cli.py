@@ -131,3 +131,27 @@ def test_onnx_detection_never_imports_torch(spine_tables, untrained_bundle, tmp_
               "print(p.detection.corners.shape, d.backend, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split()[-2:] == ["onnx", "False"], done.stdout + done.stderr
+
+
+def test_no_position_prior_keeps_the_strongest_peaks(spine_tables, untrained_bundle, tmp_path):
+    from osteolens.io import read_radiograph
+    from osteolens.landmarks.predict import LandmarkDetector
+    from osteolens.landmarks.preprocess import resize_stretch
+    from osteolens.landmarks.runtime import predict_prepared
+
+    manifest = json.loads((untrained_bundle / "bundle.json").read_text())
+    manifest["position_prior"] = {"first": [0.0, 0.01], "last": [0.6, 0.01]}  # a spine framed higher than these
+    (untrained_bundle / "bundle.json").write_text(json.dumps(manifest))
+    landmarks, _ = spine_tables
+    image = sorted((landmarks.parent / "images").glob("*.png"))[0]
+    tables = {}
+    for flag in ("--position-prior", "--no-position-prior"):
+        result = runner.invoke(app, ["landmarks", "predict", str(image), "--model", str(untrained_bundle),
+                                     "--out", str(tmp_path / flag), flag])
+        assert result.exit_code == 0, result.output
+        tables[flag] = pd.read_csv(tmp_path / flag / "landmarks.csv")
+    assert tables["--position-prior"]["y"].mean() < tables["--no-position-prior"]["y"].mean() - 5  # pulled up
+    detector = LandmarkDetector.from_path(untrained_bundle)
+    prepared, scale = resize_stretch(read_radiograph(image).pixels, detector.bundle.input_size)
+    strongest = predict_prepared(detector.maps, [prepared], [scale], 5, prior=None)[0]
+    assert np.allclose(tables["--no-position-prior"][["x", "y"]].to_numpy(), strongest.corners.reshape(-1, 2), atol=0.01)

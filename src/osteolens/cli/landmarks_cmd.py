@@ -35,11 +35,17 @@ def train_cmd(
     console.print(f"run directory {run}; bundle {run / 'bundle'}")
 
 
-def landmark_detector(model: Path, trusted_key: Path | None, backend: str) -> Any:
+#: ``--position-prior/--no-position-prior`` of the commands that detect corners.
+POSITION_PRIOR_HELP = ("Count the vertebrae with the bundle's position prior (where the training radiographs had T1 and "
+                       "L5); --no-position-prior keeps the strongest peaks, for radiographs framed unlike the training "
+                       "images (a full-length spine, say).")
+
+
+def landmark_detector(model: Path, trusted_key: Path | None, backend: str, position_prior: bool = True) -> Any:
     """Load a :class:`~osteolens.landmarks.predict.LandmarkDetector`, saying when its ONNX graph had to be exported."""
     from osteolens.landmarks.predict import LandmarkDetector
 
-    detector = LandmarkDetector.from_path(model, trusted_key, backend)
+    detector = LandmarkDetector.from_path(model, trusted_key, backend, position_prior=position_prior)
     if detector.exported_at_load:
         console.print(f"note: {model} has no model.onnx, so it was exported at load (seconds); "
                       f"'osteolens export-onnx {model}' stores it once.", highlight=False)
@@ -55,6 +61,7 @@ def predict_cmd(
         None, "--trusted-key", help="Ed25519 public key (PEM): refuse the bundle unless signed by it ('osteolens bundle sign')."
     ),
     backend: str = typer.Option("onnx", help="onnx (ONNX Runtime, the bundle's model.onnx) or torch."),
+    position_prior: bool = typer.Option(True, "--position-prior/--no-position-prior", help=POSITION_PRIOR_HELP),
 ) -> None:
     """Find the 68 corners (17 vertebrae x TL, TR, BL, BR) of each radiograph, in its own pixels.
 
@@ -66,7 +73,7 @@ def predict_cmd(
     """
     from osteolens.landmarks.predict import predict_files, predictions_table
 
-    detector = landmark_detector(model, trusted_key, backend)
+    detector = landmark_detector(model, trusted_key, backend, position_prior)
     predictions, failures = predict_files(detector, image_files(images))
     out.mkdir(parents=True, exist_ok=True)
     predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)

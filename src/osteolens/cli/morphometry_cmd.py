@@ -63,6 +63,9 @@ def morphometry(
         None, "--trusted-key", help="With --model: refuse the bundle unless signed by this Ed25519 public key (PEM)."
     ),
     backend: str = typer.Option("onnx", help="With --model: onnx (ONNX Runtime, the bundle's model.onnx) or torch."),
+    position_prior: bool = typer.Option(True, "--position-prior/--no-position-prior",
+                                        help="With --model: count the vertebrae with the bundle's position prior "
+                                        "(see 'osteolens landmarks predict --help')."),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
     dicom_out: Path | None = typer.Option(
@@ -105,7 +108,7 @@ def morphometry(
         from osteolens.landmarks.measure import detect_and_measure
         from osteolens.landmarks.predict import predictions_table
 
-        detector = landmark_detector(model, trusted_key, backend)
+        detector = landmark_detector(model, trusted_key, backend, position_prior)
         root = images if images.is_dir() else images.parent  # type: ignore[union-attr]
         detected, result = detect_and_measure(detector, image_files([images]), root=root,  # type: ignore[list-item]
                                               view=view.value if view else None, **options)

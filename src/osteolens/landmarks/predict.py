@@ -77,18 +77,24 @@ class LandmarkDetector:
             exported and checked at load, which takes seconds: ``osteolens export-onnx`` stores
             it once) or ``torch``.
         threads: ONNX Runtime's threads (default: the cores this process may use).
+        position_prior: count the vertebrae with the bundle's position prior (where the training
+            radiographs had their first and last vertebra, :func:`~osteolens.landmarks.decode.count_levels`);
+            False keeps the strongest peaks, for radiographs framed unlike the training images
+            (a full-length spine, say).
 
     Raises:
         ConfigError: an unknown backend.
         BundleError: a graph exported at load that does not reproduce the network.
     """
 
-    def __init__(self, bundle: LandmarkBundle, backend: str = "onnx", threads: int | None = None) -> None:
+    def __init__(self, bundle: LandmarkBundle, backend: str = "onnx", threads: int | None = None,
+                 position_prior: bool = True) -> None:
         from osteolens.landmarks.runtime import OnnxMaps, TorchMaps
 
         if backend not in BACKENDS:
             raise ConfigError("--backend", f"unknown backend '{backend}'.", f"use one of {', '.join(BACKENDS)}.")
         self.bundle = bundle
+        self.prior = bundle.position_prior if position_prior else None
         self.exported_at_load = backend == "onnx" and bundle.onnx_model is None
         if backend == "torch":
             self.maps: object = TorchMaps(bundle.model)
@@ -106,9 +112,9 @@ class LandmarkDetector:
 
     @classmethod
     def from_path(cls, path: str | Path, trusted_key: object = None, backend: str = "onnx",
-                  threads: int | None = None) -> LandmarkDetector:
+                  threads: int | None = None, position_prior: bool = True) -> LandmarkDetector:
         """Load and verify the bundle at ``path`` (signed by ``trusted_key`` when one is given)."""
-        return cls(load_landmark_bundle(path, trusted_key, lazy=True), backend, threads)
+        return cls(load_landmark_bundle(path, trusted_key, lazy=True), backend, threads, position_prior)
 
     @property
     def backend(self) -> str:
@@ -120,8 +126,7 @@ class LandmarkDetector:
         from osteolens.landmarks.runtime import predict_prepared
 
         image, scale = resize_stretch(pixels, self.bundle.input_size)
-        return predict_prepared(self.maps, [image], [scale], len(self.bundle.vertebrae),
-                                prior=self.bundle.position_prior)[0]
+        return predict_prepared(self.maps, [image], [scale], len(self.bundle.vertebrae), prior=self.prior)[0]
 
     def predict_radiograph(self, radiograph: Radiograph, name: str, started: float | None = None) -> SpinePrediction:
         """Find the corners of a read :class:`~osteolens.io.Radiograph` (``started``: when its reading began)."""
