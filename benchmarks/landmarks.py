@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/bench_landmarks[_seedS])")
     parser.add_argument("--skip-train", action="store_true", help="reuse the run in --out")
     args = parser.parse_args()
-    args.out = args.out or ROOT / "runs" / ("bench_landmarks" + (f"_seed{args.seed}" if args.seed is not None else ""))
+    suffix = f"_seed{args.seed}" if args.seed is not None else ""  # of the run folder and of the section
+    args.out = args.out or ROOT / "runs" / f"bench_landmarks{suffix}"
 
     import numpy as np
     import pandas as pd
@@ -180,7 +181,7 @@ def main() -> None:
         "",
         f"Machine: {machine_description()}; load average {load_before:.1f} before, {load_after:.1f} after (shared machine).",
     ]
-    write_section("landmarks" + (f"_seed{args.seed}" if args.seed is not None else ""), "\n".join(lines))
+    write_section(f"landmarks{suffix}", "\n".join(lines))
     print("\n".join(lines))
 
 

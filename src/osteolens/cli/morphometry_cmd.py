@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from osteolens.cli.common import console, report_failures
+from osteolens.cli.landmarks_cmd import POSITION_PRIOR_HELP
 
 
 class Side(str, Enum):
@@ -64,8 +65,7 @@ def morphometry(
     ),
     backend: str = typer.Option("onnx", help="With --model: onnx (ONNX Runtime, the bundle's model.onnx) or torch."),
     position_prior: bool = typer.Option(True, "--position-prior/--no-position-prior",
-                                        help="With --model: count the vertebrae with the bundle's position prior "
-                                        "(see 'osteolens landmarks predict --help')."),
+                                        help=f"With --model: {POSITION_PRIOR_HELP}"),
     plot: Path | None = typer.Option(None, "--plot", help="Folder for overlay PNGs (one per spine).", file_okay=False),
     cobb: Path | None = typer.Option(None, "--cobb", help="Cobb angle table (CSV); default cobb.csv beside --out.", dir_okay=False),
     dicom_out: Path | None = typer.Option(

@@ -310,7 +310,7 @@ def _export_landmark_onnx(bundle: Path, out: Path | None, tolerance: float | Non
 
     loaded = load_landmark_bundle(bundle)
     graph = export_landmark_onnx(loaded.model, loaded.input_size)
-    parity = load_landmark_bundle(add_landmark_onnx(bundle, graph, tolerance)).manifest["onnx_parity"]
+    parity = add_landmark_onnx(bundle, graph, tolerance)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(graph)

@@ -211,13 +211,13 @@ def write_detection_dicom(source: str | os.PathLike[str], spine: Any, overlay_bg
         ConfigError: ``source`` is not DICOM or lacks the UIDs a result needs.
         FileWriteError: ``out_dir`` is not writable.
     """
-    from osteolens.dicom_out.morphometry_sr import write_morphometry_sr
+    from osteolens.dicom_out.morphometry_sr import save_morphometry_sr, source_reference
     from osteolens.dicom_out.sc import build_overlay_sc
     from osteolens.dicom_out.uids import result_uids
 
     source = Path(source)
-    written = [write_morphometry_sr(spine, source, out_dir, f"detected by {bundle.description}")]
-    reference = _reference(read_header(source), source)
+    reference = source_reference(source)
+    written = [save_morphometry_sr(spine, reference, source, out_dir, f"detected by {bundle.description}")]
     uids = result_uids(reference.StudyInstanceUID, reference.SOPInstanceUID, bundle.digest)
     sc = build_overlay_sc(reference, np.ascontiguousarray(overlay_bgr[..., ::-1]), bundle, uids, kind="vertebral landmarks",
                           derivation="detected vertebral corners, heights and Cobb end vertebrae drawn over the radiograph")

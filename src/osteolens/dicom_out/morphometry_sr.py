@@ -167,15 +167,31 @@ def write_morphometry_sr(spine: SpineMeasurement, source: str | os.PathLike[str]
         >>> write_morphometry_sr(result.spines[0], "spine.dcm", "dicom/")  # doctest: +SKIP
         PosixPath('dicom/spine_morphometry_sr.dcm')
     """
-    from osteolens.dicom_out import _reference, _save, read_header
+    return save_morphometry_sr(spine, source_reference(source), Path(source), out_dir, landmark_source)
+
+
+def source_reference(source: str | os.PathLike[str]) -> Any:
+    """The header of the DICOM radiograph that was measured, as results reference it.
+
+    Raises:
+        ConfigError: ``source`` is not DICOM, or lacks the UIDs its study needs.
+    """
+    from osteolens.dicom_out import _reference, read_header
 
     source = Path(source)
     header = read_header(source)
     if header is None:
         raise ConfigError(source, "is not a DICOM file, so its measurements have no study to join.",
                           "measure on the DICOM original to get a DICOM SR.")
-    sr = build_morphometry_sr(_reference(header, source), spine, landmark_source)
-    return _save(sr, Path(out_dir) / f"{source.stem}_morphometry_sr.dcm")
+    return _reference(header, source)
+
+
+def save_morphometry_sr(spine: SpineMeasurement, reference: Any, source: Path, out_dir: str | os.PathLike[str],
+                        landmark_source: str | None = None) -> Path:
+    """:func:`write_morphometry_sr` with the source's header already read (:func:`source_reference`)."""
+    from osteolens.dicom_out import _save
+
+    return _save(build_morphometry_sr(reference, spine, landmark_source), Path(out_dir) / f"{source.stem}_morphometry_sr.dcm")
 
 
 def write_morphometry_results(spines: Sequence[SpineMeasurement], sources: Mapping[str, Path | None],

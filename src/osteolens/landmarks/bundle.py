@@ -158,11 +158,17 @@ def write_landmark_bundle(
     }
     blobs = {WEIGHTS_NAME: blob}
     if onnx_model is not None:
-        manifest["onnx_parity"] = check_landmark_graph(model, onnx_model, tuple(input_size), path)
-        manifest["onnx"], blobs[ONNX_NAME] = ONNX_NAME, onnx_model
-        manifest["files"][ONNX_NAME] = _sha256(onnx_model)
+        _attach_graph(manifest, blobs, model, onnx_model, tuple(input_size), path)
     _store(path, manifest, blobs)
     return path
+
+
+def _attach_graph(manifest: dict[str, Any], blobs: dict[str, bytes], model: Any, graph: bytes,
+                  input_size: tuple[int, int], where: Path, tolerance: float | None = None) -> None:
+    """Add the checked graph to a bundle's files: ``blobs``, ``files``, ``onnx`` and ``onnx_parity``."""
+    manifest["onnx_parity"] = check_landmark_graph(model, graph, input_size, where, tolerance)
+    manifest["onnx"], blobs[ONNX_NAME] = ONNX_NAME, graph
+    manifest["files"] = {name: _sha256(data) for name, data in sorted(blobs.items())}
 
 
 def check_landmark_graph(model: Any, graph: bytes, input_size: tuple[int, int], where: Path,
@@ -192,22 +198,22 @@ def check_landmark_graph(model: Any, graph: bytes, input_size: tuple[int, int], 
             "inputs": {"seed": 0, "images": [2, 1, *input_size], "images_distribution": "uniform [-1, 1)"}}
 
 
-def add_landmark_onnx(path: str | Path, onnx_model: bytes, tolerance: float | None = None) -> Path:
+def add_landmark_onnx(path: str | Path, onnx_model: bytes, tolerance: float | None = None) -> dict[str, Any]:
     """Store (or replace) the ONNX graph in an existing landmark bundle after :func:`check_landmark_graph`.
     The bundle changes, so a signature is dropped: sign it again (``osteolens bundle sign``).
+
+    Returns:
+        The parity check stored as ``onnx_parity``.
 
     Raises:
         BundleError: the bundle does not load, or the graph is not its network.
     """
     path = Path(path)
     bundle = load_landmark_bundle(path)
-    manifest = dict(bundle.manifest)
-    manifest["onnx_parity"] = check_landmark_graph(bundle.model, onnx_model, bundle.input_size, path, tolerance)
-    manifest["onnx"] = ONNX_NAME
-    blobs = {WEIGHTS_NAME: bundle.weights, ONNX_NAME: onnx_model}
-    manifest["files"] = {name: _sha256(data) for name, data in sorted(blobs.items())}
+    manifest, blobs = dict(bundle.manifest), {WEIGHTS_NAME: bundle.weights}
+    _attach_graph(manifest, blobs, bundle.model, onnx_model, bundle.input_size, path, tolerance)
     _store(path, manifest, blobs)
-    return path
+    return manifest["onnx_parity"]
 
 
 def load_landmark_bundle(path: str | Path, trusted_key: Any = None, lazy: bool = False) -> LandmarkBundle:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from osteolens.morphometry.spine import SpineMeasurement, measure_spine
 from osteolens.morphometry.vertebra import CORNERS, VertebraMeasurement
 
 #: Keys of ``VertebraMeasurement.to_dict()`` that :func:`spine_record` gives elsewhere (name, corners, problems).
+if TYPE_CHECKING:
+    from osteolens.io import Radiograph
+
 _NOT_MEASURED = {"vertebra", "view", "anterior_side", "problems", *(f"{c}_{axis}" for c in CORNERS for axis in "xy")}
 
 
@@ -50,6 +53,18 @@ def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarra
                           image_height=source.image_shape[0] if source.image_shape else None, key=source.key,
                           extra_problems=source.problems)
     return spine, draw_overlay(spine, pixels)
+
+
+def measure_radiograph(detector: LandmarkDetector, radiograph: Radiograph, name: str,
+                       pixel_mm: float | tuple[float, float] | None = None,
+                       started: float | None = None) -> tuple[SpinePrediction, SpineMeasurement, np.ndarray]:
+    """Detect the corners of a read radiograph, measure them and draw the overlay (the service's and
+    the DICOM node's path). ``pixel_mm`` defaults to the radiograph's own spacing; ``started``: when
+    its reading began (for the prediction's ``seconds``)."""
+    found = detector.predict_radiograph(radiograph, name, started)
+    spine, overlay = measure_prediction(found, detector.bundle.view, radiograph.pixels,
+                                        pixel_mm if pixel_mm is not None else radiograph.spacing_mm)
+    return found, spine, overlay
 
 
 def _measurements(vertebra: VertebraMeasurement) -> dict[str, Any]:

@@ -390,7 +390,8 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
         progress(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['train_loss']:.3f}, "
                  f"val MRE {mre:.1f} px, {history[-1]['seconds']:.0f} s")
     write_json(run / "history.json", {"history": history})
-    net.load_state_dict(state_tensors(final))
+    if ema is not None:
+        net.load_state_dict(state_tensors(ema.module))
     net.cpu().eval()
     detected = predict_prepared(TorchMaps(net), [images[i] for i in val_idx], [scales[i] for i in val_idx],
                                 len(vertebrae), config.batch_size, prior=prior)

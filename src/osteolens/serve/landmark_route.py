@@ -4,7 +4,7 @@
 route when it is given a :class:`~osteolens.landmarks.predict.LandmarkDetector`. The upload
 checks (format, header, pixel limit), the middleware and the DICOM file naming are the
 classifier's (:mod:`osteolens.serve.app`); detection and measurement are
-:func:`osteolens.landmarks.measure.measure_prediction`, the path of ``osteolens landmarks predict``
+:func:`osteolens.landmarks.measure.measure_radiograph`, the path of ``osteolens landmarks predict``
 and ``osteolens morphometry``.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 
 from osteolens.errors import OsteolensError
-from osteolens.landmarks.measure import measure_prediction, spine_record
+from osteolens.landmarks.measure import measure_radiograph, spine_record
 from osteolens.landmarks.predict import LandmarkDetector
 from osteolens.serve.app import (NO_STUDY_NOTE, _checked_uploads, _client_message, _data_url, _dicom_results,
                                  _dicom_stem, _view_names)
@@ -30,7 +30,7 @@ def landmark_card(detector: LandmarkDetector) -> dict[str, Any]:
     keys = ("format_version", "created", "osteolens_version", "task", "labels", "input_size", "training_summary",
             "metrics")
     card = {key: bundle.manifest.get(key) for key in keys}
-    card.update(detector.model_info, digest=bundle.digest[:16], view=bundle.view)
+    card.update(detector.model_info, view=bundle.view)
     return card
 
 
@@ -72,9 +72,7 @@ def add_predict_route(app: FastAPI, detector: LandmarkDetector, *, authorise: An
                 radiograph = read_radiograph(path)
             except OsteolensError as exc:
                 raise HTTPException(status_code=422, detail=_client_message(exc, folder)) from exc
-            found = detector.predict_radiograph(radiograph, "upload", start)
-            spine, overlay = measure_prediction(found, bundle.view, radiograph.pixels,
-                                                pixel_mm if pixel_mm is not None else radiograph.spacing_mm)
+            found, spine, overlay = measure_radiograph(detector, radiograph, "upload", pixel_mm, start)
             answer: dict[str, Any] = {"task": "landmarks", "request_id": request.state.request_id,
                                       "model": detector.model_info, **spine_record(found, spine)}
             if dicom_out is not None and formats[0] == "DICOM":

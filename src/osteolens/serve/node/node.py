@@ -267,11 +267,9 @@ def _landmark_answer(detector: Any, source: Path, key: str, results: Path) -> tu
     and overlay SC (``<key>_morphometry_sr.dcm``, ``<key>_overlay_sc.dcm``), and a log summary (no patient data)."""
     from osteolens.dicom_out import write_detection_dicom
     from osteolens.io import read_radiograph
-    from osteolens.landmarks.measure import measure_prediction, spine_record
+    from osteolens.landmarks.measure import measure_radiograph, spine_record
 
-    radiograph = read_radiograph(source)
-    found = detector.predict_radiograph(radiograph, key)
-    spine, overlay = measure_prediction(found, detector.bundle.view, radiograph.pixels, radiograph.spacing_mm)
+    found, spine, overlay = measure_radiograph(detector, read_radiograph(source), key)
     record = {"image": key, "result": "ok", "error": None, "task": "landmarks", "model": detector.model_info,
               **spine_record(found, spine)}
     files = write_detection_dicom(source, spine, overlay, detector.bundle, results)
