@@ -41,6 +41,7 @@ def test_evaluate_perfect_prediction_and_report(spine_tables, tmp_path):
     landmarks, labels = spine_tables
     pred = tmp_path / "pred.csv"
     table = pd.read_csv(landmarks).assign(confidence=0.9, low_confidence=False)
+    table["levels_uncertain"] = table["image"] == table["image"].iloc[0]  # the detector's flag on one image
     table.to_csv(pred, index=False)
     out = tmp_path / "evaluation"
     result = runner.invoke(app, ["landmarks", "evaluate", str(pred), "--truth", str(landmarks), "--labels", str(labels),
@@ -49,6 +50,8 @@ def test_evaluate_perfect_prediction_and_report(spine_tables, tmp_path):
     summary = json.loads((out / "evaluation.json").read_text())["summary"]
     assert summary["mre_px"] == 0.0 and summary["within_5px"] == 1.0 and summary["cobb_smape"] == 0.0
     assert summary["n_patients"] == 4  # two images per patient_key
+    assert summary["levels_uncertain"] == 1 and summary["level_shifted"] == 0 and summary["level_shifted_and_flagged"] == 0
+    assert (pd.read_csv(out / "per_image.csv")["level_shift"] == 0).all()
     assert len(list((out / "overlays").glob("*.png"))) == 5
     assert "Worst 5" in (out / "report.html").read_text()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from osteolens.landmarks.decode import LOW_CONFIDENCE, PositionPrior, count_levels, decode, order_corners
+from osteolens.landmarks.decode import (
+    LEVEL_RIVAL, LOW_CONFIDENCE, Detection, PositionPrior, count_levels, decode, order_corners, rival,
+)
 from osteolens.landmarks.targets import encode, to_input, to_output
 from tests.landmarks.conftest import synthetic_spine
 
@@ -36,6 +38,7 @@ def test_decode_recovers_known_corners_of_synthetic_spines():
         assert found.corners.shape == (17, 4, 2)
         assert np.abs(found.corners - corners).max() < 1e-4
         assert np.allclose(found.confidence, 1.0)
+        assert found.rival == 0.0 and found.rival_side is None and not found.levels_uncertain  # fillers are no rivals
 
 
 def test_decode_orders_vertebrae_cranio_caudally_and_ignores_weaker_peaks():
@@ -79,6 +82,28 @@ def test_counting_with_the_position_prior_drops_a_strong_peak_above_t1():
     # Without the prior, the 17 strongest peaks win and every level shifts by one.
     shifted = decode(heat, offset, corner, STRIDE, n=17)
     assert np.abs(shifted.corners[1:] - corners[:-1]).max() < 1e-4
+
+
+def test_a_strong_peak_beyond_the_counted_set_flags_the_levels():
+    _, corners = synthetic_spine(np.random.default_rng(5), (512, 256), 17)
+    prior = PositionPrior.fit([corners], [512])
+    heat, offset, corner = _with_extra_vertebra_above(corners, (512, 256))
+    found = decode(heat, offset, corner, STRIDE, n=17, prior=prior)
+    # The C7 lookalike (1.0) is left out above T1 and is stronger than L5 (0.6): the names may be off by one.
+    assert found.rival_side == "cranial" and np.isclose(found.rival, 1.0) and found.levels_uncertain
+    # Without the prior the set starts at the lookalike; the rival is L5 below it, at 0.6 < 0.8 x 1.0.
+    shifted = decode(heat, offset, corner, STRIDE, n=17)
+    assert shifted.rival_side == "caudal" and np.isclose(shifted.rival, 0.6) and not shifted.levels_uncertain
+    assert found.scaled(2.0, 2.0).rival == found.rival and found.scaled(2.0, 2.0).levels_uncertain
+
+
+def test_levels_uncertain_threshold_and_rival_side():
+    quads = np.zeros((3, 4, 2))
+    weakest = 0.5
+    assert Detection(quads, np.array([0.9, weakest, 0.8]), LEVEL_RIVAL * weakest, "caudal").levels_uncertain
+    assert not Detection(quads, np.array([0.9, weakest, 0.8]), LEVEL_RIVAL * weakest - 0.01, "caudal").levels_uncertain
+    assert rival(np.array([0.7, 0.9, 0.9, 0.2]), np.array([1, 2])) == (0.7, "cranial")
+    assert rival(np.array([0.9, 0.9]), np.array([0, 1])) == (0.0, None)
 
 
 def test_count_levels_moves_the_set_only_when_the_score_rises():

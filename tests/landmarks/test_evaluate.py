@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from osteolens.errors import EvaluationError
-from osteolens.landmarks.evaluate import evaluate_spines, mean_shape, place_mean_shape, summarise
+from osteolens.landmarks.evaluate import evaluate_spines, level_shift, mean_shape, place_mean_shape, summarise
 from osteolens.morphometry import cobb_angles
 from tests.landmarks.conftest import synthetic_spine
 
@@ -74,3 +74,33 @@ def test_mean_shape_of_identical_spines_is_exact():
     corners = _spines(1)["s0"]
     shape = mean_shape([corners, corners * [2, 0.5]], [(1024, 400), (512, 800)])
     assert np.allclose(place_mean_shape(shape, (1024, 400)), corners)
+
+
+def test_level_shift_finds_a_set_off_by_whole_vertebrae():
+    true = _spines(1)["s0"]
+    spacing = true[1:].mean(axis=1) - true[:-1].mean(axis=1)
+    one_down = true.copy()
+    one_down[:-1] = true[1:]  # predicted T1 on the true T2 ... and a made-up 18th below
+    one_down[-1] = true[-1] + spacing[-1]
+    assert level_shift(one_down, true) == 1
+    one_up = true.copy()
+    one_up[1:] = true[:-1]
+    one_up[0] = true[0] - spacing[0]
+    assert level_shift(one_up, true) == -1
+    assert level_shift(true + 5.0, true) == 0
+    with_gap = one_down.copy()
+    with_gap[4] = np.nan  # a missing vertebra leaves the others to decide
+    assert level_shift(with_gap, true) == 1
+
+
+def test_summary_counts_shifted_sets_and_the_detectors_level_flag():
+    truth = _spines(4)
+    pred = {k: v + 1.0 for k, v in truth.items()}
+    pred["s0"] = np.concatenate([truth["s0"][1:], truth["s0"][-1:] + 40.0])  # one level off
+    flags = {"s0": True, "s1": True, "s2": False, "s3": False}
+    result = evaluate_spines(pred, truth, heights={k: 1024.0 for k in truth}, n_bootstrap=0, levels_uncertain=flags)
+    s = result.summary
+    assert s["level_shifted"] == 1 and s["levels_uncertain"] == 2 and s["level_shifted_and_flagged"] == 1
+    rows = result.per_image.set_index("image")
+    assert rows.loc["s0", "level_shift"] == 1 and rows.loc["s1", "level_shift"] == 0
+    assert "levels_uncertain" not in evaluate_spines(pred, truth, n_bootstrap=0).summary

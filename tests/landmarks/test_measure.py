@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from osteolens.cli.main import app
 from osteolens.io import Radiograph, RadiographMeta, read_radiograph, write_dicom
 from osteolens.landmarks.decode import LOW_CONFIDENCE, Detection
-from osteolens.landmarks.measure import measure_prediction
+from osteolens.landmarks.measure import measure_prediction, spine_record
 from osteolens.landmarks.names import VERTEBRAE
 from osteolens.landmarks.predict import SpinePrediction
 from osteolens.morphometry import cobb_angles
@@ -72,6 +72,19 @@ def test_measure_prediction_measures_the_detected_corners_and_flags_weak_vertebr
     weak = [v.name for v in spine.vertebrae if any(p.startswith("low_confidence") for p in v.problems)]
     assert weak == ["T4", "L1"]
     assert overlay.shape == (512, 256, 3) and overlay.dtype == np.uint8
+    assert not spine_record(found, spine)["levels_uncertain"]
+
+
+@pytest.mark.parametrize(("side", "flagged"), [("cranial", "T1"), ("caudal", "L5")])
+def test_uncertain_levels_flag_the_end_vertebra_next_to_the_rival(side, flagged):
+    image, corners = synthetic_spine(np.random.default_rng(8), (512, 256), 17)
+    found = SpinePrediction("spine.png", list(VERTEBRAE), Detection(corners, np.full(17, 0.7), 0.65, side), image.shape, 0.0)
+    spine, _ = measure_prediction(found, "AP", image)
+    marked = [v.name for v in spine.vertebrae if any(p.startswith("levels_uncertain") for p in v.problems)]
+    assert marked == [flagged]
+    record = spine_record(found, spine)
+    assert record["levels_uncertain"] and record["level_rival"] == {"confidence": 0.65, "side": side}
+    assert found.rows()[0]["levels_uncertain"] and found.rows()[-1]["levels_uncertain"]
 
 
 def test_dicom_radiographs_get_an_sr_with_the_angles(spine_tables, untrained_bundle, tmp_path):

@@ -74,3 +74,16 @@ def test_position_prior_on_the_shared_spines_matches_the_table(aasce):
     assert np.allclose(prior.last, (l5.mean(), l5.std(ddof=0)), atol=1e-6)
     # the AASCE crops: T1 near the top, L5 near the bottom, each within less than a vertebra's spacing
     assert 0.03 < prior.first[0] < 0.07 and prior.first[1] < 0.03 and 0.85 < prior.last[0] < 0.95
+
+
+def test_level_shift_finds_a_one_level_offset_on_every_sound_shared_spine(aasce):
+    from osteolens.landmarks.evaluate import level_shift
+
+    _, (samples, _, broken) = aasce
+    sound = [s for s in samples if s.image not in broken]
+    assert len(sound) > 400
+    for sample in sound:
+        true = sample.corners
+        down = np.concatenate([true[1:], true[-1:] + (true[-1] - true[-2]).mean(axis=0)])  # "T1" on the true T2
+        up = np.concatenate([true[:1] - (true[1] - true[0]).mean(axis=0), true[:-1]])
+        assert (level_shift(true, true), level_shift(down, true), level_shift(up, true)) == (0, 1, -1), sample.image

@@ -72,6 +72,11 @@ def test_predict_answers_the_detectors_corners_cobb_angles_and_overlay(spine):
     assert flagged == direct.detection.low_confidence.tolist() and body["low_confidence_count"] == sum(flagged)
     for v in body["vertebrae"]:  # flagged in the problems too, never dropped
         assert v["low_confidence"] == any(p.startswith("low_confidence") for p in v["problems"])
+    assert body["levels_uncertain"] == direct.detection.levels_uncertain
+    assert body["level_rival"] == {"confidence": pytest.approx(direct.detection.rival, abs=1e-4),
+                                   "side": direct.detection.rival_side}
+    assert sum(any(p.startswith("levels_uncertain") for p in v["problems"]) for v in body["vertebrae"]) == \
+        int(body["levels_uncertain"])
     # The Cobb angles are morphometry's AASCE angles of these corners, end vertebrae named.
     expected = cobb_angles(direct.detection.corners, image_height=SHAPE[0])
     for key in ("pt", "mt", "tl"):

@@ -66,8 +66,10 @@ def predict_cmd(
     """Find the 68 corners (17 vertebrae x TL, TR, BL, BR) of each radiograph, in its own pixels.
 
     landmarks.csv has the shared data's columns (image, vertebra, corner, point_index, x, y)
-    plus confidence and low_confidence per vertebra; it feeds `osteolens morphometry
-    --landmarks` and can be corrected by hand.
+    plus confidence and low_confidence per vertebra and levels_uncertain per image (a
+    vertebra-like shape beyond T1 or L5 nearly as clear as the weakest vertebra found: the
+    names may be off by one level); it feeds `osteolens morphometry --landmarks` and can be
+    corrected by hand.
 
     Example: osteolens landmarks predict spine1.png spine2.png --model runs/landmarks/bundle --out detected/
     """
@@ -78,7 +80,9 @@ def predict_cmd(
     out.mkdir(parents=True, exist_ok=True)
     predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)
     low = sum(int(p.detection.low_confidence.sum()) for p in predictions)
-    console.print(f"{len(predictions)} image(s), {low} low-confidence vertebra(e): {out / 'landmarks.csv'}")
+    uncertain = sum(p.detection.levels_uncertain for p in predictions)
+    console.print(f"{len(predictions)} image(s), {low} low-confidence vertebra(e), {uncertain} with uncertain "
+                  f"levels: {out / 'landmarks.csv'}")
     if report_failures(failures, out / "failures.csv"):
         raise typer.Exit(1)
 
@@ -95,7 +99,11 @@ def evaluate_cmd(
                                     "(default: beside PRED).", file_okay=False),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples over patients (0: none)."),
 ) -> None:
-    """Mean radial error, share within 5/10/20 px, Cobb SMAPE and CMAE, outliers, worst-five overlays.
+    """Mean radial error, share within 5/10/20 px, Cobb SMAPE and CMAE, outliers, level shifts, worst-five overlays.
+
+    A level shift is a predicted set off its names by whole vertebrae (its "T1" on the true T2,
+    say); when PRED has the detector's levels_uncertain column, the summary counts how many
+    shifted sets the detector had flagged.
 
     Example: osteolens landmarks evaluate detected/landmarks.csv --truth landmarks.csv --labels labels.csv
     """

@@ -82,7 +82,9 @@ def morphometry(
 
     With --model, the detector finds the corners of every radiograph in --images first; they
     are written to detected_landmarks.csv beside --out (correct it by hand and measure again
-    with --landmarks), and vertebrae the detector hardly saw carry a low_confidence problem.
+    with --landmarks), vertebrae the detector hardly saw carry a low_confidence problem, and
+    when a vertebra-like shape beyond T1 or L5 is nearly as clear as the weakest vertebra found,
+    that end vertebra carries a levels_uncertain problem (the names may be off by one level).
 
     Example: osteolens morphometry --landmarks landmarks.csv --view AP --out results.csv --plot overlays/
 

@@ -11,7 +11,10 @@
    the image (learned from the training radiographs). Without a prior the ``n`` strongest
    peaks are the vertebrae.
 4. Each vertebra's confidence is its peak value, so a vertebra the network hardly sees is
-   kept and flagged, not hidden.
+   kept and flagged, not hidden. The level names are flagged uncertain when a candidate left
+   out above the first or below the last vertebra (the *rival*) peaks nearly as high as the
+   weakest vertebra kept: the network then sees an eighteenth vertebra-like shape (C7 or S1,
+   say) and the set may be shifted by one level.
 5. Within each vertebra the endplates and sides are swapped when the superior endplate
    lies below the inferior one or the right side left of the left, so corners are always
    TL, TR, BL, BR.
@@ -37,6 +40,12 @@ SPARE = 6
 MAX_SHIFT = 2
 """Most vertebrae by which the counting moves the strongest peaks' set up or down the spine."""
 
+LEVEL_RIVAL = 0.8
+"""A rival peak at or above this fraction of the weakest kept vertebra's flags the levels as
+uncertain. Chosen on the first grouped validation split of docs/landmarks.md (98 radiographs):
+it flags 27, among them 7 of the 13 whose set is shifted by a level; on the second split it
+flags 19, among them 7 of its 15."""
+
 
 @dataclass
 class Detection:
@@ -46,22 +55,34 @@ class Detection:
         corners: ``(n, 4, 2)`` corners ``(x, y)`` in pixels, cranial vertebra first, corners
             TL, TR, BL, BR.
         confidence: ``(n,)`` peak heatmap value of each vertebra, in [0, 1].
+        rival: peak value of the strongest candidate left out above the first or below the
+            last vertebra (0 when there is none).
+        rival_side: ``cranial`` or ``caudal``: where that candidate lies (None without one).
     """
 
     corners: np.ndarray
     confidence: np.ndarray
+    rival: float = 0.0
+    rival_side: str | None = None
 
     @property
     def low_confidence(self) -> np.ndarray:
         """``(n,)`` bool: vertebrae whose confidence is below :data:`LOW_CONFIDENCE`."""
         return self.confidence < LOW_CONFIDENCE
 
+    @property
+    def levels_uncertain(self) -> bool:
+        """True when the rival peaks at :data:`LEVEL_RIVAL` or more of the weakest vertebra:
+        the level names may be shifted by one toward the rival's side."""
+        return len(self.confidence) > 0 and self.rival >= LEVEL_RIVAL * float(self.confidence.min())
+
     def scaled(self, scale_x: float, scale_y: float) -> Detection:
         """The same detection in an image resized by ``1/scale`` per axis (pixel-centre convention):
         ``x' = (x + 0.5) * scale_x - 0.5``."""
         from osteolens.landmarks.preprocess import to_original
 
-        return Detection(to_original(self.corners, (scale_x, scale_y)), self.confidence.copy())
+        return Detection(to_original(self.corners, (scale_x, scale_y)), self.confidence.copy(), self.rival,
+                         self.rival_side)
 
 
 def order_corners(quads: np.ndarray) -> np.ndarray:
@@ -190,5 +211,23 @@ def decode(heatmap: np.ndarray, offset: np.ndarray, corners: np.ndarray, stride:
     order = np.argsort(quads.mean(axis=1)[:, 1], kind="stable")  # by the corners' centre, as morphometry checks
     rows, cols, quads = rows[order], cols[order], quads[order]
     height = (to_input(quads.mean(axis=1)[:, 1], stride) + 0.5) / (h * stride)  # fraction of the image height
-    keep = count_levels(height, heat[rows, cols], n, prior, max_shift)
-    return Detection(order_corners(to_input(quads[keep], stride)), heat[rows, cols][keep])
+    values = heat[rows, cols]
+    keep = count_levels(height, values, n, prior, max_shift)
+    is_peak = peaks[rows, cols] == values  # a filler cell beside a peak is no rival
+    return Detection(order_corners(to_input(quads[keep], stride)), values[keep],
+                     *rival(np.where(is_peak, values, 0.0), keep))
+
+
+def rival(values: np.ndarray, keep: np.ndarray) -> tuple[float, str | None]:
+    """The strongest of the candidates (``values``, cranio-caudal order; 0 for those that are not
+    peaks) above the first or below the last kept index, and its side.
+
+    >>> rival(np.array([0.5, 0.9, 0.8, 0.6]), np.array([1, 2]))
+    (0.6, 'caudal')
+    """
+    above, below = values[:keep[0]], values[keep[-1] + 1:]
+    best_above = float(above.max()) if len(above) else 0.0
+    best_below = float(below.max()) if len(below) else 0.0
+    if max(best_above, best_below) <= 0.0:
+        return 0.0, None
+    return (best_above, "cranial") if best_above >= best_below else (best_below, "caudal")

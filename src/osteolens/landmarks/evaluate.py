@@ -11,7 +11,11 @@ Per image, the corners are matched by vertebra name and corner. Reported:
   angles in degrees (circular: a difference ``d`` counts as ``min(|d|, 180 - |d|)``);
 * 95 % bootstrap intervals that resample patients (the ``patient_key`` of a labels table;
   each image its own patient otherwise);
-* per-image outliers: MRE above the upper Tukey fence (Q3 + 1.5 IQR) of the images.
+* per-image outliers: MRE above the upper Tukey fence (Q3 + 1.5 IQR) of the images;
+* per image, the level shift (:func:`level_shift`): by how many whole vertebrae the predicted
+  set sits off its names (0 when counted right), the error that dominates a high MRE; and, when
+  the prediction table says so, whether the detector flagged its levels as uncertain, so the
+  flag's hits and misses can be counted.
 
 Images whose true annotation breaks the geometry (:func:`osteolens.morphometry.check_annotations`,
 or a non-empty ``qc_flags`` in the labels table) are summarised apart, not mixed into the
@@ -36,6 +40,9 @@ from osteolens.morphometry import check_annotations, cobb_angles, smape
 from osteolens.morphometry.vertebra import BL, BR, TL, TR
 
 THRESHOLDS_PX = (5, 10, 20)
+
+MAX_LEVEL_SHIFT = 2
+"""Largest whole-vertebra offset :func:`level_shift` looks for."""
 
 
 @dataclass
@@ -75,6 +82,28 @@ def _metrics(errors: Sequence[np.ndarray], pred: np.ndarray, true: np.ndarray) -
     return out
 
 
+def level_shift(found: np.ndarray, true: np.ndarray, max_shift: int = MAX_LEVEL_SHIFT) -> int:
+    """The whole-vertebra offset ``s`` at which the predicted centres best match the true ones:
+    predicted vertebra ``k`` lies on true vertebra ``k + s`` (``s = 1``: the set sits one level
+    caudal, its "T1" is the true T2). The mean centre distance decides; ties go to the smaller
+    ``|s|``; NaN corners are left out.
+
+    >>> true = np.array([[[0, y], [1, y], [0, y + 1], [1, y + 1]] for y in range(0, 50, 10)], float)
+    >>> level_shift(true[1:], true[:-1]), level_shift(true, true)
+    (1, 0)
+    """
+    centre_found, centre_true = np.asarray(found, float).mean(axis=1), np.asarray(true, float).mean(axis=1)
+    n, best, best_error = len(centre_true), 0, np.inf
+    for s in sorted(range(-max_shift, max_shift + 1), key=abs):
+        lo, hi = max(0, -s), min(n, n - s)
+        if hi - lo < 2:
+            continue
+        distance = np.linalg.norm(centre_found[lo:hi] - centre_true[lo + s:hi + s], axis=1)
+        if np.isfinite(distance).any() and np.nanmean(distance) < best_error:
+            best, best_error = s, float(np.nanmean(distance))
+    return best
+
+
 def summarise(errors: Sequence[np.ndarray], pred_angles: np.ndarray, true_angles: np.ndarray,
               groups: Sequence[str], n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Metrics of a set of images with 95 % intervals from a bootstrap over ``groups`` (patients).
@@ -109,6 +138,7 @@ def evaluate_spines(
     flagged: Mapping[str, str] | None = None,
     spacing_mm: Mapping[str, float] | None = None,
     n_bootstrap: int = 1000,
+    levels_uncertain: Mapping[str, bool] | None = None,
 ) -> LandmarkEvaluation:
     """Compare predicted with true ``(n, 4, 2)`` corners, image by image.
 
@@ -121,11 +151,13 @@ def evaluate_spines(
             (added to what :func:`~osteolens.morphometry.check_annotations` finds).
         spacing_mm: pixel spacing by image, for the MRE in mm.
         n_bootstrap: bootstrap resamples for the intervals.
+        levels_uncertain: the detector's level flag by image, where known.
 
     Raises:
         EvaluationError: no image has both a prediction and true corners.
     """
     heights, groups, flagged, spacing_mm = heights or {}, groups or {}, flagged or {}, spacing_mm or {}
+    levels_uncertain = levels_uncertain or {}
     rows, missing = [], [image for image in truth if image not in pred]
     for image, true in truth.items():
         if image not in pred:
@@ -147,6 +179,7 @@ def evaluate_spines(
                      "points": error, "true_pt": true_cobb[0], "true_mt": true_cobb[1], "true_tl": true_cobb[2],
                      "pred_pt": pred_cobb[0], "pred_mt": pred_cobb[1], "pred_tl": pred_cobb[2],
                      "smape": smape(pred_cobb, true_cobb) if np.isfinite(true_cobb).all() else np.nan,
+                     "level_shift": level_shift(found, true), "levels_uncertain": levels_uncertain.get(image),
                      "truth_problems": ";".join(sorted(set(problems)))})
     if not rows:
         raise EvaluationError(None, "no image has both predicted and true corners.",
@@ -166,6 +199,13 @@ def evaluate_spines(
         if chosen["mre_mm"].notna().any():
             out["mre_mm"] = float(chosen["mre_mm"].mean())
         out["outliers"] = int(chosen["outlier"].sum())
+        shifted = chosen["level_shift"] != 0
+        out["level_shifted"] = int(shifted.sum())
+        known = chosen["levels_uncertain"].notna()
+        if known.any():
+            flag = chosen["levels_uncertain"].where(known, False).astype(bool)
+            out["levels_uncertain"] = int(flag.sum())
+            out["level_shifted_and_flagged"] = int((flag & shifted).sum())
         return out
 
     sound = table["truth_problems"] == ""
@@ -250,7 +290,7 @@ def write_report(evaluation: LandmarkEvaluation, out_dir: str | Path, pred: Mapp
         figures.append(f"<figure><img src='data:image/png;base64,{data}' style='max-height:600px'>"
                        f"<figcaption>{html.escape(row.image)}: {html.escape(caption)}</figcaption></figure>")
     columns = ["image", "patient", "mre_px", "max_px", "smape", "true_pt", "pred_pt", "true_mt", "pred_mt",
-               "true_tl", "pred_tl", "outlier", "truth_problems"]
+               "true_tl", "pred_tl", "level_shift", "levels_uncertain", "outlier", "truth_problems"]
     body = (
         "<h1>Landmark evaluation</h1><p>Green: true corners; red: predicted (orange, ?: low confidence); "
         "cyan: each point's error. Angles PT/MT/TL in degrees, AASCE 2019 rule.</p>"
@@ -274,6 +314,7 @@ class LandmarkTables:
         pred: predicted corners by image, in the truth's vertebra order (NaN where not predicted).
         truth: true corners by image.
         confidence: per-vertebra confidence by image (NaN where the table has none).
+        levels_uncertain: the detector's level flag by image (when the table has the column).
         heights, groups, flagged, spacing_mm: per-image facts for :func:`evaluate_spines`.
         images: the radiograph of each image, when found.
     """
@@ -286,6 +327,7 @@ class LandmarkTables:
     flagged: dict[str, str]
     spacing_mm: dict[str, float]
     images: dict[str, Path | None]
+    levels_uncertain: dict[str, bool] = field(default_factory=dict)
 
 
 def patient_of(key: Any, image: str) -> str:
@@ -325,6 +367,7 @@ def read_tables(pred_csv: str | Path, truth_csv: str | Path, labels_csv: str | P
     predicted = {Path(s.key).name: s for s in read_landmarks(pred_csv, images_dir)}
     raw = pd.read_csv(pred_csv)
     conf_table = raw.groupby(["image", "vertebra"])["confidence"].first() if "confidence" in raw.columns else None
+    uncertain = raw.groupby("image")["levels_uncertain"].first() if "levels_uncertain" in raw.columns else None
     facts: dict[str, dict[str, Any]] = {}
     if labels_csv is not None:
         try:
@@ -366,7 +409,14 @@ def read_tables(pred_csv: str | Path, truth_csv: str | Path, labels_csv: str | P
                     confidence[k] = conf_table.get((found.key, name), np.nan)
         out.pred[image] = corners
         out.confidence[image] = confidence
+        if uncertain is not None and found.key in uncertain.index:
+            out.levels_uncertain[image] = _as_bool(uncertain[found.key])
     return out
+
+
+def _as_bool(value: Any) -> bool:
+    """A flag as pandas read it: a bool, or the text ``True`` / ``true`` / ``1`` after a hand edit."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else str(value).strip().lower() in {"true", "1", "yes"}
 
 
 def evaluate_tables(tables: LandmarkTables, n_bootstrap: int = 1000) -> LandmarkEvaluation:
@@ -374,4 +424,4 @@ def evaluate_tables(tables: LandmarkTables, n_bootstrap: int = 1000) -> Landmark
     truth has no name for is ignored, a true vertebra without a prediction counts as missing
     points (excluded from the errors, and the image's Cobb angles are then not compared)."""
     return evaluate_spines(tables.pred, tables.truth, tables.heights, tables.groups, tables.flagged,
-                           tables.spacing_mm, n_bootstrap)
+                           tables.spacing_mm, n_bootstrap, tables.levels_uncertain)

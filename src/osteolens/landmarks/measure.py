@@ -5,7 +5,10 @@ annotation gives, so heights, endplate angles, the annotation checks, Cobb angle
 and the DICOM SR all follow the hand-annotation path unchanged. A vertebra the detector hardly
 saw (confidence below :data:`~osteolens.landmarks.decode.LOW_CONFIDENCE`) carries a
 ``low_confidence`` problem: it is measured, flagged in the table and marked ``!`` on the
-overlay, never hidden.
+overlay, never hidden. When the level names are uncertain
+(:attr:`~osteolens.landmarks.decode.Detection.levels_uncertain`), the end vertebra on the
+rival's side (the first for a rival above it, the last for one below) carries a
+``levels_uncertain`` problem the same way.
 """
 
 from __future__ import annotations
@@ -31,18 +34,29 @@ if TYPE_CHECKING:
 _NOT_MEASURED = {"vertebra", "view", "anterior_side", "problems", *(f"{c}_{axis}" for c in CORNERS for axis in "xy")}
 
 
-def low_confidence_problems(prediction: SpinePrediction) -> dict[int, list[str]]:
-    """``low_confidence`` problems by vertebra index, for the vertebrae the detector hardly saw."""
-    return {k: [f"low_confidence: detector confidence {c:.2f} is below {LOW_CONFIDENCE}; check this vertebra "
-                "on the overlay and correct its corners by hand if needed"]
-            for k, c in enumerate(prediction.detection.confidence) if c < LOW_CONFIDENCE}
+def detection_problems(prediction: SpinePrediction) -> dict[int, list[str]]:
+    """Problems by vertebra index: ``low_confidence`` for the vertebrae the detector hardly saw,
+    ``levels_uncertain`` on the end vertebra next to a rival peak."""
+    found = prediction.detection
+    problems = {k: [f"low_confidence: detector confidence {c:.2f} is below {LOW_CONFIDENCE}; check this vertebra "
+                    "on the overlay and correct its corners by hand if needed"]
+                for k, c in enumerate(found.confidence) if c < LOW_CONFIDENCE}
+    if found.levels_uncertain:
+        cranial = found.rival_side == "cranial"
+        end = 0 if cranial else len(found.confidence) - 1
+        name, where = prediction.vertebrae[end], "above" if cranial else "below"
+        problems.setdefault(end, []).append(
+            f"levels_uncertain: a vertebra-like shape {where} {name} (detector {found.rival:.2f}) is nearly as clear "
+            f"as the weakest vertebra found ({found.confidence.min():.2f}), so every level may be off by one; check "
+            f"that this is {name} on the overlay and correct the names by hand if needed")
+    return problems
 
 
 def spine_input(prediction: SpinePrediction, view: str, image_path: str | Path | None = None) -> SpineInput:
     """The morphometry input of one detection (its corners, levels, image shape and flags)."""
     return SpineInput(key=prediction.image, names=list(prediction.vertebrae), corners=prediction.detection.corners,
                       view=view, image_path=Path(image_path) if image_path is not None else None,
-                      image_shape=prediction.image_shape, problems=low_confidence_problems(prediction))
+                      image_shape=prediction.image_shape, problems=detection_problems(prediction))
 
 
 def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarray | None = None,
@@ -86,13 +100,16 @@ def _cobb(row: dict[str, Any]) -> dict[str, Any] | None:
 def spine_record(prediction: SpinePrediction, spine: SpineMeasurement) -> dict[str, Any]:
     """The JSON of one measured detection, as the service and the DICOM node answer it: ``view``,
     ``image_shape``, per vertebra its name, confidence, flag, corners (original pixels), problems
-    and measurements, the Cobb angles with their end vertebrae (AP) and the low-confidence count."""
+    and measurements, the Cobb angles with their end vertebrae (AP), the low-confidence count and
+    whether the level names are uncertain (with the rival peak's value and side)."""
     confidence, low = prediction.detection.confidence, prediction.detection.low_confidence
     vertebrae = [{"name": v.name, "confidence": round(float(confidence[k]), 4), "low_confidence": bool(low[k]),
                   "corners": np.round(prediction.detection.corners[k], 2).tolist(), "problems": list(v.problems),
                   "measurements": _measurements(v)} for k, v in enumerate(spine.vertebrae)]
     return {"view": spine.view, "image_shape": list(prediction.image_shape), "vertebrae": vertebrae,
-            "cobb": _cobb(spine.cobb_row()), "cobb_note": spine.cobb_note, "low_confidence_count": int(low.sum())}
+            "cobb": _cobb(spine.cobb_row()), "cobb_note": spine.cobb_note, "low_confidence_count": int(low.sum()),
+            "levels_uncertain": prediction.detection.levels_uncertain,
+            "level_rival": {"confidence": round(prediction.detection.rival, 4), "side": prediction.detection.rival_side}}
 
 
 def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], *, root: Path | None = None,

@@ -5,7 +5,8 @@ through ONNX Runtime (the bundle's ``model.onnx``) or torch (:mod:`osteolens.lan
 its maps are decoded (:mod:`osteolens.landmarks.decode`) in input pixels, and the corners are
 mapped back to the original pixel grid through the stored per-axis scale. The table written
 is the shared data's landmark format, ``image, vertebra, corner, point_index, x, y``, plus
-``confidence`` (the vertebra's peak heatmap value) and ``low_confidence``: it reads straight
+``confidence`` (the vertebra's peak heatmap value), ``low_confidence`` and, per image,
+``levels_uncertain`` (:attr:`~osteolens.landmarks.decode.Detection.levels_uncertain`): it reads straight
 into ``osteolens morphometry --landmarks`` and ``osteolens landmarks evaluate``, and a person
 can correct it by hand.
 """
@@ -30,7 +31,7 @@ from osteolens.morphometry.vertebra import CORNERS
 if TYPE_CHECKING:
     from osteolens.io import Radiograph
 
-COLUMNS = ["image", "vertebra", "corner", "point_index", "x", "y", "confidence", "low_confidence"]
+COLUMNS = ["image", "vertebra", "corner", "point_index", "x", "y", "confidence", "low_confidence", "levels_uncertain"]
 
 
 @dataclass
@@ -54,14 +55,14 @@ class SpinePrediction:
     def rows(self) -> list[dict[str, object]]:
         """One row per corner in the landmark-table format (see the module docstring)."""
         out = []
-        low = self.detection.low_confidence
+        low, uncertain = self.detection.low_confidence, self.detection.levels_uncertain
         for k, name in enumerate(self.vertebrae):
             for c, corner in enumerate(CORNERS):
                 x, y = self.detection.corners[k, c]
                 out.append({"image": self.image, "vertebra": name, "corner": corner, "point_index": 4 * k + c,
                             "x": round(float(x), 2), "y": round(float(y), 2),
                             "confidence": round(float(self.detection.confidence[k]), 4),
-                            "low_confidence": bool(low[k])})
+                            "low_confidence": bool(low[k]), "levels_uncertain": uncertain})
         return out
 
 

@@ -59,7 +59,7 @@ import yaml
 
 from osteolens.errors import AnnotationError, ConfigError
 from osteolens.landmarks.augment import AugmentSettings
-from osteolens.landmarks.decode import LOW_CONFIDENCE, PositionPrior
+from osteolens.landmarks.decode import PositionPrior
 from osteolens.landmarks.runtime import TorchMaps, export_landmark_onnx, predict_prepared
 
 QC_POLICIES = ("repair", "drop")
@@ -273,15 +273,16 @@ def _prepare(samples: list[Sample], size: tuple[int, int]) -> tuple[list[np.ndar
     return images, scales
 
 
-def evaluate_held_out(samples: list[Sample], pred: dict[str, np.ndarray], n_bootstrap: int = 1000) -> Any:
+def evaluate_held_out(samples: list[Sample], pred: dict[str, np.ndarray], n_bootstrap: int = 1000,
+                      levels_uncertain: dict[str, bool] | None = None) -> Any:
     """:func:`osteolens.landmarks.evaluate.evaluate_spines` of predicted corners (by image) on held-out
     samples: their own annotations as truth, image heights for the Cobb rule, patients as bootstrap
-    groups, QC-flagged truth apart."""
+    groups, QC-flagged truth apart; ``levels_uncertain``: the detector's level flag by image."""
     from osteolens.landmarks.evaluate import evaluate_spines
 
     return evaluate_spines(pred, {s.image: s.corners for s in samples}, heights={s.image: float(s.shape[0]) for s in samples},
                            groups={s.image: s.patient for s in samples}, flagged={s.image: s.qc for s in samples if s.qc},
-                           n_bootstrap=n_bootstrap)
+                           n_bootstrap=n_bootstrap, levels_uncertain=levels_uncertain)
 
 
 def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -> Path:
@@ -297,8 +298,7 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     from osteolens.landmarks.evaluate import mean_shape, place_mean_shape, write_report
     from osteolens.landmarks.model import LandmarkNet, landmark_loss
     from osteolens.landmarks.preprocess import to_network
-    from osteolens.landmarks.predict import COLUMNS
-    from osteolens.morphometry.vertebra import CORNERS
+    from osteolens.landmarks.predict import SpinePrediction, predictions_table
     from osteolens.training.checkpoint import load_checkpoint, save_checkpoint, state_tensors
     from osteolens.training.loop import _lr_lambda, make_fabric
     from osteolens.training.rundir import environment, write_json
@@ -395,19 +395,14 @@ def train(config: LandmarkConfig, resume: bool = False, progress: Any = print) -
     net.cpu().eval()
     detected = predict_prepared(TorchMaps(net), [images[i] for i in val_idx], [scales[i] for i in val_idx],
                                 len(vertebrae), config.batch_size, prior=prior)
-    rows = []
-    for sample, detection in zip(val_samples, detected, strict=True):
-        corners, conf = detection.corners, detection.confidence
-        for k, name in enumerate(vertebrae):
-            for c, corner in enumerate(CORNERS):
-                rows.append([sample.image, name, corner, 4 * k + c, round(float(corners[k, c, 0]), 2),
-                             round(float(corners[k, c, 1]), 2), round(float(conf[k]), 4), bool(conf[k] < LOW_CONFIDENCE)])
-    pd.DataFrame(rows, columns=COLUMNS).to_csv(run / "val_predictions.csv", index=False)
+    predictions_table([SpinePrediction(s.image, list(vertebrae), d, s.shape, 0.0)
+                       for s, d in zip(val_samples, detected, strict=True)]).to_csv(run / "val_predictions.csv", index=False)
     pred = {s.image: d.corners for s, d in zip(val_samples, detected, strict=True)}
     truth = {s.image: s.corners for s in val_samples}
     metrics: dict[str, Any] = {}
     if val_samples:
-        evaluation = evaluate_held_out(val_samples, pred)
+        evaluation = evaluate_held_out(val_samples, pred, levels_uncertain={
+            s.image: d.levels_uncertain for s, d in zip(val_samples, detected, strict=True)})
         shape_mean = mean_shape([repair(samples[i].corners) for i in usable], [samples[i].shape for i in usable])
         baseline = evaluate_held_out(val_samples, {s.image: place_mean_shape(shape_mean, s.shape) for s in val_samples})
         metrics = {"model": evaluation.summary, "model_flagged": evaluation.flagged,

@@ -169,7 +169,8 @@ function renderLandmarks(result, fileName) {
   $("label").textContent = vertebrae.length + " vertebrae";
   $("label").classList.remove("positive", "negative");
   $("file-name").textContent = fileName + " · " + result.view + " · " + result.image_shape[1] + " × " +
-    result.image_shape[0] + " px" + (low ? " · " + low + " low confidence" : "");
+    result.image_shape[0] + " px" + (low ? " · " + low + " low confidence" : "") +
+    (result.levels_uncertain ? " · levels uncertain: check the end vertebrae" : "");
   $("probability-box").hidden = true;
   $("class-table").replaceChildren();
   const cobb = $("cobb-table");
@@ -195,6 +196,7 @@ function renderLandmarks(result, fileName) {
   for (const v of vertebrae) {
     const row = body.insertRow();
     row.classList.toggle("low-confidence", v.low_confidence);
+    row.classList.toggle("levels-uncertain", v.problems.some((p) => p.startsWith("levels_uncertain")));
     row.insertCell().textContent = v.name + (v.low_confidence ? " ⚠ low confidence" : "");
     row.insertCell().textContent = percent(v.confidence);
     row.insertCell().textContent = v.problems.join("; ");
