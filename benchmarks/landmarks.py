@@ -14,6 +14,8 @@ seed, in the section ``landmarks_seedS``, run in ``runs/bench_landmarks_seedS``)
   counting (the 17 strongest peaks, no position prior).
 * Level counting: how many predicted sets sit off their names by whole vertebrae, and how many
   of those the detector's ``levels_uncertain`` flag caught.
+* Spines never seen: how often the detector calls itself unreliable on the shared SRIHER
+  spines (another source, other views; no landmarks), beside its validation radiographs.
 * Time to predict one radiograph and compute its Cobb angles, with the network in ONNX Runtime
   (the bundle's ``model.onnx``, the default) and in torch: warm (loaded detector, median of
   20) and cold (``osteolens landmarks predict`` as a new process, median of 3).
@@ -56,6 +58,42 @@ def _row(name: str, summary: dict) -> str:
     return (f"| {name} | {summary.get('n_images', 0)} / {summary.get('n_patients', 0)} | {_ci(summary, 'mre_px')} | "
             + " | ".join(_ci(summary, f"within_{t}px", 0, 100.0) for t in (5, 10, 20))
             + f" | {_ci(summary, 'cobb_smape')} | {_ci(summary, 'cobb_cmae_deg')} |")
+
+
+def _never_seen_spines(detector, folder: Path | None) -> list | None:
+    """The detector's findings on the shared SRIHER spine radiographs (masked, AP and lateral,
+    framed unlike the AASCE crops), or None when that set is absent."""
+    if folder is None:
+        return None
+    from osteolens.landmarks.predict import predict_files
+
+    found, _ = predict_files(detector, sorted((folder / "images").rglob("*.png")))
+    return [p.detection for p in found]
+
+
+def foreign_lines(validation: list, foreign: list | None) -> list[str]:
+    """Markdown: how often the detector calls its detection unreliable or its levels uncertain,
+    on the validation radiographs and on spines it has never seen."""
+    import numpy as np
+
+    if foreign is None:
+        return ["Spines never seen: the SRIHER set (`spine_osteoporosis_sriher`) is absent, not measured.", ""]
+
+    def share(found: list, flag: str) -> str:
+        count = sum(getattr(d, flag) for d in found)
+        return f"{count} of {len(found)} ({100 * count / len(found):.0f} %)"
+
+    low = [int(d.low_confidence.sum()) for d in foreign]
+    return [f"Spines never seen: the same detector on the {len(foreign)} shared SRIHER spine radiographs (another "
+            "source; masked to the spine, thoracolumbar, lumbar and lateral views; no landmarks, so no error can be "
+            "measured), against its validation radiographs:", "",
+            "| radiographs | unreliable detection (>= 3 vertebrae under 0.3) | levels uncertain | "
+            "low-confidence vertebrae per image, median |",
+            "|---|---|---|---|",
+            f"| AASCE validation | {share(validation, 'unreliable')} | {share(validation, 'levels_uncertain')} | "
+            f"{np.median([int(d.low_confidence.sum()) for d in validation]):.0f} |",
+            f"| SRIHER (never seen) | {share(foreign, 'unreliable')} | {share(foreign, 'levels_uncertain')} | "
+            f"{np.median(low):.0f} |", ""]
 
 
 def main() -> None:
@@ -109,6 +147,8 @@ def main() -> None:
                                               levels_uncertain={s.image: d.levels_uncertain for s, d in
                                                                 zip(val, found, strict=True)})
     recipe = evaluations.pop("detector")  # the bundle's own decoding, through ONNX Runtime
+    val_found = predict_prepared(detector.maps, images, scales, len(detector.bundle.vertebrae), prior=prior)
+    foreign = _never_seen_spines(detector, shared_dataset("spine_osteoporosis_sriher"))
     ablations = {name: evaluation.summary for name, evaluation in evaluations.items()}
     shifted = recipe.per_image[(recipe.per_image["truth_problems"] == "") & (recipe.per_image["level_shift"] != 0)]
     counted = recipe.per_image[(recipe.per_image["truth_problems"] == "") & (recipe.per_image["level_shift"] == 0)]
@@ -178,6 +218,7 @@ def main() -> None:
         f"{without_prior['levels_uncertain']}, {without_prior['level_shifted_and_flagged']} of its "
         f"{without_prior['level_shifted']} shifted.",
         "",
+        *foreign_lines(val_found, foreign),
         f"Speed, one radiograph ({image.name}), landmarks (with the test-time flip) + Cobb angles, 2 threads:",
         "",
         "| network run by | warm ms (median of 20, detector loaded) | cold s (`osteolens landmarks predict`, new process, median of 3) |",

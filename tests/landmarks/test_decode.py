@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from osteolens.landmarks.decode import (
-    LEVEL_RIVAL, LOW_CONFIDENCE, Detection, PositionPrior, count_levels, decode, order_corners, rival,
+    LEVEL_RIVAL, LOW_CONFIDENCE, UNRELIABLE_LOW, Detection, PositionPrior, count_levels, decode, order_corners, rival,
 )
 from osteolens.landmarks.targets import encode, to_input, to_output
 from tests.landmarks.conftest import synthetic_spine
@@ -95,6 +95,14 @@ def test_a_strong_peak_beyond_the_counted_set_flags_the_levels():
     shifted = decode(heat, offset, corner, STRIDE, n=17)
     assert shifted.rival_side == "caudal" and np.isclose(shifted.rival, 0.6) and not shifted.levels_uncertain
     assert found.scaled(2.0, 2.0).rival == found.rival and found.scaled(2.0, 2.0).levels_uncertain
+
+
+def test_unreliable_from_the_count_of_low_confidence_vertebrae():
+    confidence = np.full(17, 0.9)
+    confidence[:UNRELIABLE_LOW - 1] = LOW_CONFIDENCE - 0.01
+    assert not Detection(np.zeros((17, 4, 2)), confidence).unreliable
+    confidence[UNRELIABLE_LOW - 1] = LOW_CONFIDENCE - 0.01
+    assert Detection(np.zeros((17, 4, 2)), confidence).unreliable
 
 
 def test_levels_uncertain_threshold_and_rival_side():

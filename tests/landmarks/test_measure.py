@@ -107,3 +107,22 @@ def test_dicom_radiographs_get_an_sr_with_the_angles(spine_tables, untrained_bun
     assert numbers["Cobb angle, main thoracic (MT)"] == (pytest.approx(cobb.mt), "deg")
     assert list(groups)[:5] == ["V1", "V2", "V3", "V4", "V5"]
     assert b"landmarks: detected by bundle (sha256 " in sr_path.read_bytes()  # detected corners, not drawn ones
+
+
+def test_an_unreliable_detection_warns_on_the_note_the_overlay_and_the_record():
+    image, corners = synthetic_spine(np.random.default_rng(9), (512, 256), 17)
+    confidence = np.full(17, 0.9)
+    confidence[[0, 1]] = 0.1  # two vertebrae hardly seen: still a usable detection
+    found = SpinePrediction("spine.png", list(VERTEBRAE), Detection(corners, confidence), image.shape, 0.0)
+    spine, plain = measure_prediction(found, "AP", image)
+    assert not found.detection.unreliable and spine.warning is None and spine_record(found, spine)["warning"] is None
+    confidence[[5, 9]] = 0.1  # four: probably not the view the detector knows
+    spine, warned = measure_prediction(found, "AP", image)
+    assert found.detection.unreliable
+    assert spine.warning.startswith("unreliable detection: the detector hardly saw 4 of 17 vertebrae")
+    assert spine.cobb_note.startswith(spine.warning) and spine.cobb == cobb_angles(corners, 512)  # measured, not hidden
+    record = spine_record(found, spine)
+    assert record["unreliable"] and record["warning"] == spine.warning
+    foot = slice(512 - 40, 512)  # the warning is written in red at the foot of the overlay
+    red = lambda canvas: ((canvas[foot, :, 2] > 200) & (canvas[foot, :, 0] < 80)).sum()  # noqa: E731
+    assert red(warned) > red(plain) + 20

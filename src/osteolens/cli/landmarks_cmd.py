@@ -79,12 +79,25 @@ def predict_cmd(
     predictions, failures = predict_files(detector, image_files(images))
     out.mkdir(parents=True, exist_ok=True)
     predictions_table(predictions).to_csv(out / "landmarks.csv", index=False)
-    low = sum(int(p.detection.low_confidence.sum()) for p in predictions)
-    uncertain = sum(p.detection.levels_uncertain for p in predictions)
-    console.print(f"{len(predictions)} image(s), {low} low-confidence vertebra(e), {uncertain} with uncertain "
-                  f"levels: {out / 'landmarks.csv'}")
+    report_detections(predictions, out / "landmarks.csv")
     if report_failures(failures, out / "failures.csv"):
         raise typer.Exit(1)
+
+
+def report_detections(predictions: list[Any], table: Path) -> None:
+    """Print how many vertebrae were hardly seen, how many images have uncertain level names, and
+    each unreliable detection (too many vertebrae hardly seen) by name."""
+    from osteolens.landmarks.decode import UNRELIABLE_LOW
+
+    low = sum(int(p.detection.low_confidence.sum()) for p in predictions)
+    uncertain = sum(p.detection.levels_uncertain for p in predictions)
+    console.print(f"corners of {len(predictions)} radiograph(s), {low} low-confidence vertebra(e), {uncertain} with "
+                  f"uncertain levels -> {table}")
+    for p in predictions:
+        if p.detection.unreliable:
+            console.print(f"unreliable detection: {p.image}: {int(p.detection.low_confidence.sum())} vertebrae hardly seen "
+                          f"({UNRELIABLE_LOW} or more): probably not the view the detector was trained on",
+                          style="red", highlight=False, markup=False)
 
 
 @landmarks_app.command("evaluate")

@@ -106,7 +106,7 @@ def morphometry(
     out.parent.mkdir(parents=True, exist_ok=True)
     if model is not None:
         from osteolens.cli.common import image_files
-        from osteolens.cli.landmarks_cmd import landmark_detector
+        from osteolens.cli.landmarks_cmd import landmark_detector, report_detections
         from osteolens.landmarks.measure import detect_and_measure
         from osteolens.landmarks.predict import predictions_table
 
@@ -116,7 +116,7 @@ def morphometry(
                                               view=view.value if view else None, **options)
         table = out.with_name("detected_landmarks.csv")
         predictions_table(detected).to_csv(table, index=False)
-        console.print(f"corners of {len(detected)} radiograph(s) -> {table}")
+        report_detections(detected, table)
         sources = {p.image: root / p.image for p in detected}
         landmark_source = f"detected by {detector.bundle.description}"
     else:

@@ -40,6 +40,11 @@ SPARE = 6
 MAX_SHIFT = 2
 """Most vertebrae by which the counting moves the strongest peaks' set up or down the spine."""
 
+UNRELIABLE_LOW = 3
+"""Low-confidence vertebrae from which a whole detection is flagged ``unreliable``. On the
+validation radiographs of both grouped splits (193) no detection had more than 2; on the
+shared SRIHER spines, framed and masked otherwise and partly lateral, 102 of 136 had 3 or more."""
+
 LEVEL_RIVAL = 0.8
 """A rival peak at or above this fraction of the weakest kept vertebra's flags the levels as
 uncertain. Chosen on the first grouped validation split of docs/landmarks.md (98 radiographs):
@@ -69,6 +74,12 @@ class Detection:
     def low_confidence(self) -> np.ndarray:
         """``(n,)`` bool: vertebrae whose confidence is below :data:`LOW_CONFIDENCE`."""
         return self.confidence < LOW_CONFIDENCE
+
+    @property
+    def unreliable(self) -> bool:
+        """True when :data:`UNRELIABLE_LOW` or more vertebrae are low-confidence: the radiograph
+        is probably not a view like the training images (another view, a partial spine)."""
+        return int(self.low_confidence.sum()) >= UNRELIABLE_LOW
 
     @property
     def levels_uncertain(self) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from osteolens.landmarks.decode import LOW_CONFIDENCE
+from osteolens.landmarks.decode import LOW_CONFIDENCE, UNRELIABLE_LOW
 from osteolens.landmarks.predict import LandmarkDetector, SpinePrediction, predict_files
 from osteolens.morphometry.batch import BatchResult, measure_inputs
 from osteolens.morphometry.inputs import SpineInput
@@ -52,11 +52,23 @@ def detection_problems(prediction: SpinePrediction) -> dict[int, list[str]]:
     return problems
 
 
+def detection_warning(prediction: SpinePrediction) -> str | None:
+    """The caution on a whole detection that is ``unreliable`` (many vertebrae hardly seen), else None."""
+    found = prediction.detection
+    if not found.unreliable:
+        return None
+    return (f"unreliable detection: the detector hardly saw {int(found.low_confidence.sum())} of {len(found.confidence)} "
+            f"vertebrae ({UNRELIABLE_LOW} or more never happened on its validation radiographs); this radiograph may "
+            f"not show {prediction.vertebrae[0]}-{prediction.vertebrae[-1]} in the view of the training images, so "
+            "check every vertebra before using these measurements")
+
+
 def spine_input(prediction: SpinePrediction, view: str, image_path: str | Path | None = None) -> SpineInput:
-    """The morphometry input of one detection (its corners, levels, image shape and flags)."""
+    """The morphometry input of one detection (its corners, levels, image shape, flags and warning)."""
     return SpineInput(key=prediction.image, names=list(prediction.vertebrae), corners=prediction.detection.corners,
                       view=view, image_path=Path(image_path) if image_path is not None else None,
-                      image_shape=prediction.image_shape, problems=detection_problems(prediction))
+                      image_shape=prediction.image_shape, problems=detection_problems(prediction),
+                      warning=detection_warning(prediction))
 
 
 def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarray | None = None,
@@ -65,7 +77,7 @@ def measure_prediction(prediction: SpinePrediction, view: str, pixels: np.ndarra
     source = spine_input(prediction, view)
     spine = measure_spine(source.corners, source.names, pixel_mm=pixel_mm, view=view, image_shape=source.image_shape,
                           image_height=source.image_shape[0] if source.image_shape else None, key=source.key,
-                          extra_problems=source.problems)
+                          extra_problems=source.problems, warning=source.warning)
     return spine, draw_overlay(spine, pixels)
 
 
@@ -101,7 +113,8 @@ def spine_record(prediction: SpinePrediction, spine: SpineMeasurement) -> dict[s
     """The JSON of one measured detection, as the service and the DICOM node answer it: ``view``,
     ``image_shape``, per vertebra its name, confidence, flag, corners (original pixels), problems
     and measurements, the Cobb angles with their end vertebrae (AP), the low-confidence count and
-    whether the level names are uncertain (with the rival peak's value and side)."""
+    whether the level names are uncertain (with the rival peak's value and side), and whether the
+    whole detection is unreliable (``warning`` says why)."""
     confidence, low = prediction.detection.confidence, prediction.detection.low_confidence
     vertebrae = [{"name": v.name, "confidence": round(float(confidence[k]), 4), "low_confidence": bool(low[k]),
                   "corners": np.round(prediction.detection.corners[k], 2).tolist(), "problems": list(v.problems),
@@ -109,6 +122,7 @@ def spine_record(prediction: SpinePrediction, spine: SpineMeasurement) -> dict[s
     return {"view": spine.view, "image_shape": list(prediction.image_shape), "vertebrae": vertebrae,
             "cobb": _cobb(spine.cobb_row()), "cobb_note": spine.cobb_note, "low_confidence_count": int(low.sum()),
             "levels_uncertain": prediction.detection.levels_uncertain,
+            "unreliable": prediction.detection.unreliable, "warning": spine.warning,
             "level_rival": {"confidence": round(prediction.detection.rival, 4), "side": prediction.detection.rival_side}}
 
 

@@ -127,6 +127,7 @@ def measure_inputs(
                 midpoints=spine_input.midpoints,
                 key=spine_input.key,
                 extra_problems=spine_input.problems,
+                warning=spine_input.warning,
             )
         except OsteolensError as exc:
             result.failures.append((spine_input.key, str(exc)))

@@ -67,6 +67,7 @@ class SpineInput:
             not given), else None.
         outlines: mask outlines (for drawing), else empty.
         problems: problems found while reading, by vertebra index.
+        warning: a caution about the whole spine (``SpineMeasurement.warning``), else None.
     """
 
     key: str
@@ -80,6 +81,7 @@ class SpineInput:
     midpoints: np.ndarray | None = None
     outlines: list[np.ndarray] = field(default_factory=list)
     problems: dict[int, list[str]] = field(default_factory=dict)
+    warning: str | None = None
 
 
 def _first_value(frame: pd.DataFrame, columns: tuple[str, ...]) -> object | None:

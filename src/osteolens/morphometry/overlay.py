@@ -110,6 +110,9 @@ def draw_overlay(
             upper, lower = getattr(spine.cobb, f"{key}_vertebrae")
             text = f"{key.upper()} {getattr(spine.cobb, key):.1f} deg ({names[upper]}-{names[lower]})"
             cv2.putText(canvas, text, (4, int(30 * font) * (row + 1) + 4), cv2.FONT_HERSHEY_SIMPLEX, font, _MAGENTA, thick)
+    if spine.warning:  # the first clause, at the foot of the image, in red
+        cv2.putText(canvas, spine.warning.split(":")[0].upper(), (4, canvas.shape[0] - int(12 * font) - 4),
+                    cv2.FONT_HERSHEY_SIMPLEX, font, _RED, thick)
     return canvas
 
 

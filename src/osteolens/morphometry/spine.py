@@ -67,7 +67,10 @@ class SpineMeasurement:
         vertebrae: one measurement per vertebra, in the given order.
         problems: the annotation problems (also listed on each vertebra).
         cobb: the AASCE Cobb angles (AP views with complete corners), else None.
-        cobb_note: why ``cobb`` is None, or a warning when the annotation has problems.
+        cobb_note: why ``cobb`` is None, or a warning when the annotation has problems;
+            it starts with ``warning`` when there is one.
+        warning: a caution about the whole spine from its source (a detector that hardly saw
+            it, say), drawn on the overlay; None without one.
     """
 
     key: str | None
@@ -76,6 +79,7 @@ class SpineMeasurement:
     problems: list[Problem] = field(default_factory=list)
     cobb: CobbAngles | None = None
     cobb_note: str | None = None
+    warning: str | None = None
 
     def worst(self) -> VertebraMeasurement | None:
         """The vertebra with the highest Genant grade (then height loss), if any is graded >= 1."""
@@ -147,6 +151,7 @@ def measure_spine(
     midpoints: np.ndarray | None = None,
     key: str | None = None,
     extra_problems: dict[int, list[str]] | None = None,
+    warning: str | None = None,
 ) -> SpineMeasurement:
     """Measure every vertebra of one spine, check the annotation, and add Cobb angles (AP).
 
@@ -166,6 +171,7 @@ def measure_spine(
             annotations); a vertebra whose points are NaN uses its endplate midpoints.
         key: the spine's identifier, carried into the result.
         extra_problems: problems found while reading the input, by vertebra index.
+        warning: a caution about the whole spine (``SpineMeasurement.warning``).
 
     Returns:
         The spine's measurements; nothing raises for a bad vertebra, it is reported.
@@ -190,7 +196,7 @@ def measure_spine(
             v = unmeasured(labels[i], quad, view=view, anterior=anterior, pixel_mm=spacing, problems=by_index[i])
         vertebrae.append(v)
     vertebrae = _with_neighbours(vertebrae, labels)
-    spine = SpineMeasurement(key=key, view=view, vertebrae=vertebrae, problems=problems)
+    spine = SpineMeasurement(key=key, view=view, vertebrae=vertebrae, problems=problems, warning=warning)
     if view != "AP":
         spine.cobb_note = "Cobb angles (AASCE) are defined on AP views"
     elif not np.isfinite(quads).all() or len(quads) < 3:
@@ -210,4 +216,6 @@ def measure_spine(
             if height is None and spine.cobb.s_shaped:
                 notes.append(HEIGHT_FALLBACK_NOTE)
             spine.cobb_note = "; ".join(notes) or None
+    if warning:
+        spine.cobb_note = "; ".join(note for note in (warning, spine.cobb_note) if note)
     return spine

@@ -276,7 +276,7 @@ def _landmark_answer(detector: Any, source: Path, key: str, results: Path) -> tu
     cobb = record["cobb"]
     summary = (f"Cobb PT {cobb['pt']['degrees']:.1f}, MT {cobb['mt']['degrees']:.1f}, TL {cobb['tl']['degrees']:.1f} deg"
                if cobb else "no Cobb angles") + f", {record['low_confidence_count']} low-confidence vertebra(e)" \
-        + (", levels uncertain" if record["levels_uncertain"] else "")
+        + (", levels uncertain" if record["levels_uncertain"] else "") + (", unreliable detection" if record["unreliable"] else "")
     return record, files, summary
 
 

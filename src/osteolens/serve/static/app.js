@@ -170,7 +170,8 @@ function renderLandmarks(result, fileName) {
   $("label").classList.remove("positive", "negative");
   $("file-name").textContent = fileName + " · " + result.view + " · " + result.image_shape[1] + " × " +
     result.image_shape[0] + " px" + (low ? " · " + low + " low confidence" : "") +
-    (result.levels_uncertain ? " · levels uncertain: check the end vertebrae" : "");
+    (result.levels_uncertain ? " · levels uncertain: check the end vertebrae" : "") +
+    (result.unreliable ? " · unreliable detection: see the note" : "");
   $("probability-box").hidden = true;
   $("class-table").replaceChildren();
   const cobb = $("cobb-table");
