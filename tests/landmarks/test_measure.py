@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pydicom
@@ -50,6 +52,28 @@ def test_detect_then_measure_equals_measuring_the_detected_table(spine_tables, u
     assert result.exit_code == 0, result.output
     assert np.allclose(pd.read_csv(hand)[NUMBERS], auto[NUMBERS], atol=0.02, equal_nan=True)  # table rounds to 0.01 px
     assert sorted(p.name for p in (tmp_path / "o2").glob("*.png")) == sorted(p.name for p in (tmp_path / "overlays").glob("*.png"))
+
+
+def test_each_radiograph_is_read_once_when_detected_measured_and_drawn(spine_tables, untrained_bundle, tmp_path,
+                                                                        monkeypatch):
+    import osteolens.io
+    import osteolens.morphometry.batch
+    from osteolens.landmarks.measure import detect_and_measure
+    from osteolens.landmarks.predict import LandmarkDetector
+
+    reads = []
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return read_radiograph(path, *args, **kwargs)
+
+    monkeypatch.setattr(osteolens.io, "read_radiograph", counting)
+    monkeypatch.setattr(osteolens.morphometry.batch, "read_radiograph", counting)
+    images = sorted((spine_tables[0].parent / "images").glob("*.png"))
+    predictions, result = detect_and_measure(LandmarkDetector.from_path(untrained_bundle), images, view="AP",
+                                             plot_dir=tmp_path / "overlays")
+    assert len(predictions) == len(result.spines) == len(result.overlays) == len(images)
+    assert sorted(reads) == sorted(p.name for p in images)  # once each: the detector's reading draws the overlay
 
 
 def test_model_needs_images_and_one_input(untrained_bundle, tmp_path):

@@ -13,14 +13,14 @@ rival's side (the first for a rival above it, the last for one below) carries a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from osteolens.landmarks.decode import LOW_CONFIDENCE, UNRELIABLE_LOW
-from osteolens.landmarks.predict import LandmarkDetector, SpinePrediction, predict_files
+from osteolens.landmarks.predict import LandmarkDetector, SpinePrediction, iter_detections
 from osteolens.morphometry.batch import BatchResult, measure_inputs
 from osteolens.morphometry.inputs import SpineInput
 from osteolens.morphometry.overlay import draw_overlay
@@ -142,10 +142,17 @@ def detect_and_measure(detector: LandmarkDetector, paths: Iterable[str | Path], 
     Returns:
         The detections, and the measurements with every unreadable file in ``failures``.
     """
-    paths = [Path(p) for p in paths]
-    predictions, failures = predict_files(detector, paths, root)
     view = view or detector.bundle.view
-    inputs = [spine_input(p, view, root / p.image if root is not None else p.image) for p in predictions]
-    result = measure_inputs(inputs, view=view, **measure_options)  # type: ignore[arg-type]
+    predictions: list[SpinePrediction] = []
+    failures: list[tuple[str, str]] = []
+
+    def inputs() -> Iterator[SpineInput]:  # one radiograph in memory at a time, read once
+        for found, radiograph in iter_detections(detector, paths, root, failures):
+            predictions.append(found)
+            source = spine_input(found, view, root / found.image if root is not None else found.image)
+            source.radiograph = radiograph
+            yield source
+
+    result = measure_inputs(inputs(), view=view, **measure_options)  # type: ignore[arg-type]
     result.failures[:0] = failures
     return predictions, result

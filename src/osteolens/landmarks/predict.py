@@ -14,7 +14,7 @@ can correct it by hand.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,20 +148,30 @@ class LandmarkDetector:
         return self.predict_radiograph(read_radiograph(path), name if name is not None else str(path), start)
 
 
-def predict_files(detector: LandmarkDetector, paths: Iterable[str | Path],
-                  root: Path | None = None) -> tuple[list[SpinePrediction], list[tuple[str, str]]]:
-    """Predict every file; a file that fails is recorded as ``(path, message)`` and the batch goes on.
+def iter_detections(detector: LandmarkDetector, paths: Iterable[str | Path], root: Path | None,
+                    failures: list[tuple[str, str]]) -> Iterator[tuple[SpinePrediction, Radiograph]]:
+    """Read each file once and find its corners, one file at a time: yields the prediction with
+    its radiograph; a file that fails is appended to ``failures`` as ``(path, message)`` and the
+    batch goes on. Each prediction is named by its path as given, or relative to ``root`` (the
+    folder searched)."""
+    from osteolens.io import read_radiograph
 
-    Each prediction is named by its path as given, or relative to ``root`` (the folder searched).
-    """
-    predictions, failures = [], []
     for path in paths:
         try:
             name = Path(path).relative_to(root).as_posix() if root is not None else str(path)
-            predictions.append(detector.predict_file(path, name))
+            started = time.perf_counter()
+            radiograph = read_radiograph(path)
+            yield detector.predict_radiograph(radiograph, name, started), radiograph
         except OsteolensError as exc:
             failures.append((str(path), str(exc)))
-    return predictions, failures
+
+
+def predict_files(detector: LandmarkDetector, paths: Iterable[str | Path],
+                  root: Path | None = None) -> tuple[list[SpinePrediction], list[tuple[str, str]]]:
+    """Predict every file (:func:`iter_detections`); returns the predictions and the ``(path, message)``
+    of each file that failed."""
+    failures: list[tuple[str, str]] = []
+    return [prediction for prediction, _ in iter_detections(detector, paths, root, failures)], failures
 
 
 def predictions_table(predictions: Iterable[SpinePrediction]) -> pd.DataFrame:

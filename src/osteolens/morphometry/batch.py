@@ -102,19 +102,22 @@ def measure_inputs(
             _lookup(height_by_image, spine_input.key),
         )
         height = next((h for h in heights if h is not None), None)
-        if spine_input.image_path is not None and (plot_dir is not None or spacing is None or shape is None):
+        radiograph, found_shape, found_spacing = spine_input.radiograph, None, None  # a radiograph read once
+        if radiograph is None and spine_input.image_path is not None and (
+                plot_dir is not None or spacing is None or shape is None):
             try:
                 if plot_dir is not None:
                     radiograph = read_radiograph(spine_input.image_path)
-                    image, found_shape, found_spacing = radiograph.pixels, radiograph.shape, radiograph.spacing_mm
                 else:
                     found_shape, found_spacing = read_image_header(spine_input.image_path)
             except OsteolensError as exc:
                 result.failures.append((str(spine_input.image_path), str(exc)))
-            else:
-                shape = shape or found_shape
-                spacing = spacing if spacing is not None else found_spacing
-                height = height if height is not None else shape[0]
+        if radiograph is not None:
+            image, found_shape, found_spacing = radiograph.pixels, radiograph.shape, radiograph.spacing_mm
+        if found_shape is not None:
+            shape = shape or found_shape
+            spacing = spacing if spacing is not None else found_spacing
+            height = height if height is not None else shape[0]
         try:
             spine = measure_spine(
                 spine_input.corners,

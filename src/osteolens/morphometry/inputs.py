@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from osteolens.errors import AnnotationError, ManifestError
+from osteolens.io import Radiograph
 from osteolens.io.header import read_header
 from osteolens.io.reader import DEFAULT_MAX_PIXELS
 from osteolens.morphometry.masks import cranial_directions, mask_centroid, outline_from_mask, split_label_image
@@ -68,6 +69,8 @@ class SpineInput:
         outlines: mask outlines (for drawing), else empty.
         problems: problems found while reading, by vertebra index.
         warning: a caution about the whole spine (``SpineMeasurement.warning``), else None.
+        radiograph: the radiograph, when the caller has read it already (a detector has):
+            its pixels, shape and spacing are used instead of reading ``image_path`` again.
     """
 
     key: str
@@ -82,6 +85,7 @@ class SpineInput:
     outlines: list[np.ndarray] = field(default_factory=list)
     problems: dict[int, list[str]] = field(default_factory=dict)
     warning: str | None = None
+    radiograph: Radiograph | None = None
 
 
 def _first_value(frame: pd.DataFrame, columns: tuple[str, ...]) -> object | None:
