@@ -133,3 +133,26 @@ def test_spines_without_a_dicom_source_are_skipped_and_said_so(lateral_dicom, tm
     assert [p.name for p in (tmp_path / "dicom").iterdir()] == ["spine_morphometry_sr.dcm"]
     assert "no DICOM SR for plain.png" in output and "is not a DICOM file" in output
     assert "no DICOM SR for missing.dcm" in output
+
+
+def test_a_detections_cautions_are_a_group_of_their_own(tmp_path):
+    from osteolens.dicom_out.morphometry_sr import write_morphometry_sr
+    from osteolens.morphometry import measure_spine
+
+    source = write_dicom(Radiograph(np.zeros((260, 160), np.float32)), tmp_path / "ap.dcm")
+    quads = np.stack([make_quad(40, 20, 20, 0.0, tilt, (80, 30 + 45 * k)).corners
+                      for k, tilt in enumerate((0.0, 12.0, -4.0, 6.0, -8.0))])
+    names = ["T11", "T12", "L1", "L2", "L3"]
+    plain = measure_spine(quads, names, view="AP", image_shape=(260, 160))
+    assert "Detection checks" not in _groups(srread(write_morphometry_sr(plain, source, tmp_path / "plain")))
+    cautious = measure_spine(quads, names, view="AP", image_shape=(260, 160), warning="unreliable detection: test",
+                             extra_problems={4: ["levels_uncertain: a vertebra-like shape below L3"]})
+    sr_path = write_morphometry_sr(cautious, source, tmp_path / "cautious")
+    groups = _groups(srread(sr_path))
+    assert list(groups)[-2:] == ["Cobb angles", "Detection checks"]
+    group, numbers = groups["Detection checks"]
+    assert numbers == {}
+    assert {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()} == {
+        "Landmark detection reliability": "Unreliable: many vertebrae hardly seen",
+        "Vertebral level identification": "Uncertain: may be off by one level"}
+    assert dciodvfy_errors(sr_path) == []

@@ -107,11 +107,27 @@ def _cobb_items(spine: SpineMeasurement) -> tuple[list[Any], list[Any]]:
     return angles, ends
 
 
+def _check_items(spine: SpineMeasurement) -> tuple[list[Any], list[Any]]:
+    """(no measurements, the spine-level cautions of a detection): an unreliable detection (the
+    spine's ``warning``) and level names that may be off by one (a ``levels_uncertain`` problem)."""
+    from highdicom.sr import QualitativeEvaluation
+
+    checks = []
+    if spine.warning:
+        checks.append(QualitativeEvaluation(name=_code("OSTL-DETECTION", PRIVATE, "Landmark detection reliability"),
+                                            value=_code("OSTL-UNRELIABLE", PRIVATE, "Unreliable: many vertebrae hardly seen")))
+    if any(p.startswith("levels_uncertain") for v in spine.vertebrae for p in v.problems):
+        checks.append(QualitativeEvaluation(name=_code("OSTL-LEVELS", PRIVATE, "Vertebral level identification"),
+                                            value=_code("OSTL-LEVELS-UNC", PRIVATE, "Uncertain: may be off by one level")))
+    return [], checks
+
+
 def build_morphometry_sr(reference: Any, spine: SpineMeasurement, landmark_source: str | None = None) -> Any:
     """A ``highdicom.sr.ComprehensiveSR`` of ``spine`` measured on the radiograph ``reference`` (its header).
 
     ``landmark_source`` (e.g. the landmark detector that found the corners) is added to the
-    algorithm's parameters, so a reader can tell detected corners from drawn ones.
+    algorithm's parameters, so a reader can tell detected corners from drawn ones. A detection's
+    cautions (unreliable, level names uncertain) form a last group, "Detection checks".
 
     Raises:
         ConfigError: the spine has no measured vertebra and no Cobb angles.
@@ -136,13 +152,16 @@ def build_morphometry_sr(reference: Any, spine: SpineMeasurement, landmark_sourc
         return MeasurementsAndQualitativeEvaluations(
             tracking_identifier=TrackingIdentifier(uid=derived_uid(instance, key, "morphometry", index),
                                                    identifier=identifier[:64]),
-            algorithm_id=algorithm, finding_sites=[FindingSite(site)], measurements=items[0],
+            algorithm_id=algorithm, finding_sites=[FindingSite(site)], measurements=items[0] or None,
             qualitative_evaluations=items[1] or None, source_images=source)
 
     groups = [group(str(i), v.name or f"#{i}", vertebra_code(v.name or f"#{i}"), _vertebra_items(v))
               for i, v in enumerate(spine.vertebrae) if v.measured]
     if spine.cobb is not None:
         groups.append(group("cobb", "Cobb angles", codes.SCT.Spine, _cobb_items(spine)))
+    checks = _check_items(spine)
+    if groups and checks[1]:
+        groups.append(group("checks", "Detection checks", codes.SCT.Spine, checks))
     if not groups:
         raise ConfigError(key, "has no measured vertebra, so there is nothing to report.",
                           "annotate all four corners of at least one vertebra.")
