@@ -87,3 +87,22 @@ def test_level_shift_finds_a_one_level_offset_on_every_sound_shared_spine(aasce)
         down = np.concatenate([true[1:], true[-1:] + (true[-1] - true[-2]).mean(axis=0)])  # "T1" on the true T2
         up = np.concatenate([true[:1] - (true[1] - true[0]).mean(axis=0), true[:-1]])
         assert (level_shift(true, true), level_shift(down, true), level_shift(up, true)) == (0, 1, -1), sample.image
+
+
+def test_relabel_by_the_reported_level_shift_puts_every_corner_on_its_true_level(aasce):
+    from osteolens.landmarks.evaluate import level_shift
+    from osteolens.landmarks.relabel import shift_levels
+    from osteolens.morphometry.vertebra import CORNERS
+
+    _, (samples, names, broken) = aasce
+    for sample in [s for s in samples if s.image not in broken][:25]:
+        true = sample.corners
+        down = np.concatenate([true[1:], true[-1:] + (true[-1] - true[-2]).mean(axis=0)])  # "T1" on the true T2
+        shift = level_shift(down, true)
+        table = pd.DataFrame([{"image": sample.image, "vertebra": name, "corner": corner, "x": down[k, c, 0],
+                               "y": down[k, c, 1]} for k, name in enumerate(names) for c, corner in enumerate(CORNERS)])
+        fixed = shift_levels(table, sample.image, shift)
+        assert shift == 1 and fixed["vertebra"].iloc[-1] == "S1"
+        for row in fixed[fixed["vertebra"].isin(names)].itertuples():
+            k, c = names.index(row.vertebra), CORNERS.index(row.corner)
+            assert (row.x, row.y) == (true[k, c, 0], true[k, c, 1])

@@ -135,6 +135,34 @@ def evaluate_cmd(
     console.print(f"report {page}")
 
 
+@landmarks_app.command("relabel")
+def relabel_cmd(
+    table: Path = typer.Argument(..., help="Landmark table (CSV), e.g. landmarks.csv from `landmarks predict`.",
+                                 exists=True, dir_okay=False),
+    image: str = typer.Option(..., "--image", help="The image whose levels to rename, as in the table's image column."),
+    shift: int = typer.Option(..., "--shift", help="Levels to move the names: +1 renames T1 -> T2 ... L5 -> S1; "
+                              "-1 renames T1 -> C7 ... L5 -> L4."),
+    out: Path | None = typer.Option(None, "--out", help="Output CSV (default: TABLE with .relabelled.csv)."),
+) -> None:
+    """Rename one image's vertebrae by whole levels, keeping every corner: the fix for a detection
+    counted off by one (flagged levels_uncertain), after checking its overlay.
+
+    Example: osteolens landmarks relabel detected/landmarks.csv --image spine7.png --shift -1
+    """
+    import pandas as pd
+
+    from osteolens.errors import ManifestError
+    from osteolens.landmarks.relabel import shift_levels
+
+    try:
+        frame = pd.read_csv(table)
+    except (OSError, ValueError) as exc:
+        raise ManifestError(table, f"cannot read the landmark table ({exc}).", "give a CSV file.") from exc
+    target = out if out is not None else table.with_suffix(".relabelled.csv")
+    shift_levels(frame, image, shift, table).to_csv(target, index=False)
+    console.print(f"{image}: levels moved {shift:+d} -> {target}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``landmarks`` command group."""
     app.add_typer(landmarks_app, name="landmarks")
