@@ -104,3 +104,12 @@ def test_summary_counts_shifted_sets_and_the_detectors_level_flag():
     rows = result.per_image.set_index("image")
     assert rows.loc["s0", "level_shift"] == 1 and rows.loc["s1", "level_shift"] == 0
     assert "levels_uncertain" not in evaluate_spines(pred, truth, n_bootstrap=0).summary
+
+
+def test_an_image_missing_a_vertebra_counts_in_the_point_metrics_not_the_angles():
+    truth = _spines(3)
+    pred = {k: v + [3.0, 4.0] for k, v in truth.items()}  # every point 5 px off
+    pred["s0"][-1] = np.nan  # no L5: its Cobb angles cannot be compared
+    s = evaluate_spines(pred, truth, heights={k: 1024.0 for k in truth}, n_bootstrap=0).summary
+    assert s["n_images"] == 3 and s["n_images_cobb"] == 2
+    assert s["mre_px"] == pytest.approx(5.0) and s["cobb_smape"] == pytest.approx(0.0, abs=1e-6)

@@ -44,6 +44,9 @@ def test_relabelling_a_set_counted_one_level_cranial_restores_its_levels(tmp_pat
     after = evaluate_tables(read_tables(tmp_path / "pred.relabelled.csv", tmp_path / "truth.csv"), n_bootstrap=0)
     assert after.per_image["level_shift"].iloc[0] == 0
     assert after.per_image["mre_px"].iloc[0] == pytest.approx(0.0, abs=1e-6)  # T1-L4 exact; C7 ignored, L5 missing
+    # still in the headline point metrics; no Cobb comparison without L5
+    assert after.summary["n_images"] == 1 and after.summary["mre_px"] == pytest.approx(0.0, abs=1e-6)
+    assert after.summary["n_images_cobb"] == 0 and np.isnan(after.summary["cobb_smape"])
 
 
 def test_shift_levels_leaves_other_images_and_refuses_what_it_cannot_do():

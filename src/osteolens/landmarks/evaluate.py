@@ -73,12 +73,14 @@ def _cmae(computed: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _metrics(errors: Sequence[np.ndarray], pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Point metrics over every image; angle metrics over the images with both sets of angles."""
     points = np.concatenate(errors) if len(errors) else np.empty(0)
     out = {"mre_px": float(points.mean()) if len(points) else float("nan")}
     for t in THRESHOLDS_PX:
         out[f"within_{t}px"] = float((points <= t).mean()) if len(points) else float("nan")
-    out["cobb_smape"] = smape(pred, true) if len(pred) else float("nan")
-    out["cobb_cmae_deg"] = _cmae(pred, true) if len(pred) else float("nan")
+    both = np.isfinite(pred).all(axis=1) & np.isfinite(true).all(axis=1) if len(pred) else np.zeros(0, bool)
+    out["cobb_smape"] = smape(pred[both], true[both]) if both.any() else float("nan")
+    out["cobb_cmae_deg"] = _cmae(pred[both], true[both]) if both.any() else float("nan")
     return out
 
 
@@ -110,12 +112,16 @@ def summarise(errors: Sequence[np.ndarray], pred_angles: np.ndarray, true_angles
 
     Args:
         errors: per image, the radial errors of its points (px).
-        pred_angles, true_angles: ``(m, 3)`` Cobb angles of the predicted and true corners.
+        pred_angles, true_angles: ``(m, 3)`` Cobb angles of the predicted and true corners (NaN
+            where not computable: those images count in the point metrics only).
         groups: the patient of each image.
         n_bootstrap: resamples (0: no intervals).
         seed: the bootstrap's random seed.
     """
+    pred_angles, true_angles = np.asarray(pred_angles, float).reshape(-1, 3), np.asarray(true_angles, float).reshape(-1, 3)
     summary: dict[str, Any] = {"n_images": len(errors), "n_patients": len(set(groups)),
+                               "n_images_cobb": int((np.isfinite(pred_angles).all(axis=1)
+                                                     & np.isfinite(true_angles).all(axis=1)).sum()),
                                **_metrics(errors, pred_angles, true_angles)}
     if n_bootstrap and len(errors) > 1:
         members = pd.Series(range(len(groups))).groupby(np.asarray(groups)).apply(list).tolist()
@@ -190,7 +196,7 @@ def evaluate_spines(
     table = table.sort_values("mre_px", ascending=False, kind="stable").reset_index(drop=True)
 
     def part(select: pd.Series) -> dict[str, Any]:
-        chosen = table[select & table["true_pt"].notna()]
+        chosen = table[select & table["points"].map(len).gt(0)]
         if chosen.empty:
             return {"n_images": 0}
         angles = ["pt", "mt", "tl"]
