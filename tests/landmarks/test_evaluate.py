@@ -113,3 +113,13 @@ def test_an_image_missing_a_vertebra_counts_in_the_point_metrics_not_the_angles(
     s = evaluate_spines(pred, truth, heights={k: 1024.0 for k in truth}, n_bootstrap=0).summary
     assert s["n_images"] == 3 and s["n_images_cobb"] == 2
     assert s["mre_px"] == pytest.approx(5.0) and s["cobb_smape"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_image_with_no_vertebra_in_common_is_reported_not_fatal():
+    truth = _spines(3)
+    pred = {k: v + [3.0, 4.0] for k, v in truth.items()}
+    pred["s1"] = np.full_like(truth["s1"], np.nan)  # its names matched none of the truth's
+    result = evaluate_spines(pred, truth, heights={k: 1024.0 for k in truth}, n_bootstrap=0)
+    rows = result.per_image.set_index("image")
+    assert np.isnan(rows.loc["s1", "mre_px"]) and np.isnan(rows.loc["s1", "max_px"])
+    assert result.summary["n_images"] == 2 and result.summary["mre_px"] == pytest.approx(5.0)

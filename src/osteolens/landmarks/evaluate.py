@@ -180,8 +180,10 @@ def evaluate_spines(
         except AnnotationError:
             true_cobb = pred_cobb = np.full(3, np.nan)
         spacing = spacing_mm.get(image)
-        rows.append({"image": image, "patient": groups.get(image, image), "mre_px": float(error.mean()),
-                     "max_px": float(error.max()), "mre_mm": float(error.mean() * spacing) if spacing else np.nan,
+        mre = float(error.mean()) if len(error) else np.nan  # no vertebra in common: no point error
+        rows.append({"image": image, "patient": groups.get(image, image), "mre_px": mre,
+                     "max_px": float(error.max()) if len(error) else np.nan,
+                     "mre_mm": mre * spacing if spacing else np.nan,
                      "points": error, "true_pt": true_cobb[0], "true_mt": true_cobb[1], "true_tl": true_cobb[2],
                      "pred_pt": pred_cobb[0], "pred_mt": pred_cobb[1], "pred_tl": pred_cobb[2],
                      "smape": smape(pred_cobb, true_cobb) if np.isfinite(true_cobb).all() else np.nan,
@@ -191,7 +193,7 @@ def evaluate_spines(
         raise EvaluationError(None, "no image has both predicted and true corners.",
                               "check that both tables name the images the same way (same 'image' values).")
     table = pd.DataFrame(rows)
-    q1, q3 = np.percentile(table["mre_px"], [25, 75])
+    q1, q3 = np.nanpercentile(table["mre_px"], [25, 75])
     table["outlier"] = table["mre_px"] > q3 + 1.5 * (q3 - q1)
     table = table.sort_values("mre_px", ascending=False, kind="stable").reset_index(drop=True)
 
