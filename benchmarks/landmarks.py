@@ -138,16 +138,16 @@ def main() -> None:
     val = [samples[i] for i in grouped_split(samples, config.val_fraction, config.seed)[1]]
     images, scales = _prepare(val, tuple(config.input_size))
     prior = detector.bundle.position_prior
-    evaluations = {}
+    evaluations, found_by = {}, {}
     for name, options in (("detector", dict(flip=True, prior=prior)),
                           ("detector without test-time flip", dict(flip=False, prior=prior)),
                           ("detector without counting (17 strongest peaks)", dict(flip=True, prior=None))):
-        found = predict_prepared(detector.maps, images, scales, len(detector.bundle.vertebrae), **options)
+        found = found_by[name] = predict_prepared(detector.maps, images, scales, len(detector.bundle.vertebrae),
+                                                  **options)
         evaluations[name] = evaluate_held_out(val, {s.image: d.corners for s, d in zip(val, found, strict=True)},
                                               levels_uncertain={s.image: d.levels_uncertain for s, d in
                                                                 zip(val, found, strict=True)})
     recipe = evaluations.pop("detector")  # the bundle's own decoding, through ONNX Runtime
-    val_found = predict_prepared(detector.maps, images, scales, len(detector.bundle.vertebrae), prior=prior)
     foreign = _never_seen_spines(detector, shared_dataset("spine_osteoporosis_sriher"))
     ablations = {name: evaluation.summary for name, evaluation in evaluations.items()}
     shifted = recipe.per_image[(recipe.per_image["truth_problems"] == "") & (recipe.per_image["level_shift"] != 0)]
@@ -218,7 +218,7 @@ def main() -> None:
         f"{without_prior['levels_uncertain']}, {without_prior['level_shifted_and_flagged']} of its "
         f"{without_prior['level_shifted']} shifted.",
         "",
-        *foreign_lines(val_found, foreign),
+        *foreign_lines(found_by["detector"], foreign),
         f"Speed, one radiograph ({image.name}), landmarks (with the test-time flip) + Cobb angles, 2 threads:",
         "",
         "| network run by | warm ms (median of 20, detector loaded) | cold s (`osteolens landmarks predict`, new process, median of 3) |",
