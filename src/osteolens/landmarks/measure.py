@@ -48,7 +48,7 @@ def detection_problems(prediction: SpinePrediction) -> dict[int, list[str]]:
         problems.setdefault(end, []).append(
             f"levels_uncertain: a vertebra-like shape {where} {name} (detector {found.rival:.2f}) is nearly as clear "
             f"as the weakest vertebra found ({found.confidence.min():.2f}), so every level may be off by one; check "
-            f"that this is {name} on the overlay and correct the names by hand if needed")
+            f"that this is {name} on the overlay, and if not rename the levels ('osteolens landmarks relabel')")
     return problems
 
 
