@@ -42,14 +42,15 @@ MAX_SHIFT = 2
 
 UNRELIABLE_LOW = 3
 """Low-confidence vertebrae from which a whole detection is flagged ``unreliable``. On the
-validation radiographs of both grouped splits (193) no detection had more than 2; on the
-shared SRIHER spines, framed and masked otherwise and partly lateral, 102 of 136 had 3 or more."""
+validation radiographs of three grouped splits (305) no detection had more than 2; on the
+shared SRIHER spines, framed and masked otherwise and partly lateral, 102-105 of 136 had 3 or
+more (docs/landmarks.md)."""
 
 LEVEL_RIVAL = 0.8
 """A rival peak at or above this fraction of the weakest kept vertebra's flags the levels as
 uncertain. Chosen on the first grouped validation split of docs/landmarks.md (98 radiographs):
-it flags 27, among them 7 of the 13 whose set is shifted by a level; on the second split it
-flags 19, among them 7 of its 15."""
+it flags 27, among them 7 of the 13 whose set is shifted by a level; on the second and third
+splits it flags 19 and 37, among them 7 of 15 and 9 of 19."""
 
 
 @dataclass
