@@ -46,7 +46,7 @@ from osteolens.models import create_model, tabular as covariates, tasks
 from osteolens.training.checkpoint import save_tensors, state_tensors
 from osteolens.training.config import TrainConfig
 from osteolens.training.dataset import ImageStore, RadiographDataset, Samples, build_samples, effective_pipeline
-from osteolens.training.loop import FitSettings, fit, make_fabric, predict_outputs
+from osteolens.training.loop import FitSettings, fit, make_fabric, predict_outputs, release_processes
 from osteolens.training.progress import TrainingProgress
 from osteolens.training.rescale import rescale_covariates, rescale_target
 from osteolens.training.rundir import environment, read_config, write_config, write_json
@@ -389,6 +389,7 @@ def run_training(
         write_json(run.run_dir / "environment.json", environment(str(fabric.device), processes=fabric.world_size))
     with _processes_together(fabric):
         _train_folds(run, todo, fabric, resume, progress)
+        release_processes(fabric)  # what follows is rank 0's alone
     if not lead:
         return RunResult(run.run_dir, todo, failures=run.failures, global_rank=fabric.global_rank)
     if fold is not None:

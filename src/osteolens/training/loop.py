@@ -119,6 +119,21 @@ def make_fabric(accelerator: str = "auto", precision: str = "32-true", devices: 
     return fabric
 
 
+def release_processes(fabric) -> None:
+    """End a multi-process run's process group on every rank, once no collective is left.
+
+    Without it, a rank that returns while Gloo's worker threads still hold work can abort at
+    interpreter exit ("terminate called without an active exception", exit -6: seen on the
+    2-process CPU test under load; torch does not register this teardown itself). A no-op for
+    one process.
+    """
+    import torch.distributed as dist
+
+    if fabric.world_size > 1 and dist.is_available() and dist.is_initialized():
+        fabric.barrier()
+        dist.destroy_process_group()
+
+
 #: Added to the run seed per DDP process rank for the global torch RNG (augmentation, dropout).
 RANK_SEED_STRIDE = 1
 
