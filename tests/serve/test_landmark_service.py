@@ -227,6 +227,13 @@ def test_web_page_shows_the_overlay_cobb_table_and_flagged_vertebrae(spine):
                 expected = int(detector.predict_file(png).detection.low_confidence.sum())
                 assert flagged == expected and flagged > 0  # an untrained detector is unsure: flagged, not hidden
                 assert "low confidence" in page.inner_text("#vertebra-table")
+                # the detection's flags, as the detector gives them (this one is unreliable, its levels not flagged)
+                found = detector.predict_file(png).detection
+                header, note = page.text_content("#file-name"), page.text_content("#cobb-note")
+                assert found.unreliable and "unreliable detection" in header and note.startswith("unreliable detection")
+                assert ("levels uncertain" in header) == found.levels_uncertain
+                assert page.eval_on_selector_all("#vertebra-table tr.levels-uncertain", "rows => rows.length") == \
+                    int(found.levels_uncertain)
                 assert not page.is_visible("#probability-box") and "Done in" in page.text_content("#status")
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "web_page_landmarks.png"), full_page=True)
