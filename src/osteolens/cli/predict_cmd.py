@@ -305,12 +305,9 @@ def export_onnx(
 
 def _export_landmark_onnx(bundle: Path, out: Path | None, tolerance: float | None) -> None:
     """``export-onnx`` of a landmark bundle: export, check against torch, store as its model.onnx."""
-    from osteolens.landmarks.bundle import add_landmark_onnx, load_landmark_bundle
-    from osteolens.landmarks.runtime import export_landmark_onnx
+    from osteolens.landmarks.bundle import add_landmark_onnx
 
-    loaded = load_landmark_bundle(bundle)
-    graph = export_landmark_onnx(loaded.model, loaded.input_size)
-    parity = add_landmark_onnx(bundle, graph, tolerance)
+    graph, parity = add_landmark_onnx(bundle, tolerance=tolerance)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(graph)

@@ -198,22 +198,29 @@ def check_landmark_graph(model: Any, graph: bytes, input_size: tuple[int, int], 
             "inputs": {"seed": 0, "images": [2, 1, *input_size], "images_distribution": "uniform [-1, 1)"}}
 
 
-def add_landmark_onnx(path: str | Path, onnx_model: bytes, tolerance: float | None = None) -> dict[str, Any]:
-    """Store (or replace) the ONNX graph in an existing landmark bundle after :func:`check_landmark_graph`.
-    The bundle changes, so a signature is dropped: sign it again (``osteolens bundle sign``).
+def add_landmark_onnx(path: str | Path, onnx_model: bytes | None = None,
+                      tolerance: float | None = None) -> tuple[bytes, dict[str, Any]]:
+    """Store (or replace) the ONNX graph in an existing landmark bundle after :func:`check_landmark_graph`;
+    without ``onnx_model``, the graph exported from the bundle's own network
+    (:func:`osteolens.landmarks.runtime.export_landmark_onnx`). The bundle changes, so a signature
+    is dropped: sign it again (``osteolens bundle sign``).
 
     Returns:
-        The parity check stored as ``onnx_parity``.
+        The stored graph and the parity check stored as ``onnx_parity``.
 
     Raises:
         BundleError: the bundle does not load, or the graph is not its network.
     """
     path = Path(path)
     bundle = load_landmark_bundle(path)
+    if onnx_model is None:
+        from osteolens.landmarks.runtime import export_landmark_onnx
+
+        onnx_model = export_landmark_onnx(bundle.model, bundle.input_size)
     manifest, blobs = dict(bundle.manifest), {WEIGHTS_NAME: bundle.weights}
     _attach_graph(manifest, blobs, bundle.model, onnx_model, bundle.input_size, path, tolerance)
     _store(path, manifest, blobs)
-    return manifest["onnx_parity"]
+    return onnx_model, manifest["onnx_parity"]
 
 
 def load_landmark_bundle(path: str | Path, trusted_key: Any = None, lazy: bool = False) -> LandmarkBundle:

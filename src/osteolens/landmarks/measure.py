@@ -27,10 +27,10 @@ from osteolens.morphometry.overlay import draw_overlay
 from osteolens.morphometry.spine import SpineMeasurement, measure_spine
 from osteolens.morphometry.vertebra import CORNERS, VertebraMeasurement
 
-#: Keys of ``VertebraMeasurement.to_dict()`` that :func:`spine_record` gives elsewhere (name, corners, problems).
 if TYPE_CHECKING:
     from osteolens.io import Radiograph
 
+#: Keys of ``VertebraMeasurement.to_dict()`` that :func:`spine_record` gives elsewhere (name, corners, problems).
 _NOT_MEASURED = {"vertebra", "view", "anterior_side", "problems", *(f"{c}_{axis}" for c in CORNERS for axis in "xy")}
 
 

@@ -4,8 +4,9 @@ A backend maps normalised inputs ``(N, 1, H, W)`` to the three output maps as nu
 heatmap probabilities ``(N, h, w)`` (after the sigmoid), sub-cell centre offsets
 ``(N, 2, h, w)`` and corner offsets ``(N, 8, h, w)``, with ``h = H / stride``. The ONNX graph
 (:func:`export_landmark_onnx`) holds the same network with the sigmoid inside, so
-:class:`OnnxMaps` needs ONNX Runtime only, not torch; :func:`check_landmark_onnx` compares
-it with the torch network before a bundle stores it.
+:class:`OnnxMaps` needs ONNX Runtime only, not torch;
+:func:`osteolens.landmarks.bundle.check_landmark_graph` compares it with the torch network
+before a bundle stores it.
 """
 
 from __future__ import annotations

@@ -274,10 +274,10 @@ def _landmark_answer(detector: Any, source: Path, key: str, results: Path) -> tu
               **spine_record(found, spine)}
     files = write_detection_dicom(source, spine, overlay, detector.bundle, results)
     cobb = record["cobb"]
-    summary = (f"Cobb PT {cobb['pt']['degrees']:.1f}, MT {cobb['mt']['degrees']:.1f}, TL {cobb['tl']['degrees']:.1f} deg"
-               if cobb else "no Cobb angles") + f", {record['low_confidence_count']} low-confidence vertebra(e)" \
-        + (", levels uncertain" if record["levels_uncertain"] else "") + (", unreliable detection" if record["unreliable"] else "")
-    return record, files, summary
+    parts = [f"Cobb PT {cobb['pt']['degrees']:.1f}, MT {cobb['mt']['degrees']:.1f}, TL {cobb['tl']['degrees']:.1f} deg"
+             if cobb else "no Cobb angles", f"{record['low_confidence_count']} low-confidence vertebra(e)"]
+    parts += [flag.replace("_", " ") for flag in ("levels_uncertain", "unreliable") if record[flag]]
+    return record, files, ", ".join(parts)
 
 
 def _log_association(event: Any) -> None:
